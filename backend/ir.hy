@@ -1,0 +1,139 @@
+"The IR as data, and its text form (see shared/ir.md).
+
+A node is a Python list; `Sym` is a symbol; a plain `str` is a string literal; numbers,
+`True`, `False` and `None` are themselves. Printing and reading are inverse:
+
+  (print-ir (parse-ir \"(def f (in) (begin (begin (let x0 (* in 1) x0))))\"))
+  ; => \"(def f (in) (begin (begin (let x0 (* in 1) x0))))\""
+
+(import re
+        hytorch.errors [IRSyntaxError])
+
+
+(defclass Sym [str]
+  "An IR symbol such as `x0`, `in` or `relu`. Compares equal to the plain string."
+  (defn __repr__ [self] f"Sym({(str.__repr__ self)})"))
+
+
+(setv _ESCAPES {"\\" "\\\\"  "\"" "\\\""  "\n" "\\n"  "\t" "\\t"  "\r" "\\r"})
+(setv _UNESCAPES {"\\" "\\"  "\"" "\""  "n" "\n"  "t" "\t"  "r" "\r"})
+(setv _SPECIAL-FLOATS {"inf" (float "inf")  "-inf" (float "-inf")  "nan" (float "nan")})
+
+
+(defn quote-string [s]
+  "IR text of a string literal: (quote-string \"a\\tb\") => \"\\\"a\\\\tb\\\"\""
+  (+ "\"" (.join "" (gfor c s (cond (in c _ESCAPES) (get _ESCAPES c)
+                                   (< (ord c) 32) f"\\x{(ord c) :02x}"
+                                   True c)))
+     "\""))
+
+
+(defn print-float [x]
+  "Floats print as Python's repr, so they read back exactly: (print-float 5e-4) => \"0.0005\""
+  (cond (!= x x) "nan"
+        (= x (float "inf")) "inf"
+        (= x (float "-inf")) "-inf"
+        True (repr x)))
+
+
+(defn print-ir [node]
+  "The text of an IR node: (print-ir [(Sym \"+\") (Sym \"x0\") 1]) => \"(+ x0 1)\""
+  (cond (isinstance node Sym) (str node)
+        (isinstance node bool) (if node "True" "False")
+        (is node None) "None"
+        (isinstance node int) (str node)
+        (isinstance node float) (print-float node)
+        (isinstance node str) (quote-string node)
+        (isinstance node #(list tuple)) (+ "(" (.join " " (map print-ir node)) ")")
+        True (raise (TypeError f"not an IR value: {node !r}"))))
+
+
+(setv _TOKEN (re.compile #[[\s+|(?P<open>\()|(?P<close>\))|(?P<string>"(?:[^"\\]|\\.)*")|(?P<atom>[^\s()"]+)]] re.S))
+(setv _INT (re.compile #[[[-+]?\d+\Z]]))
+(setv _FLOAT (re.compile #[[[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?\Z]]))
+
+
+(defn _position [text offset]
+  "1-based line and column of `offset` in `text`."
+  (setv line (+ 1 (.count text "\n" 0 offset)))
+  #(line (- offset (.rfind text "\n" 0 offset))))
+
+
+(defn _syntax-error [text offset message]
+  (IRSyntaxError message #* (_position text offset) offset))
+
+
+(defn _unescape [body text offset]
+  (setv out [] i 0)
+  (while (< i (len body))
+    (setv c (get body i))
+    (cond (!= c "\\") (do (.append out c) (+= i 1))
+          (= (get body (+ i 1)) "x")
+            (do (setv digits (cut body (+ i 2) (+ i 4)))
+                (_check-hex digits text (+ offset i))
+                (.append out (chr (int digits 16)))
+                (+= i 4))
+          True
+            (do (setv e (get body (+ i 1)))
+                ;; snek-LMS left unknown escapes alone; keep them as written.
+                (.append out (.get _UNESCAPES e (+ "\\" e)))
+                (+= i 2))))
+  (.join "" out))
+
+
+(defn _check-hex [digits text offset]
+  (when (not (and (= (len digits) 2) (all (gfor d digits (in d "0123456789abcdefABCDEF")))))
+    (raise (_syntax-error text offset f"bad \\x escape {digits !r} in a string"))))
+
+
+(defn read-atom [token]
+  "The value of one atom token: (read-atom \"0.0005\") => 0.0005, (read-atom \"x1\") => (Sym \"x1\")"
+  (cond (_INT.match token) (int token)
+        (_FLOAT.match token) (float token)
+        (in token _SPECIAL-FLOATS) (get _SPECIAL-FLOATS token)
+        (= token "True") True
+        (= token "False") False
+        (= token "None") None
+        True (Sym token)))
+
+
+(defn parse-ir [text]
+  "Read one IR form from `text`; raises IRSyntaxError naming the position of a problem.
+
+    (parse-ir \"(+ x0 1)\") => [(Sym \"+\") (Sym \"x0\") 1]"
+  (setv stack [[]] opens [] pos 0 end (len text))
+  (while (< pos end)
+    (setv m (_TOKEN.match text pos))
+    (when (not m)
+      (raise (_syntax-error text pos "unterminated string literal")))
+    (cond (.group m "open") (do (.append opens pos) (.append stack []))
+          (.group m "close")
+            (do (when (not opens)
+                  (raise (_syntax-error text pos "unexpected ')' with no matching '('")))
+                (.pop opens)
+                (setv done (.pop stack))
+                (.append (get stack -1) done))
+          (.group m "string")
+            (.append (get stack -1) (_unescape (cut (.group m "string") 1 -1) text (+ pos 1)))
+          (.group m "atom") (.append (get stack -1) (read-atom (.group m "atom"))))
+    (setv pos (.end m)))
+  (when opens
+    (raise (_syntax-error text (get opens -1) "'(' is never closed")))
+  (setv forms (get stack 0))
+  (cond (not forms) (raise (_syntax-error text 0 "empty IR text"))
+        (> (len forms) 1)
+          (raise (_syntax-error text (_offset-of-second-form text) "text after the end of the first form"))
+        True (get forms 0)))
+
+
+(defn _offset-of-second-form [text]
+  "Offset where the second top-level form starts (for the error message)."
+  (setv depth 0 started False pos 0)
+  (for [m (_TOKEN.finditer text)]
+    (setv pos (.start m))
+    (cond (.group m "open") (do (when (and started (= depth 0)) (return pos))
+                                (+= depth 1) (setv started True))
+          (.group m "close") (-= depth 1)
+          (or (.group m "string") (.group m "atom"))
+            (do (when (and started (= depth 0)) (return pos)) (setv started True))))
+  pos)

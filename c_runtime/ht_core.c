@@ -1,0 +1,94 @@
+/* ht_core.c: see ht_core.h. */
+#include "ht_core.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char ht_error_buf[1024];
+
+void ht_set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ht_error_buf, sizeof ht_error_buf, fmt, ap);
+    va_end(ap);
+}
+
+const char *ht_last_error(void) { return ht_error_buf; }
+
+int ht_zero_division(const char *where) {
+    ht_set_error("division by zero in %s", where);
+    return HT_ZERO_DIVISION;
+}
+
+int ht_interrupt_status(void) {
+    ht_set_error("interrupted");
+    return HT_INTERRUPTED;
+}
+
+volatile sig_atomic_t ht_interrupted = 0;
+static struct sigaction ht_previous_sigint;
+
+static void ht_on_sigint(int sig) {
+    (void)sig;
+    ht_interrupted = 1;
+}
+
+void ht_interrupt_begin(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ht_on_sigint;
+    sigemptyset(&sa.sa_mask);
+    ht_interrupted = 0;
+    sigaction(SIGINT, &sa, &ht_previous_sigint);
+}
+
+void ht_interrupt_end(void) { sigaction(SIGINT, &ht_previous_sigint, NULL); }
+
+void *ht_alloc(size_t bytes) {
+    void *p = NULL;
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) return NULL;
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+void ht_free(void *p) { free(p); }
+
+int ht_arena_init(ht_arena *a, size_t bytes) {
+    a->top = 0;
+    a->cap = bytes;
+    a->base = ht_alloc(bytes);
+    if (!a->base) {
+        ht_set_error("out of memory: cannot allocate a %zu-byte arena", bytes);
+        return HT_ERROR;
+    }
+    return HT_OK;
+}
+
+void *ht_arena_alloc(ht_arena *a, size_t bytes) {
+    size_t start = (a->top + 63) / 64 * 64;
+    if (start + bytes > a->cap) return NULL;
+    a->top = start + bytes;
+    return a->base + start;
+}
+
+void ht_arena_free(ht_arena *a) {
+    ht_free(a->base);
+    a->base = NULL;
+    a->cap = a->top = 0;
+}
+
+void ht_rng_shuffle(uint64_t *state, int64_t *order, int64_t n) {
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(ht_rng_next(state) % (uint64_t)(i + 1));
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+void ht_rng_fill_uniform(uint64_t *state, float *x, int64_t n, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ht_rng_uniform(state);
+}

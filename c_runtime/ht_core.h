@@ -1,0 +1,58 @@
+/* ht_core.h: status codes, the last-error message, interrupts, the arena and the RNG.
+ * Every generated model and every kernel file includes this (through hytorch_rt.h). */
+#ifndef HT_CORE_H
+#define HT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+
+#define HT_EXPORT __attribute__((visibility("default")))
+
+/* Status codes returned by every exported entry point. */
+enum { HT_OK = 0, HT_ERROR = 1, HT_INTERRUPTED = 2, HT_ZERO_DIVISION = 3 };
+
+/* The last error message of this module (one per loaded .so). */
+void ht_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+HT_EXPORT const char *ht_last_error(void);
+/* Set the message and return the status, for `return ht_zero_division("(/ x1 x2)");`. */
+int ht_zero_division(const char *where);
+int ht_interrupt_status(void);
+
+/* Ctrl-C while compiled code runs: ht_interrupt_begin installs a SIGINT handler that only
+ * raises ht_interrupted; generated loops poll it once a step; ht_interrupt_end restores
+ * the previous handler (Python's). */
+extern volatile sig_atomic_t ht_interrupted;
+void ht_interrupt_begin(void);
+void ht_interrupt_end(void);
+
+/* A bump allocator for temporaries: sized once, reset by restoring `top`. 64-byte aligned. */
+typedef struct {
+    char *base;
+    size_t cap, top;
+} ht_arena;
+int ht_arena_init(ht_arena *a, size_t bytes);
+void *ht_arena_alloc(ht_arena *a, size_t bytes);
+void ht_arena_free(ht_arena *a);
+
+/* Zeroed, 64-byte aligned heap memory for parameters and state (NULL on failure). */
+void *ht_alloc(size_t bytes);
+void ht_free(void *p);
+
+/* splitmix64: the one generator of HyTorch, mirrored bit for bit by hytorch/rng.py. */
+static inline uint64_t ht_rng_next(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* Uniform float in [0, 1) from the top 24 bits. */
+static inline float ht_rng_uniform(uint64_t *state) {
+    return (float)(ht_rng_next(state) >> 40) * (1.0f / 16777216.0f);
+}
+/* Fisher-Yates shuffle of order[0..n) (i from n-1 down to 1, j = next % (i+1)). */
+void ht_rng_shuffle(uint64_t *state, int64_t *order, int64_t n);
+/* Fill x[0..n) uniformly in [lo, hi). */
+void ht_rng_fill_uniform(uint64_t *state, float *x, int64_t n, float lo, float hi);
+
+#endif

@@ -1,0 +1,9 @@
+/* hytorch_rt.h: the whole ABI of HyTorch's C runtime; generated code includes only this. */
+#ifndef HYTORCH_RT_H
+#define HYTORCH_RT_H
+
+#include "ht_core.h"
+#include "ht_scalar.h"
+#include "ht_print.h"
+
+#endif

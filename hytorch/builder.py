@@ -1,0 +1,119 @@
+"""The IR builder: one staging run's symbol counter and its stack of open blocks.
+
+    with Staging() as st:
+        x = st.emit([Sym("*"), Sym("in"), 1])     # binds x0
+    st.root_node()  ->  [begin, [let, x0, [*, in, 1], None]]
+
+Numbering follows shared/ir.md: a nested block starts where its parent stands and the
+parent resumes from the same number when the block ends.
+"""
+from contextlib import contextmanager
+
+from hytorch.backend.ir import Sym
+
+LET, BEGIN = Sym("let"), Sym("begin")
+
+_current = None
+
+
+def current():
+    """The staging run in progress, or None when code runs eagerly."""
+    return _current
+
+
+class Block:
+    """An open `(begin ...)`: its lets in order and, once closed, its result."""
+
+    def __init__(self):
+        self.lets = []
+        self.result = None
+
+    def node(self):
+        """`(begin (let a A (let b B RESULT)))` as IR data."""
+        chain = self.result
+        for sym, rhs in reversed(self.lets):
+            chain = [LET, sym, rhs, chain]
+        return [BEGIN, chain]
+
+
+class Staging:
+    """One staging run. Use as a context manager to make it current."""
+
+    def __init__(self):
+        self.counter = 0
+        self.tensor_counter = 0
+        self.root = Block()
+        self.blocks = [self.root]
+        self.hoisted = []          # lets that must come first in the root block
+        self.active_calls = []     # (key, block depth) of staged functions being inlined
+        self.lifted = {}           # id(python object) -> staged stand-in (parameters, optimizers)
+        self.lifted_objects = []   # keeps lifted objects alive and in order
+        self._outer = None
+
+    def __enter__(self):
+        global _current
+        self._outer, _current = _current, self
+        return self
+
+    def __exit__(self, *exc):
+        global _current
+        _current = self._outer
+        return False
+
+    def fresh(self, prefix="x"):
+        """A new symbol: x0, x1, ... (or t0, t1, ... for loader inputs, as snek-LMS did)."""
+        if prefix == "t":
+            n, self.tensor_counter = self.tensor_counter, self.tensor_counter + 1
+        else:
+            n, self.counter = self.counter, self.counter + 1
+        return Sym(f"{prefix}{n}")
+
+    def emit(self, rhs):
+        """Bind `rhs` to a fresh symbol in the innermost open block and return the symbol."""
+        sym = self.fresh()
+        self.blocks[-1].lets.append((sym, rhs))
+        return sym
+
+    def hoist(self, rhs, prefix="p"):
+        """Bind `rhs` at the start of the root block (for objects first met inside a loop)."""
+        sym = self.fresh(prefix) if prefix == "t" else Sym(f"{prefix}{len(self.hoisted)}")
+        self.hoisted.append((sym, rhs))
+        return sym
+
+    @property
+    def depth(self):
+        return len(self.blocks)
+
+    @contextmanager
+    def block(self):
+        """Open a nested block; numbering restarts from here when it closes."""
+        start = self.counter
+        b = Block()
+        self.blocks.append(b)
+        try:
+            yield b
+        finally:
+            self.blocks.pop()
+            self.counter = start
+
+    def checkpoint(self):
+        return (self.counter, self.tensor_counter, len(self.blocks[-1].lets), len(self.hoisted))
+
+    def rollback(self, point):
+        self.counter, self.tensor_counter, n_lets, n_hoisted = point
+        del self.blocks[-1].lets[n_lets:]
+        del self.hoisted[n_hoisted:]
+
+    def bindings(self):
+        """What the compiled code needs from Python: lifted objects by their IR symbol."""
+        return {sym: obj for sym, obj in self.lifted_objects}
+
+    def root_node(self):
+        """The finished root block, hoisted lets first."""
+        node = self.root.node()
+        if self.hoisted:
+            merged = Block()
+            merged.lets = self.hoisted + self.root.lets
+            merged.result = self.root.result
+            node = merged.node()
+        return node

@@ -1,0 +1,100 @@
+"""`print` and `.format` inside defstaged functions: printing happens when the code runs.
+
+    (print (.format "Epoch {} loss {:.4f}" epoch loss))
+    ;; staged: (printf ("Epoch {} loss {:.4f}" x3 x9)); constants are formatted right away
+"""
+from string import Formatter
+
+from hytorch import builder
+from hytorch.backend.ir import Sym
+from hytorch.backend.printf import format_pieces
+from hytorch.errors import StagingError
+from hytorch.source_location import user_location
+from hytorch.values import Staged, is_staged, scalar_kind
+
+
+class StagedFormat:
+    """A format string with staged arguments, printed by the compiled code."""
+
+    def __init__(self, fmt, args):
+        self.fmt, self.args = fmt, args
+
+    def __repr__(self):
+        return f"<staged format {self.fmt!r}>"
+
+
+def _escape(text):
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _staged_field(spec, value):
+    if scalar_kind(value) is None:
+        raise StagingError(f"a staged {value.kind} cannot be formatted; format a scalar "
+                           "(for a tensor element use (.item t))", user_location())
+    try:
+        format_pieces("{:" + spec + "}" if spec else "{}", [value.kind])
+    except ValueError as e:
+        raise StagingError(str(e), user_location()) from None
+    return "{:" + spec + "}" if spec else "{}"
+
+
+def stage_format(template, *args, **kwargs):
+    """`(.format template args...)`: Python's result unless an argument is staged."""
+    if not isinstance(template, str) or not any(map(is_staged, list(args) + list(kwargs.values()))):
+        return template.format(*args, **kwargs)
+    if kwargs:
+        raise StagingError("named arguments to .format cannot be staged; use {} fields",
+                           user_location())
+    out, staged_args, auto = [], [], 0
+    for text, field, spec, conversion in Formatter().parse(template):
+        out.append(_escape(text))
+        if field is None:
+            continue
+        if field == "":
+            index, auto = auto, auto + 1
+        elif field.isdigit():
+            index = int(field)
+        else:
+            raise StagingError(f"named field {{{field}}} cannot be staged; use {{}}", user_location())
+        if index >= len(args):
+            raise StagingError(f"the format string {template!r} needs more arguments",
+                               user_location())
+        value = args[index]
+        if is_staged(value):
+            if conversion not in (None, "s", "r"):
+                raise StagingError(f"conversion !{conversion} cannot be staged", user_location())
+            out.append(_staged_field(spec, value))
+            staged_args.append(value)
+        else:
+            shown = {"r": repr, "a": ascii, "s": str}.get(conversion, lambda v: v)(value)
+            out.append(_escape(format(shown, spec)))
+    return StagedFormat("".join(out), staged_args)
+
+
+def _as_format(value):
+    """(format text, staged args) printing `value` the way Python's print would."""
+    if isinstance(value, StagedFormat):
+        return value.fmt, value.args
+    if isinstance(value, Staged):
+        return _staged_field("", value), [value]
+    return _escape(str(value)), []
+
+
+def stage_print(*values, sep=" ", end="\n", file=None, flush=False):
+    """`print` in staged code: emits `(print ...)`/`(printf ...)` to run when the code runs."""
+    st = builder.current()
+    if st is None:
+        return print(*values, sep=sep, end=end, file=file, flush=flush)
+    if file is not None or end != "\n" or not isinstance(sep, str):
+        raise StagingError("print in staged code supports only the default `file` and `end`",
+                           user_location())
+    if len(values) == 1 and isinstance(values[0], Staged) and scalar_kind(values[0]):
+        st.emit([Sym("print"), values[0].sym])
+        return None
+    if not any(isinstance(v, (Staged, StagedFormat)) for v in values):
+        st.emit([Sym("print"), sep.join(map(str, values))])
+        return None
+    parts = [_as_format(v) for v in values]
+    fmt = _escape(sep).join(f for f, _ in parts)
+    st.emit([Sym("printf"), [fmt] + [a.sym for _, args in parts for a in args]])
+    return None

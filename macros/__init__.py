@@ -1,0 +1,1 @@
+"""HyTorch's Hy macros (installed as hytorch.macros): `defstaged` and its rewrite."""

@@ -1,0 +1,422 @@
+"The defstaged rewrite: a function body, macro-expanded, with its control flow turned into
+calls to `hytorch.control` (imported as `_hyt`) that run at generation time or emit IR.
+
+  (while (< i n) (setv i (+ i 1)))
+  ;; becomes
+  (_hyt.stage-while _hyt_frame (fn [] (< i n)) (fn [] (nonlocal i) (setv i (.assign _hyt_frame \"i\" (+ i 1))))
+                    (_hyt.Vars [\"i\"] (fn [] [i]) (fn [v] (nonlocal i) (setv [i] v))) [\"i\"] [\"i\"] \"f.hy:3:5\")"
+
+(import hy
+        hy.models [Expression Symbol List Tuple Set Dict Keyword String])
+
+(setv _OPAQUE #{"quote" "quasiquote" "import" "require" "defmacro" "defreader" "eval-when-compile"
+                "eval-and-compile" "py" "pys" "pragma" "global" "nonlocal" "defclass" "del"})
+(setv _OWN-SCOPE #{"fn" "defn" "defclass" "lfor" "sfor" "gfor" "dfor" "quote" "quasiquote"})
+(setv _AUGMENTED {"+=" "+"  "-=" "-"  "*=" "*"  "/=" "/"  "//=" "//"  "%=" "%"  "**=" "**"
+                  "@=" "@"  "&=" "&"  "|=" "|"  "^=" "^"  "<<=" "<<"  ">>=" ">>"})
+(setv _CHAINABLE #{"<" "<=" ">" ">=" "=" "!="})
+(setv _UNSUPPORTED #{"yield" "yield-from" "await"})
+
+
+(defn _head [form]
+  "The head symbol's name of an expression (\".NAME\" for a method call), or None."
+  (when (and (isinstance form Expression) form)
+    (setv head (get form 0))
+    (cond (isinstance head Symbol) (str head)
+          ;; Hy reads (.format s x) as ((. None format) s x).
+          (and (isinstance head Expression) (= (len head) 3) (= (get head 0) (Symbol "."))
+               (= (get head 1) (Symbol "None")) (isinstance (get head 2) Symbol))
+            (+ "." (str (get head 2))))))
+
+
+(defn _rt [name]
+  "`_hyt.NAME`: a function of hytorch.control in generated code."
+  (Expression [(Symbol ".") (Symbol "_hyt") (Symbol name)]))
+
+
+(defn _rebuild [original items]
+  "A model of the same type as `original` holding `items`, at the same source position."
+  (.replace ((type original) items) original))
+
+
+(defn expand-all [form module]
+  "Expand every macro call in `form` (not inside quotes), keeping source positions."
+  (when (isinstance form Expression)
+    (setv form (.replace (hy.as-model (hy.macroexpand form module)) form)))
+  (cond (in (_head form) #("quote" "quasiquote")) form
+        (isinstance form #(Expression List Tuple Set Dict))
+          (_rebuild form (lfor x form (expand-all x module)))
+        True form))
+
+
+;; ---------------------------------------------------------------- analysis
+
+(defn target-names [target]
+  "Variable names a `setv` target binds: (target-names '[a [b c]]) => [\"a\" \"b\" \"c\"]"
+  (cond (and (isinstance target Symbol) (not-in "." (str target))) [(str target)]
+        (isinstance target #(List Tuple)) (sum (lfor t target (target-names t)) [])
+        (= (_head target) "unpack-iterable") (target-names (get target 1))
+        True []))
+
+
+(defn _unique [names]
+  (list (dict.fromkeys names)))
+
+
+(defn assigned-names [forms]
+  "Names assigned by `forms`, outside nested function and class bodies, in order."
+  (setv out [])
+  (defn walk [form]
+    (setv head (_head form))
+    (cond
+      (in head #("setv" "let"))
+        (do (setv pairs (if (= head "let") (list (get form 1)) (list (cut form 1 None))))
+            (for [[target value] (zip (cut pairs 0 None 2) (cut pairs 1 None 2))]
+              (.extend out (target-names target))
+              (walk value))
+            (when (= head "let") (for [f (cut form 2 None)] (walk f))))
+      (in head _AUGMENTED)
+        (do (.extend out (target-names (get form 1)))
+            (for [f (cut form 2 None)] (walk f)))
+      (= head "for")
+        (do (setv clauses (list (get form 1)))
+            (for [[target value] (zip (cut clauses 0 None 2) (cut clauses 1 None 2))]
+              (.extend out (target-names target))
+              (walk value))
+            (for [f (cut form 2 None)] (walk f)))
+      (in head #("defn" "defclass"))
+        (for [x (cut form 1 None)]
+          (when (isinstance x Symbol) (.append out (str x)) (break)))
+      (in head _OWN-SCOPE) None
+      (in head _OPAQUE) None
+      (isinstance form #(Expression List Tuple Set Dict))
+        (for [f form] (walk f))))
+  (for [f forms] (walk f))
+  (_unique out))
+
+
+(defn mentioned-names [forms]
+  "Every name a symbol in `forms` refers to (the object of `x.attr` counts as `x`)."
+  (setv out #{})
+  (defn walk [form]
+    (cond (isinstance form Symbol)
+            (.add out (get (.split (str form) ".") 0))
+          (isinstance form #(Expression List Tuple Set Dict))
+            (for [f form] (walk f))))
+  (for [f forms] (walk f))
+  out)
+
+
+(defn _declared [forms kind]
+  "Names declared `global` or `nonlocal` (kind) at the top of a function body."
+  (setv out #{})
+  (for [f forms]
+    (when (= (_head f) kind)
+      (.update out (gfor s (cut f 1 None) (str s)))))
+  out)
+
+
+(defn param-names [params]
+  "Names bound by a parameter list: (param-names '[a [b 1] #* c]) => [\"a\" \"b\" \"c\"]"
+  (setv out [])
+  (for [p params]
+    (cond (and (isinstance p Symbol) (not-in (str p) #("/" "*"))) (.append out (str p))
+          (isinstance p List) (.extend out (param-names (cut p 0 1)))
+          (= (_head p) "unpack-iterable") (.extend out (param-names [(get p 1)]))
+          (= (_head p) "unpack-mapping") (.extend out (param-names [(get p 1)]))
+          (= (_head p) "annotate") (.extend out (param-names [(get p 1)]))))
+  out)
+
+
+;; ---------------------------------------------------------------- the rewrite
+
+(defclass Scope []
+  "One function being rewritten: its frame variable and which names it owns."
+  (defn __init__ [self frame params owned nonlocals globals]
+    (setv self.frame frame
+          self.params params
+          self.owned owned
+          self.nonlocals nonlocals
+          self.globals globals
+          self.closures 0
+          self.returns-escape False)))
+
+
+(defclass Rewriter []
+  "Rewrites one defstaged body. `filename` names the .hy file in error locations."
+
+  (defn __init__ [self filename]
+    (setv self.filename filename
+          self.placed #{}
+          self.scopes []
+          self.position #(0 0)))
+
+  (defn where [self [form None]]
+    "\"file.hy:LINE:COL\" of `form`, or of the nearest enclosing form with a position."
+    (when (and form (getattr form "start_line" None))
+      (setv self.position #(form.start_line form.start_column)))
+    (setv [line col] self.position)
+    f"{self.filename}:{line}:{col}")
+
+  (defn scope [self] (get self.scopes -1))
+
+  (defn frame-of [self name]
+    "The frame symbol of the function that owns variable `name`."
+    (for [s (reversed self.scopes)]
+      (when (not-in name s.nonlocals)
+        (return s.frame)))
+    (. (get self.scopes 0) frame))
+
+  (defn function-body [self params body]
+    "The rewritten statements of a function with `params` and `body`."
+    (setv frame (Symbol f"_hyt_frame_{(len self.scopes)}")
+          globals (_declared body "global")
+          nonlocals (_declared body "nonlocal")
+          params (set (param-names params))
+          owned (lfor n (assigned-names body)
+                      :if (not-in n (| params globals nonlocals))
+                      n))
+    (.append self.scopes (Scope frame params owned nonlocals globals))
+    (setv rewritten (lfor f body (self.rewrite f))
+          scope (.pop self.scopes)
+          inits (if owned [`(setv ~@(sum (lfor n owned [(Symbol n) '_hyt.UNBOUND]) []))] []))
+    (setv prelude [`(setv ~frame (_hyt.Frame)) #* inits])
+    (if scope.returns-escape
+      [#* prelude
+       `(try (do ~@rewritten)
+          (except [_hyt_return _hyt.Return]
+            (if (is _hyt_return.frame ~frame) _hyt_return.value (raise))))]
+      [#* prelude #* rewritten]))
+
+  (defn rewrite-all [self forms]
+    (lfor f forms (self.rewrite f)))
+
+  (defn rewrite [self form]
+    "The staged rewrite of one (macro-expanded) form; new forms get its source position."
+    (setv result (self.rewrite-form form))
+    (when (getattr form "start_line" None)
+      (self.place result form))
+    result)
+
+  (defn place [self model form]
+    "Give the forms the rewrite made (quasiquoted in this file, so they carry this file's
+    positions) the source position of `form`, leaving alone the forms already placed."
+    (when (and (isinstance model hy.models.Object) (not-in (id model) self.placed))
+      (.add self.placed (id model))
+      (for [attr #("start_line" "start_column" "end_line" "end_column")]
+        (setattr model attr (getattr form attr)))
+      (when (isinstance model hy.models.Sequence)
+        (for [child model] (self.place child form)))))
+
+  (defn rewrite-form [self form]
+    (self.where form)
+    (setv head (_head form))
+    (cond
+      (in head _OPAQUE) form
+      (= head "if") (self.rewrite-if form)
+      (= head "while") (self.rewrite-while form)
+      (= head "for") (self.rewrite-for form)
+      (= head "setv") (self.rewrite-setv form)
+      (in head _AUGMENTED) (self.rewrite-augmented form)
+      (= head "let") (self.rewrite-let form)
+      (= head "fn") (self.rewrite-fn form)
+      (= head "defn") (self.rewrite-defn form)
+      (= head "print") `(_hyt.stage-print ~@(self.rewrite-all (cut form 1 None)))
+      (= head ".format") `(_hyt.stage-format ~@(self.rewrite-all (cut form 1 None)))
+      (in head #("and" "or")) (self.rewrite-logic form)
+      (= head "not") `(_hyt.stage-not ~@(self.rewrite-all (cut form 1 None)))
+      (and (in head _CHAINABLE) (> (len form) 3)) (self.rewrite-chain form)
+      (in head #("range" "enumerate")) `(~(_rt head) ~@(self.rewrite-all (cut form 1 None)))
+      (= head "return") (self.rewrite-return form)
+      (in head #("break" "continue")) `(~(_rt f"loop-{head}") ~(self.where form))
+      (in head _UNSUPPORTED) `(_hyt.unsupported ~head ~(self.where form))
+      (isinstance form #(Expression List Tuple Set Dict))
+        (_rebuild form (self.rewrite-all form))
+      True form))
+
+  (defn closure [self names params body]
+    "`(fn PARAMS (nonlocal NAMES) BODY)`, rewritten one closure deeper."
+    (setv scope (self.scope))
+    (+= scope.closures 1)
+    (try
+      (setv body (self.rewrite-all body))
+      (finally (-= scope.closures 1)))
+    (setv globals (lfor n names :if (in n scope.globals) (Symbol n))
+          locals (lfor n names :if (not-in n scope.globals) (Symbol n)))
+    `(fn ~params
+       ~@(if globals [`(global ~@globals)] [])
+       ~@(if locals [`(nonlocal ~@locals)] [])
+       ~@(or body ['None])))
+
+  (defn vars-form [self names]
+    "A `_hyt.Vars` giving the runtime the names and closures to read and write them."
+    (if (not names)
+      'None
+      (do (setv syms (lfor n names (Symbol n)))
+          `(_hyt.Vars [~@(lfor n names (String n))]
+                      (fn [] [~@syms])
+                      ~(self.setter names)))))
+
+  (defn setter [self names]
+    (setv scope (self.scope)
+          globals (lfor n names :if (in n scope.globals) (Symbol n))
+          locals (lfor n names :if (not-in n scope.globals) (Symbol n)))
+    `(fn [_hyt_values]
+       ~@(if globals [`(global ~@globals)] [])
+       ~@(if locals [`(nonlocal ~@locals)] [])
+       (setv [~@(lfor n names (Symbol n))] _hyt_values)))
+
+  (defn _reads [self forms names]
+    (setv seen (mentioned-names forms))
+    `[~@(lfor n names :if (in n seen) (String n))])
+
+  (defn _tracked [self forms]
+    "Names `forms` assign that belong to a function being rewritten."
+    (setv scope (self.scope))
+    (lfor n (assigned-names forms)
+          :if (or (in n scope.nonlocals) (in n scope.globals)
+                  (any (gfor s self.scopes (or (in n s.owned) (in n s.params)))))
+          n))
+
+  (defn rewrite-if [self form]
+    (setv [_ test then else] form
+          where (self.where form)
+          names (self._tracked [then else]))
+    `(_hyt.stage-if ~(. (self.scope) frame) ~(self.rewrite test)
+                    ~(self.closure names [] [then]) ~(self.closure names [] [else])
+                    ~(self.vars-form names) ~where))
+
+  (defn rewrite-while [self form]
+    (setv where (self.where form)
+          [_ test #* body] form)
+    (when (and body (= (_head (get body -1)) "else"))
+      (return `(_hyt.unsupported "while ... (else ...)" ~where)))
+    (setv names (self._tracked [test #* body]))
+    `(_hyt.stage-while ~(. (self.scope) frame)
+                       ~(self.closure names [] [test]) ~(self.closure names [] body)
+                       ~(self.vars-form names) ~(self._reads [test] names) ~(self._reads body names)
+                       ~where))
+
+  (defn rewrite-for [self form]
+    (setv where (self.where form)
+          [_ clauses #* body] form
+          clauses (list clauses))
+    (when (or (% (len clauses) 2) (any (gfor c clauses (isinstance c Keyword))))
+      (return `(_hyt.unsupported "for with :async/:if/:do/:setv clauses" ~where)))
+    (when (and body (= (_head (get body -1)) "else"))
+      (return `(_hyt.unsupported "for ... (else ...)" ~where)))
+    (when (> (len clauses) 2)
+      ;; (for [a as b bs] ...) is (for [a as] (for [b bs] ...))
+      (return (self.rewrite (.replace `(for [~@(cut clauses 0 2)]
+                                         (for [~@(cut clauses 2 None)] ~@body))
+                                      form))))
+    (setv [target iterable] clauses
+          names (self._tracked [form])
+          item (Symbol "_hyt_item"))
+    `(_hyt.stage-for ~(. (self.scope) frame) ~(self.rewrite iterable)
+                     ~(self.closure names [item] [`(setv ~target ~item) #* body])
+                     ~(self.vars-form names) ~(self._reads [target #* body] names) ~where))
+
+  (defn assign [self name value]
+    (setv sym (Symbol name))
+    `(setv ~sym (.assign ~(self.frame-of name) ~name ~value)))
+
+  (defn rewrite-setv [self form]
+    (setv items (list (cut form 1 None)))
+    (when (or (% (len items) 2) (any (gfor x items (isinstance x Keyword))))
+      (return (_rebuild form (self.rewrite-all form))))
+    (setv out [])
+    (for [[target value] (zip (cut items 0 None 2) (cut items 1 None 2))]
+      (setv value (self.rewrite value))
+      (cond
+        (and (isinstance target Symbol) (not-in "." (str target)))
+          (.append out (self.assign (str target) value))
+        (isinstance target #(List Tuple))
+          (do (setv temps {})
+              (defn temp-pattern [t]
+                (cond (and (isinstance t Symbol) (not-in "." (str t)))
+                        (do (setv s (hy.gensym (str t))) (setv (get temps (str t)) s) s)
+                      (isinstance t #(List Tuple)) (_rebuild t (lfor x t (temp-pattern x)))
+                      (= (_head t) "unpack-iterable") `(unpack-iterable ~(temp-pattern (get t 1)))
+                      True t))
+              (.append out `(setv ~(temp-pattern target) ~value))
+              (for [[name temp] (.items temps)]
+                (.append out (self.assign name temp))))
+        True (.append out `(setv ~target ~value))))
+    (if (= (len out) 1) (get out 0) `(do ~@out None)))
+
+  (defn rewrite-augmented [self form]
+    (setv [op target #* values] form)
+    (if (and (isinstance target Symbol) (not-in "." (str target)))
+      (self.rewrite-setv (.replace `(setv ~target (~(Symbol (get _AUGMENTED (str op))) ~target ~@values)) form))
+      (_rebuild form (self.rewrite-all form))))
+
+  (defn rewrite-let [self form]
+    ;; Staged code has one scope per function: a let's names become its variables.
+    (setv [_ bindings #* body] form)
+    (self.rewrite (.replace `(do (setv ~@bindings) ~@body) form)))
+
+  (defn rewrite-fn [self form]
+    (setv [_ params #* body] form)
+    (if (isinstance params List)
+      `(fn ~params ~@(self.function-body params body))
+      form))
+
+  (defn rewrite-defn [self form]
+    (setv items (list (cut form 1 None))
+          decorators (if (isinstance (get items 0) List) [(.pop items 0)] []))
+    (if (and (>= (len items) 2) (isinstance (get items 0) Symbol) (isinstance (get items 1) List))
+      (do (setv [name params #* body] items)
+          `(defn ~@decorators ~name ~params ~@(self.function-body params body)))
+      form))
+
+  (defn rewrite-logic [self form]
+    (setv [op first #* rest] form)
+    (if (not rest)
+      (self.rewrite first)
+      `(~(_rt f"stage-{op}") ~(self.rewrite first)
+         ~@(lfor r rest (self.closure [] [] [r])))))
+
+  (defn rewrite-chain [self form]
+    (setv [op #* operands] form)
+    (self.rewrite (.replace `(and ~@(lfor [a b] (zip operands (cut operands 1 None)) `(~op ~a ~b))) form)))
+
+  (defn rewrite-return [self form]
+    (setv scope (self.scope)
+          value (if (> (len form) 1) (self.rewrite (get form 1)) 'None))
+    (if scope.closures
+      (do (setv scope.returns-escape True)
+          `(_hyt.return-from ~scope.frame ~value ~(self.where form)))
+      `(return ~value))))
+
+
+;; ---------------------------------------------------------------- the macro's expansion
+
+(defn _source-text [compiler form]
+  "The text of `form` in its file, or its printed form when the file is not at hand."
+  (setv source (getattr compiler "source" None))
+  (if (and source (getattr form "start_line" None) (getattr form "end_line" None))
+    (do (setv lines (.splitlines source)
+              chunk (cut lines (- form.start_line 1) form.end_line))
+        (setv (get chunk -1) (cut (get chunk -1) 0 form.end_column)
+              (get chunk 0) (cut (get chunk 0) (- form.start_column 1) None))
+        (.join "\n" chunk))
+    (cut (hy.repr form) 1 None)))
+
+
+(defn expand-defstaged [compiler name params body]
+  "The code `(defstaged NAME PARAMS BODY...)` expands to: the plain `defn`, decorated with
+  its staged rewrite."
+  (setv form compiler.this
+        filename (or compiler.filename "<string>")
+        rewriter (Rewriter filename)
+        where (rewriter.where form)
+        expanded (lfor f body (expand-all f compiler.module))
+        staged-body (rewriter.function-body params expanded)
+        staged-name (Symbol f"_staged_{(hy.mangle name)}"))
+  `(do
+     (import hytorch.control :as _hyt)
+     (defn ~staged-name ~params ~@staged-body)
+     (defn [(_hyt.staged ~staged-name ~(hy.mangle name) ~(_source-text compiler form)
+                         ~(cut (hy.repr `(defn ~name ~params ~@staged-body)) 1 None) ~where)]
+       ~name ~params ~@body)))

@@ -1,0 +1,78 @@
+"""IR text: printing and reading are inverse, snek-LMS's printed IR reads, errors name positions."""
+import pathlib
+import re
+
+import pytest
+
+import hytorch
+from hytorch.backend.ir import Sym, parse_ir as parse_node, print_ir
+
+def seed_demo_ir():
+    """The MNIST demo's IR, copied verbatim from the snek-LMS README (shared/seeds/001)."""
+    path = pathlib.Path(__file__).parent / "data" / "snek_lms_mnist_demo.ir"
+    return path.read_text().strip()
+
+
+def test_print_parse_print_is_stable():
+    text = ('(def f (in1 in2) (begin (begin (let x0 (+ in1 -1) (let x1 (printf ("a\\tb \\"q\\" {:.6f}" x0)) '
+            '(let x2 (* x0 0.0005) (let x3 (== x2 1e-05) (let x4 (print "done (100%)") x2))))))))')
+    program = hytorch.parse_ir(text)
+    assert str(program) == text
+    assert str(hytorch.parse_ir(str(program))) == text
+
+
+def test_atoms_read_whole():
+    node = parse_node("(f 0.0005 -1 1e-05 100.0 True False None x12 \"s\")")
+    assert node == [Sym("f"), 0.0005, -1, 1e-05, 100.0, True, False, None, Sym("x12"), "s"]
+    assert isinstance(node[0], Sym) and not isinstance(node[-1], Sym)
+    assert type(node[2]) is int and type(node[1]) is float
+
+
+def test_strings_are_escaped_properly():
+    tricky = 'Train Epoch: 1 [6000/60000 (10%)]\tLoss: "x" \\ \n'
+    text = print_ir([Sym("print"), tricky])
+    assert parse_node(text) == [Sym("print"), tricky]
+
+
+def test_snek_lms_demo_ir_parses_and_prints_back():
+    text = seed_demo_ir()
+    program = hytorch.parse_ir(text)
+    assert program.name == "runX" and program.params == ["in"]
+    assert str(program) == text
+    assert "(for_dataloader x4 (x24 t0 x25)" in str(program)
+
+
+@pytest.mark.parametrize("text, message, line, column", [
+    ("(def f (in) (begin (begin x0))", "never closed", 1, 1),
+    ("(def f (in) (begin x0)))", "unexpected ')'", 1, 24),
+    ("(def f (in)\n  (begin (begin (print \"oops))))", "unterminated string", 2, 24),
+    ("", "empty", 1, 1),
+    ("(a) (b)", "after the end", 1, 5),
+    ('(print "\\x4")', "escape", 1, 9),
+])
+def test_syntax_errors_name_the_position(text, message, line, column):
+    with pytest.raises(hytorch.IRSyntaxError) as e:
+        hytorch.parse_ir(text)
+    assert message in str(e.value)
+    assert (e.value.line, e.value.column) == (line, column)
+    assert re.search(rf"line {line}, column {column}", str(e.value))
+
+
+def test_a_form_that_is_not_a_program():
+    with pytest.raises(hytorch.IRError, match="def NAME"):
+        hytorch.parse_ir("(let x0 1 x0)")
+
+
+def test_compile_ir_runs_ir_text():
+    f = hytorch.compile_ir("(def power3 (in) (begin (begin (let x0 (* in 1) (let x1 (* in x0) "
+                           "(let x2 (* in x1) x2))))))")
+    assert f(3) == 27
+    g = hytorch.compile_ir("(def half (in) (begin (begin (let x0 (/ in 2) x0))))", float)
+    assert g(5.0) == 2.5
+
+
+def test_compile_ir_reports_bad_nodes():
+    with pytest.raises(hytorch.IRError, match="unknown IR node `frobnicate`"):
+        hytorch.compile_ir("(def f (in) (begin (begin (let x0 (frobnicate in) x0))))")
+    with pytest.raises(hytorch.IRError, match="`x9` is used but not bound"):
+        hytorch.compile_ir("(def f (in) (begin (begin (let x0 (+ in x9) x0))))")
