@@ -5,5 +5,6 @@
 #include "ht_core.h"
 #include "ht_scalar.h"
 #include "ht_print.h"
+#include "ht_data.h"
 
 #endif

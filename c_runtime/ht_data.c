@@ -1,0 +1,72 @@
+/* ht_data.c: see ht_data.h. */
+#include "ht_data.h"
+
+#include <math.h>
+
+int ht_loader_init(ht_loader *l) {
+    l->owns_order = 0;
+    if (l->count < 0 || l->rows < 1 || l->cols < 1) {
+        ht_set_error("data loader: bad shape: %lld samples of %lldx%lld", (long long)l->count,
+                     (long long)l->rows, (long long)l->cols);
+        return HT_ERROR;
+    }
+    if (l->batch_size < 1) {
+        ht_set_error("data loader: batch_size must be at least 1, got %lld", (long long)l->batch_size);
+        return HT_ERROR;
+    }
+    if (l->count > 0 && (!l->images || !l->labels)) {
+        ht_set_error("data loader: %lld samples but no %s array", (long long)l->count,
+                     l->images ? "labels" : "images");
+        return HT_ERROR;
+    }
+    if (!isfinite(l->mean) || !isfinite(l->std) || l->std == 0.0f) {
+        ht_set_error("data loader: normalisation needs a finite mean and a finite, non-zero std; got "
+                     "mean=%g std=%g", (double)l->mean, (double)l->std);
+        return HT_ERROR;
+    }
+    /* The same float32 operations as hytorch/data.py's pixel_table, so both give identical bits. */
+    for (int p = 0; p < 256; p++) l->pixel_table[p] = ((float)p / 255.0f - l->mean) / l->std;
+
+    if (!l->order) {
+        l->order = ht_alloc((size_t)(l->count ? l->count : 1) * sizeof(int64_t));
+        if (!l->order) {
+            ht_set_error("data loader: out of memory for the order of %lld samples", (long long)l->count);
+            return HT_ERROR;
+        }
+        l->owns_order = 1;
+    }
+    for (int64_t i = 0; i < l->count; i++) l->order[i] = i;
+    return HT_OK;
+}
+
+int64_t ht_loader_len(const ht_loader *l) {
+    int64_t full = l->count / l->batch_size;
+    return full + (!l->drop_last && l->count % l->batch_size != 0);
+}
+
+void ht_loader_begin_epoch(ht_loader *l) {
+    for (int64_t i = 0; i < l->count; i++) l->order[i] = i;
+    if (l->shuffle) ht_rng_shuffle(&l->rng, l->order, l->count);
+}
+
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y) {
+    if (batch < 0 || batch >= ht_loader_len(l)) return 0;
+    int64_t start = batch * l->batch_size;
+    int64_t n = l->count - start < l->batch_size ? l->count - start : l->batch_size;
+    int64_t pixels = l->rows * l->cols;
+    const float *table = l->pixel_table;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t sample = l->order[start + r];
+        const uint8_t *src = l->images + sample * pixels;
+        float *dst = x + r * pixels;
+        for (int64_t k = 0; k < pixels; k++) dst[k] = table[src[k]];
+        y[r] = l->labels[sample];
+    }
+    return n;
+}
+
+void ht_loader_release(ht_loader *l) {
+    if (l->owns_order) ht_free(l->order);
+    l->order = NULL;
+    l->owns_order = 0;
+}

@@ -1,0 +1,49 @@
+/* ht_data.h: the batch loader of compiled training loops, bit for bit hytorch/data.py's MNIST.
+ *
+ *     ht_loader l = {.images = px, .labels = lb, .count = 60000, .rows = 28, .cols = 28,
+ *                    .batch_size = 64, .shuffle = 1, .mean = 0.1307f, .std = 0.3081f, .rng = seed};
+ *     if (ht_loader_init(&l) != HT_OK) return HT_ERROR;          // message in ht_last_error()
+ *     for (int epoch = 0; epoch < epochs; epoch++) {
+ *         ht_loader_begin_epoch(&l);
+ *         for (int64_t b = 0; b < ht_loader_len(&l); b++) {
+ *             int64_t n = ht_loader_fill(&l, b, x, y);           // x: [n,1,rows,cols], y: [n]
+ *             ...
+ *         }
+ *     }
+ *     ht_loader_release(&l);
+ */
+#ifndef HT_DATA_H
+#define HT_DATA_H
+
+#include <stdint.h>
+
+#include "ht_core.h"
+
+typedef struct {
+    const uint8_t *images; /* [count, rows, cols] */
+    const uint8_t *labels; /* [count] */
+    int64_t count, rows, cols, batch_size;
+    int shuffle, drop_last;
+    float mean, std;
+    uint64_t rng;   /* splitmix64 state, advanced by each shuffled epoch */
+    int64_t *order; /* [count] current permutation: the caller's, or allocated by ht_loader_init */
+    /* Set by ht_loader_init: */
+    int owns_order;
+    float pixel_table[256]; /* (p / 255.0f - mean) / std for every byte p */
+} ht_loader;
+
+/* Checks the fields, fills pixel_table, allocates `order` when NULL and sets it to 0..count-1.
+ * HT_ERROR with a message on bad input or out of memory. */
+int ht_loader_init(ht_loader *l);
+/* Number of batches of an epoch: ceil(count / batch_size), or floor with drop_last. */
+int64_t ht_loader_len(const ht_loader *l);
+/* Starts an epoch: order = 0..count-1, then shuffled with l->rng when l->shuffle. */
+void ht_loader_begin_epoch(ht_loader *l);
+/* Writes batch `batch` of the epoch into x [batch_size*rows*cols] and y [batch_size];
+ * returns the number of samples written (batch_size, fewer for a last partial batch,
+ * 0 when `batch` is out of range). */
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y);
+/* Frees `order` if ht_loader_init allocated it. */
+void ht_loader_release(ht_loader *l);
+
+#endif
