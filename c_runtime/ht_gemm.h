@@ -1,0 +1,37 @@
+/* ht_gemm.h (private to c_runtime): the matrix-product engines behind ht_linear*.c.
+ * ht_gemm_avx512.c implements them with AVX-512 register blocking, ht_gemm_portable.c in
+ * plain C for other CPUs; exactly one of the two is compiled in. All matrices are row-major
+ * with contiguous rows. */
+#ifndef HT_GEMM_H
+#define HT_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ht_sgd_rule.h"
+
+/* Not part of the runtime's ABI: kept out of the shared library's symbol table. */
+#define HT_INTERNAL __attribute__((visibility("hidden")))
+
+/* What a product does with its result g[i,j]. */
+typedef enum {
+    HT_EPI_STORE, /* C = g */
+    HT_EPI_ADD,   /* C += g */
+    HT_EPI_SGD    /* ht_sgd_rule(&C[i,j], &buf[i,j], g, sgd): C holds the parameters */
+} ht_epilogue;
+
+/* C[m,n] = A[m,k] @ B[n,k]^T (+ bias[n] unless bias is NULL) */
+HT_INTERNAL void ht_gemm_nt(float *C, const float *A, const float *B, const float *bias,
+                            int64_t m, int64_t n, int64_t k);
+
+/* g[m,n] = sum_p A(i,p) B[p,n], A(i,p) = A[i*a_row_stride + p*a_col_stride], B is [k,n];
+ * applied to C[m,n] (and buf[m,n] for HT_EPI_SGD, may be NULL when sgd.momentum == 0). */
+HT_INTERNAL void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_stride,
+                            int64_t a_col_stride, const float *B, int64_t m, int64_t n, int64_t k,
+                            ht_epilogue epilogue, ht_sgd_params sgd);
+
+/* g[cols] = sum over rows of X[rows,cols], applied to C[cols] (HT_EPI_ADD or HT_EPI_SGD). */
+HT_INTERNAL void ht_gemm_colsum(float *C, float *buf, const float *X, int64_t rows,
+                                int64_t cols, ht_epilogue epilogue, ht_sgd_params sgd);
+
+#endif

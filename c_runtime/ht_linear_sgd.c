@@ -1,0 +1,22 @@
+/* ht_linear_sgd.c: linear-layer gradients consumed directly by an SGD step, for training
+ * loops where a parameter's gradient feeds nothing but the optimizer. */
+#include "ht_kernels.h"
+
+#include "ht_gemm.h"
+
+/* Same products as ht_linear_bwd_weight / ht_sum_rows (identical summation order), so the
+ * results match the unfused path bit for bit. */
+void ht_linear_bwd_weight_sgd(float *W, float *buf, const float *dy, const float *x,
+                              int64_t n, int64_t in, int64_t out, float lr,
+                              float momentum, float dampening, float weight_decay,
+                              int nesterov, int first_step) {
+    ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
+    ht_gemm_nn(W, buf, dy, 1, out, x, out, in, n, HT_EPI_SGD, sgd);
+}
+
+void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n, int64_t out,
+                     float lr, float momentum, float dampening, float weight_decay,
+                     int nesterov, int first_step) {
+    ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
+    ht_gemm_colsum(b, buf, dy, n, out, HT_EPI_SGD, sgd);
+}

@@ -1,0 +1,76 @@
+/* ht_sgd_rule.h (private to c_runtime): torch.optim.SGD's per-element update, shared by
+ * ht_sgd_step and the fused linear backward+SGD kernels so that both give identical bits. */
+#ifndef HT_SGD_RULE_H
+#define HT_SGD_RULE_H
+
+#include <math.h>
+
+#include "ht_simd.h"
+
+/* a*b + c, fused where the CPU has FMA: torch's vectorised add(alpha=) fuses, so both the
+ * scalar and the vector rule then match torch.optim.SGD bit for bit. */
+#ifdef FP_FAST_FMAF
+#define HT_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define HT_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+typedef struct {
+    float lr, momentum, dampening, weight_decay;
+    int nesterov, first_step;
+} ht_sgd_params;
+
+/* torch/optim/sgd.py, _single_tensor_sgd:
+ *   g += weight_decay * w                                        (if weight_decay != 0)
+ *   buf = g on the first step, else momentum*buf + (1-dampening)*g   (if momentum != 0)
+ *   g = g + momentum*buf if nesterov else buf                          (if momentum != 0)
+ *   w -= lr * g
+ * The parameters travel by value so that stores through w/buf cannot alias them. */
+static inline void ht_sgd_rule(float *w, float *buf, float g, ht_sgd_params p) {
+    if (p.weight_decay != 0.0f) g = HT_FMA(*w, p.weight_decay, g);
+    if (p.momentum != 0.0f) {
+        float b = p.first_step ? g : HT_FMA(g, 1.0f - p.dampening, *buf * p.momentum);
+        *buf = b;
+        g = p.nesterov ? HT_FMA(b, p.momentum, g) : b;
+    }
+    *w = HT_FMA(g, -p.lr, *w);
+}
+
+#ifdef __AVX512F__
+/* Which optional terms of the rule are active. Streaming loops are instantiated once per
+ * variant (HT_SGD_VARIANTS) so that the per-vector work has no branches. */
+enum { HT_SGD_DECAY = 1, HT_SGD_MOMENTUM = 2, HT_SGD_FIRST = 4, HT_SGD_NESTEROV = 8 };
+
+static inline int ht_sgd_variant(ht_sgd_params p) {
+    if (p.momentum == 0.0f) return p.weight_decay != 0.0f ? HT_SGD_DECAY : 0;
+    return (p.weight_decay != 0.0f ? HT_SGD_DECAY : 0) | HT_SGD_MOMENTUM |
+           (p.first_step ? HT_SGD_FIRST : 0) | (p.nesterov ? HT_SGD_NESTEROV : 0);
+}
+
+/* case v: CASE(v); for the 10 reachable variants (CASE ends with break or return). */
+#define HT_SGD_VARIANTS(CASE)                                                                 \
+    case 0: CASE(0); case 1: CASE(1);                                                         \
+    case 2: CASE(2); case 3: CASE(3); case 6: CASE(6); case 7: CASE(7);                       \
+    case 10: CASE(10); case 11: CASE(11); case 14: CASE(14); case 15: CASE(15);
+
+/* The rule on the lanes of `mask`, with the same FMAs as ht_sgd_rule.
+ * `variant` is ht_sgd_variant(p), a constant in the specialised loops. */
+static inline __attribute__((always_inline)) void
+ht_sgd_rule_x16(float *w, float *buf, __m512 g, __mmask16 mask, ht_sgd_params p, int variant) {
+    __m512 wv = ht_load16(w, mask);
+    if (variant & HT_SGD_DECAY) g = _mm512_fmadd_ps(wv, _mm512_set1_ps(p.weight_decay), g);
+    if (variant & HT_SGD_MOMENTUM) {
+        __m512 m = _mm512_set1_ps(p.momentum);
+        __m512 b = g;
+        if (!(variant & HT_SGD_FIRST)) {
+            __m512 decayed = _mm512_mul_ps(ht_load16(buf, mask), m);
+            b = _mm512_fmadd_ps(g, _mm512_set1_ps(1.0f - p.dampening), decayed);
+        }
+        ht_store16(buf, b, mask);
+        g = (variant & HT_SGD_NESTEROV) ? _mm512_fmadd_ps(b, m, g) : b;
+    }
+    ht_store16(w, _mm512_fmadd_ps(g, _mm512_set1_ps(-p.lr), wv), mask);
+}
+#endif
+
+#endif
