@@ -1,14 +1,16 @@
 "IR to C, one `match` clause per node kind.
 
   (render-c (parse-ir \"(def power3 (in) (begin (begin (let x0 (* in 1) x0))))\") [\"int\"])
-  ; => a CProgram whose .source has `int64_t x0 = in * 1;` inside ht_body
+  ; => {\"source\" ... \"int64_t x0 = (in * 1);\" ... \"cdef\" ... \"result_kind\" \"int\" \"slots\" []}
 
 Scalars: int → int64_t, float → double, bool → int. A `let` declares a C variable; `new`
 declares a cell (its type is the join of the values `set` into it, found by rendering again
-until no cell's type changes); blocks become C blocks; errors return a status that Python
-turns into an exception."
+until no cell's type changes); blocks become C blocks. Tensor nodes are in c_tensor.hy.
+Errors return a status that Python turns into an exception; loops poll for Ctrl-C."
 
-(import hytorch.backend.ir [Sym print-ir]
+(import hytorch.backend.c-out [Out indent excerpt]
+        hytorch.backend.c-tensor [TensorRendering INIT-SEED]
+        hytorch.backend.ir [Sym print-ir]
         hytorch.backend.printf [format-pieces c-string]
         hytorch.backend.scope [Binding Scope CNames]
         hytorch.errors [IRError])
@@ -16,6 +18,11 @@ turns into an exception."
 (setv C-TYPES {"int" "int64_t" "float" "double" "bool" "int"})
 (setv ARITHMETIC #{"+" "-" "*" "/" "//" "%"})
 (setv COMPARISON #{"==" "!=" "<" "<=" ">" ">="})
+(setv ACTIVATIONS #{"relu" "sigmoid" "tanh"})
+(setv GRAD-NODES #{"ones_like" "relu_grad" "sigmoid_grad" "tanh_grad" "log_softmax_grad"
+                   "softmax_grad" "dot_grad_input" "sum_rows" "nll_loss_grad" "mse_loss_grad"
+                   "sum_grad" "mean_grad" "mul_grad" "add_grads" "grad_accumulate"
+                   "grad_accumulate_dot" "grad_accumulate_rows" "sgd_dot_weight" "sgd_rows"})
 (setv _MAX-PASSES 4)
 
 
@@ -28,83 +35,124 @@ turns into an exception."
         True (raise (IRError f"a value is {a} on one path and {b} on another"))))
 
 
-(defclass Out []
-  "What rendering a let's right-hand side gives: C statements, then a C expression of `type`
-  for the let to bind (None for statements), or `declared` when the lines declare it."
-  (defn __init__ [self lines expr type [declared False]]
-    (setv self.lines lines self.expr expr self.type type self.declared declared)))
+(defclass CRenderer [TensorRendering]
+  "Renders one IR program; `arg-kinds` are its parameters' kinds (\"int\", \"float\",
+  \"bool\", or \"object\" for a parameter that only stands for lifted values), and
+  `loader-dims` the image size of each bound data loader."
 
-
-(defn _indent [lines]
-  (lfor l lines (+ "  " l)))
-
-
-(defn _excerpt [node]
-  (setv text (print-ir node))
-  (if (> (len text) 70) (+ (cut text 67) "...") text))
-
-
-(defclass CRenderer []
-  "Renders one IR program; `arg-kinds` are its parameters' kinds."
-
-  (defn __init__ [self program arg-kinds]
+  (defn __init__ [self program arg-kinds [loader-dims None]]
     (setv self.program program
           self.arg-kinds arg-kinds
+          self.loader-dims (or loader-dims {})
           self.cell-kinds {}
           self.changed False))
 
   (defn render [self]
-    "The C source, the cffi declarations and the result kind."
+    "The C source, the cffi declarations, the result kind and the state's slots."
     (for [_ (range _MAX-PASSES)]
       (setv self.changed False
             self.names (CNames)
-            result (self.render-function))
+            self.nested 0
+            self.pending None)
+      (self.reset-tensor-state)
+      (setv result (self.render-function))
       (when (not self.changed)
         (return result)))
     (raise (IRError "the types of the program's cells did not settle")))
 
   (defn render-function [self]
+    (match self.program
+      ["def" name params body] :if (isinstance params list) None
+      _ (raise (IRError "a program must have the form (def NAME (PARAMS) (begin ...))")))
     (setv [_ name params body] self.program
           scope (Scope)
           c-params [])
+    (when (!= (len params) (len self.arg-kinds))
+      (raise (IRError f"{name} has {(len params)} parameters but {(len self.arg-kinds)} types were given")))
     (for [[p kind] (zip params self.arg-kinds)]
-      (setv cname (self.names.fresh p))
-      (.bind scope p (Binding cname kind))
-      (.append c-params f"{(get C-TYPES kind)} {cname}"))
+      (if (= kind "object")
+        (.bind scope p (Binding "0" "object"))
+        (do (setv cname (self.names.fresh p))
+            (.bind scope p (Binding cname kind))
+            (.append c-params f"{(get C-TYPES kind)} {cname}"))))
     (setv [lines expr kind] (self.block body scope))
+    (when (not-in kind #(#* C-TYPES "none"))
+      (raise (IRError f"the program's result is a {kind}; return a number (e.g. (.item loss)) or None")))
     (setv result-param (if (= kind "none") [] [f"{(get C-TYPES kind)} *ht_result"])
           signature (.join ", " ["ht_state *ht_s" #* c-params #* result-param])
-          call-args (.join ", " ["ht_s" #* (lfor p params (. (.lookup scope p) cname))
+          call-args (.join ", " ["ht_s" #* (lfor [p k] (zip params self.arg-kinds) :if (!= k "object")
+                                                  (. (.lookup scope p) cname))
                                  #* (if result-param ["ht_result"] [])])
-          store (if result-param [f"*ht_result = {expr};"] []))
+          store (if result-param [f"*ht_result = {expr};"] [])
+          loaders (lfor [i s] (enumerate self.slots) :if (= (get s "role") "loader") i))
     {"source" (.join "\n"
                 [f"/* Generated by HyTorch from (def {name} ...). */"
                  "#include \"hytorch_rt.h\""
                  ""
-                 "typedef struct ht_state { int unused; } ht_state;"
+                 "typedef struct ht_state {"
+                 "  ht_arena arena;"
+                 #* (indent self.fields)
+                 "} ht_state;"
                  ""
-                 "HT_EXPORT ht_state *ht_new(void) { return ht_alloc(sizeof(ht_state)); }"
-                 "HT_EXPORT void ht_delete(ht_state *ht_s) { ht_free(ht_s); }"
+                 "HT_EXPORT void ht_delete(ht_state *ht_s) {"
+                 "  if (!ht_s) return;"
+                 #* (indent self.free-lines)
+                 "  ht_arena_free(&ht_s->arena);"
+                 "  ht_free(ht_s);"
+                 "}"
                  ""
+                 "HT_EXPORT ht_state *ht_new(void) {"
+                 "  ht_state *ht_s = ht_alloc(sizeof(ht_state));"
+                 "  if (!ht_s) return NULL;"
+                 f"  uint64_t rng = {INIT-SEED};"
+                 "  (void)rng;"
+                 f"  if (ht_arena_init(&ht_s->arena, {(max self.arena-bytes 64)}) != HT_OK) goto fail;"
+                 #* (indent self.init-lines)
+                 "  return ht_s;"
+                 "fail:"
+                 "  ht_delete(ht_s);"
+                 "  return NULL;"
+                 "}"
+                 ""
+                 "HT_EXPORT void *ht_slot(ht_state *ht_s, int i) {"
+                 "  switch (i) {"
+                 #* (lfor [i s] (enumerate self.slots) (.format "  case {}: return {};" i (get s "expr")))
+                 "  }"
+                 "  return NULL;"
+                 "}"
+                 ""
+                 #* (if loaders
+                      ["HT_EXPORT int ht_bind_loader(void *l, const uint8_t *images, const uint8_t *labels, int64_t count, int64_t rows, int64_t cols, int64_t batch_size, int shuffle, int drop_last, float mean, float std, uint64_t rng) {"
+                       "  return ht_loader_bind(l, images, labels, count, rows, cols, batch_size, shuffle, drop_last, mean, std, rng);"
+                       "}"
+                       "HT_EXPORT uint64_t ht_loader_rng_state(void *l) { return ((ht_loader *)l)->rng; }"
+                       ""]
+                      [])
                  f"static int ht_body({signature}) {{"
-                 #* (_indent lines)
-                 #* (_indent store)
+                 "  ht_s->arena.top = 0;"
+                 #* (indent lines)
+                 #* (indent store)
                  "  return HT_OK;"
                  "}"
                  ""
                  f"HT_EXPORT int ht_run({signature}) {{"
                  "  ht_interrupt_begin();"
-                 f"  int status = ht_body({call-args});"
-                 "  ht_interrupt_end();"
-                 "  return status;"
+                 f"  return ht_interrupt_end(ht_body({call-args}));"
                  "}"
                  ""])
      "cdef" (.join "\n" ["typedef struct ht_state ht_state;"
                          "ht_state *ht_new(void);"
                          "void ht_delete(ht_state *);"
                          "const char *ht_last_error(void);"
+                         "void *ht_slot(ht_state *, int);"
+                         #* (if loaders
+                              ["int ht_bind_loader(void *, const uint8_t *, const uint8_t *, int64_t, int64_t, int64_t, int64_t, int, int, float, float, uint64_t);"
+                               "uint64_t ht_loader_rng_state(void *);"]
+                              [])
                          f"int ht_run({signature});"])
-     "result_kind" kind})
+     "result_kind" kind
+     "slots" (lfor s self.slots (dfor [k v] (.items s) :if (!= k "expr") k v))
+     "backward_ir" self.backward-ir})
 
   ;; ------------------------------------------------------------ blocks and lets
 
@@ -112,31 +160,51 @@ turns into an exception."
     "A `(begin CHAIN)` in a new scope: #(lines result-expr result-kind)."
     (match node
       ["begin" chain] (self.chain chain (.child scope))
-      _ (raise (IRError f"expected (begin ...), found {(_excerpt node)}"))))
+      _ (raise (IRError f"expected (begin ...), found {(excerpt node)}"))))
 
-  (defn chain [self node scope]
-    "Right-nested lets ending in a result; iterative, as chains are long."
-    (setv lines [])
+  (defn lets-of [self node]
+    "The [name rhs] pairs of a chain of lets, and what follows them."
+    (setv out [])
     (while (and (isinstance node list) node (= (get node 0) "let"))
       (when (!= (len node) 4)
-        (raise (IRError f"a let needs a name, a value and a body: {(_excerpt node)}")))
-      (setv [_ name rhs body] node
-            out (self.rhs rhs scope (str name)))
-      (.extend lines out.lines)
-      (cond
-        out.declared (.bind scope name (Binding out.expr out.type))
-        (is-not out.expr None)
-          (do (setv cname (self.names.fresh name))
-              (.append lines f"{(get C-TYPES out.type)} {cname} = {out.expr};")
-              (.bind scope name (Binding cname out.type)))
-        True (.bind scope name (Binding "0" "none")))
-      (setv node body))
-    (when (and (isinstance node list) node (= (get node 0) "begin"))
+        (raise (IRError f"a let needs a name, a value and a body: {(excerpt node)}")))
+      (.append out [(get node 1) (get node 2)])
+      (setv node (get node 3)))
+    #(out node))
+
+  (defn chain [self node scope]
+    "Right-nested lets ending in a result."
+    (setv [lets result] (self.lets-of node)
+          lines [])
+    (when self.nested
+      (self.plan-fusion lets scope))
+    (for [[name rhs] lets]
+      (setv out (self.rhs rhs scope (str name)))
+      (self.bind-out scope name out)
+      (.extend lines out.lines))
+    (when (and (isinstance result list) result (= (get result 0) "begin"))
       ;; a block as the result: the function body is (begin (begin CHAIN))
-      (setv [inner expr kind] (self.block node scope))
+      (setv [inner expr kind] (self.block result scope))
       (return #([#* lines #* inner] expr kind)))
-    (setv [expr kind] (self.atom node scope))
+    (setv [expr kind] (self.atom result scope))
     #(lines expr kind))
+
+  (defn bind-out [self scope name out]
+    "Bind a let's name to what its right-hand side rendered (adding its declaration to
+    out.lines) and put a pending forward op on the tape."
+    (setv binding
+          (cond out.declared (Binding out.expr out.type #** out.info)
+                (is-not out.expr None)
+                  (do (setv cname (self.names.fresh name))
+                      (.append out.lines f"{(get C-TYPES out.type)} {cname} = {out.expr};")
+                      (Binding cname out.type #** out.info))
+                True (Binding "0" "none")))
+    (.bind scope name binding)
+    (when self.pending
+      (setv self.pending.binding binding)
+      (.append self.tape self.pending)
+      (setv self.pending None))
+    binding)
 
   (defn atom [self x scope]
     "#(C expression, kind) of an atom."
@@ -145,7 +213,7 @@ turns into an exception."
           (is x None) #("0" "none")
           (isinstance x int) #((if (<= (- (** 2 31)) x (- (** 2 31) 1)) (str x) f"INT64_C({x})") "int")
           (isinstance x float) #((self.float-literal x) "float")
-          True (raise (IRError f"{(_excerpt x)} cannot be used as a value here"))))
+          True (raise (IRError f"{(excerpt x)} cannot be used as a value here"))))
 
   (defn float-literal [self x]
     (cond (!= x x) "NAN"
@@ -168,26 +236,53 @@ turns into an exception."
       "new" (self.new-cell target)
       ["set" cell value] (self.set-cell cell value scope)
       ["get" cell] (self.get-cell cell scope)
+      ["tensor" dims] (self.tensor-node dims "float32" target)
+      ["tensor" dims dtype] (self.tensor-node dims (str dtype) target)
+      ["variable" x volatile] (self.variable-node x volatile scope target)
+      ["dot" w x] (self.dot w x scope target node)
+      [op a b] :if (and (in op #("+" "-" "*")) (or (self.is-tensor a scope) (self.is-tensor b scope)))
+        (self.elementwise op a b scope target node)
+      ["==" a b] :if (self.is-tensor a scope) (self.tensor-compare "==" a b scope target)
       [op a b] :if (in op ARITHMETIC) (self.arithmetic op a b scope node)
       [op a b] :if (in op COMPARISON) (self.compare op a b scope)
+      ["call" f [x]] :if (in f ACTIVATIONS) (self.unary f x scope target node)
+      ["call" f [x dim]] :if (in f #("log_softmax" "softmax")) (self.softmax-like f x dim scope target node)
+      ["call" "nll_loss" [p t mean]] (self.nll-loss p t mean scope target node)
+      ["call" "mse_loss" [x t]] (self.mse-loss x t scope target node)
+      ["call" f [x]] :if (in f #("sum" "mean")) (self.reduce-all f x scope target node)
+      ["call" "scale" [x s]] (self.scale x s scope target node)
+      ["call" "argmax" [x dim]] (self.argmax x dim scope target)
+      ["call" x "view" dims] :if (isinstance dims list) (self.view x dims scope target node)
+      ["call" x "backward"] (self.backward-node x scope node)
+      ["call" o "zero_grad"] (self.zero-grad o scope)
+      ["call" o "step"] (self.step o scope)
+      ["call" f args] :if (and (in f GRAD-NODES) (isinstance args list)) (self.grad-node f args scope target)
+      ["array-get" x "data" index] (self.array-get x index scope)
+      ["SGD" settings] (self.sgd-node settings None scope target)
+      ["SGD" settings params] (self.sgd-node settings params scope target)
+      ["transform" "compose" parts] (self.compose parts scope)
+      ["transform" kind #* args] (self.transform kind args)
+      ["loader" spec] (self.loader-node spec scope target)
+      ["len" x] (self.len-node x scope)
+      ["for_dataloader" loader names body] (self.for-dataloader loader names body scope)
       ["if" test then else] (self.if-node test then else scope target)
       ["while" cond body] (self.while-node cond body scope)
       ["print" value] (self.print-node value scope)
       ["printf" [fmt #* args]] :if (isinstance fmt str) (self.printf-node fmt args scope)
-      [(Sym) #* _args] (raise (IRError f"unknown IR node `{(get node 0)}` in {(_excerpt node)}"))
+      [(Sym) #* _args] (raise (IRError f"unknown IR node `{(get node 0)}` in {(excerpt node)}"))
       _ (if (isinstance node list)
-          (raise (IRError f"malformed IR node {(_excerpt node)}"))
+          (raise (IRError f"malformed IR node {(excerpt node)}"))
           (do (setv [expr kind] (self.atom node scope)) (Out [] expr kind)))))
+
+  (defn cell-key [self cname]
+    "Cells are keyed by C name: names are handed out in the same order every pass."
+    cname)
 
   (defn new-cell [self target]
     ;; The cell's C type is the join of the values set into it, known after one pass.
     (setv cname (self.names.fresh target)
           kind (or (.get self.cell-kinds (self.cell-key cname)) "int"))
     (Out [f"{(get C-TYPES kind)} {cname} = 0;"] cname "cell" :declared True))
-
-  (defn cell-key [self cname]
-    "Cells are keyed by C name: names are handed out in the same order every pass."
-    cname)
 
   (defn cell-of [self cell scope]
     (setv b (.lookup scope cell))
@@ -214,8 +309,10 @@ turns into an exception."
     (setv [x xk] (self.scalar a scope)
           [y yk] (self.scalar b scope)
           kind (join-kinds (if (= xk "bool") "int" xk) (if (= yk "bool") "int" yk))
-          where (c-string (_excerpt node))
-          zero-check [f"if ({y} == 0) return ht_zero_division({where});"])
+          where (c-string (excerpt node))
+          zero-check (if (and (isinstance b #(int float)) (not (isinstance b bool)) (!= b 0))
+                       []
+                       [f"if ({y} == 0) return ht_zero_division({where});"]))
     (cond
       (in op #("+" "-" "*")) (Out [] f"({x} {op} {y})" kind)
       (= op "/") (Out zero-check f"((double){x} / (double){y})" "float")
@@ -229,29 +326,38 @@ turns into an exception."
           [y _] (self.scalar b scope))
     (Out [] f"({x} {op} {y})" "bool"))
 
+  (defn nested-block [self node scope]
+    (+= self.nested 1)
+    (try
+      (self.block node scope)
+      (finally (-= self.nested 1))))
+
   (defn if-node [self test then else scope target]
     (setv [test-expr _] (self.scalar test scope)
-          [then-lines then-expr then-kind] (self.block then scope)
-          [else-lines else-expr else-kind] (self.block else scope))
+          [then-lines then-expr then-kind] (self.nested-block then scope)
+          [else-lines else-expr else-kind] (self.nested-block else scope))
     (if (or (= then-kind "none") (= else-kind "none"))
-      (Out [f"if ({test-expr}) {{" #* (_indent then-lines) "} else {"
-            #* (_indent else-lines) "}"]
+      (Out [f"if ({test-expr}) {{" #* (indent then-lines) "} else {"
+            #* (indent else-lines) "}"]
            None "none")
       (do (setv kind (join-kinds then-kind else-kind)
                 cname (self.names.fresh target))
           (Out [f"{(get C-TYPES kind)} {cname};"
-                f"if ({test-expr}) {{" #* (_indent then-lines) f"  {cname} = {then-expr};"
-                "} else {" #* (_indent else-lines) f"  {cname} = {else-expr};" "}"]
+                f"if ({test-expr}) {{" #* (indent then-lines) f"  {cname} = {then-expr};"
+                "} else {" #* (indent else-lines) f"  {cname} = {else-expr};" "}"]
                cname kind :declared True))))
 
   (defn while-node [self cond body scope]
-    (setv [cond-lines cond-expr _] (self.block cond scope)
-          [body-lines _ _] (self.block body scope))
+    (setv mark (self.names.fresh "arena_mark")
+          [cond-lines cond-expr _] (self.nested-block cond scope)
+          [body-lines _ _] (self.nested-block body scope))
     (Out ["for (;;) {"
           "  if (ht_interrupted) return ht_interrupt_status();"
-          #* (_indent cond-lines)
+          f"  size_t {mark} = ht_s->arena.top;"
+          #* (indent cond-lines)
           f"  if (!({cond-expr})) break;"
-          #* (_indent body-lines)
+          #* (indent body-lines)
+          f"  ht_s->arena.top = {mark};"
           "}"]
          None "none"))
 
@@ -273,20 +379,19 @@ turns into an exception."
       (setv pieces (format-pieces fmt kinds))
       (except [e ValueError]
         (raise (IRError f"printf format {fmt !r}: {e}"))))
-    (setv lines [])
-    (for [piece pieces]
-      (setv [tag #* rest] piece)
-      (.append lines
-        (match tag
-          "text" f"ht_print_text({(c-string (get rest 0))});"
-          "int" f"ht_print_int({(c-string (get rest 0))}, (long long){(get (get values (get rest 1)) 0)});"
-          "float" f"ht_print_double({(c-string (get rest 0))}, (double){(get (get values (get rest 1)) 0)});"
-          "percent" f"ht_print_double({(c-string (get rest 0))}, 100.0 * (double){(get (get values (get rest 1)) 0)});"
-          "repr" f"ht_print_repr({(get (get values (get rest 0)) 0)});"
-          "bool" f"ht_print_bool({(get (get values (get rest 0)) 0)});")))
+    (defn arg [i] (get (get values i) 0))
+    (setv lines
+          (lfor piece pieces
+                (match piece
+                  ["text" text] f"ht_print_text({(c-string text)});"
+                  ["int" cfmt i] f"ht_print_int({(c-string cfmt)}, (long long){(arg i)});"
+                  ["float" cfmt i] f"ht_print_double({(c-string cfmt)}, (double){(arg i)});"
+                  ["percent" cfmt i] f"ht_print_double({(c-string cfmt)}, 100.0 * (double){(arg i)});"
+                  ["repr" i] f"ht_print_repr({(arg i)});"
+                  ["bool" i] f"ht_print_bool({(arg i)});")))
     (Out [#* lines "ht_print_end();"] None "none")))
 
 
-(defn render-c [program arg-kinds]
+(defn render-c [program arg-kinds [loader-dims None]]
   "C for an IR program (its `def` node) whose parameters have `arg-kinds`."
-  (.render (CRenderer program arg-kinds)))
+  (.render (CRenderer program arg-kinds loader-dims)))

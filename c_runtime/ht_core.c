@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 static char ht_error_buf[1024];
 
@@ -22,6 +23,11 @@ int ht_zero_division(const char *where) {
     return HT_ZERO_DIVISION;
 }
 
+int ht_unbound(const char *what) {
+    ht_set_error("%s has no data bound; call the compiled program from Python", what);
+    return HT_ERROR;
+}
+
 int ht_interrupt_status(void) {
     ht_set_error("interrupted");
     return HT_INTERRUPTED;
@@ -29,22 +35,34 @@ int ht_interrupt_status(void) {
 
 volatile sig_atomic_t ht_interrupted = 0;
 static struct sigaction ht_previous_sigint;
+static sigset_t ht_previous_mask;
 
 static void ht_on_sigint(int sig) {
     (void)sig;
     ht_interrupted = 1;
 }
 
+/* Python may block SIGINT around a call (so a Ctrl-C between Python and C waits until the
+ * trained values are written back); it is unblocked only while compiled code runs. */
 void ht_interrupt_begin(void) {
     struct sigaction sa;
+    sigset_t sigint;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = ht_on_sigint;
     sigemptyset(&sa.sa_mask);
     ht_interrupted = 0;
     sigaction(SIGINT, &sa, &ht_previous_sigint);
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &sigint, &ht_previous_mask);
 }
 
-void ht_interrupt_end(void) { sigaction(SIGINT, &ht_previous_sigint, NULL); }
+int ht_interrupt_end(int status) {
+    pthread_sigmask(SIG_SETMASK, &ht_previous_mask, NULL);
+    sigaction(SIGINT, &ht_previous_sigint, NULL);
+    /* A Ctrl-C that came too late to stop a loop still reaches Python. */
+    return (status == HT_OK && ht_interrupted) ? ht_interrupt_status() : status;
+}
 
 void *ht_alloc(size_t bytes) {
     void *p = NULL;

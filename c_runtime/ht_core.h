@@ -18,13 +18,15 @@ HT_EXPORT const char *ht_last_error(void);
 /* Set the message and return the status, for `return ht_zero_division("(/ x1 x2)");`. */
 int ht_zero_division(const char *where);
 int ht_interrupt_status(void);
+int ht_unbound(const char *what); /* "<what> has no data bound" */
 
 /* Ctrl-C while compiled code runs: ht_interrupt_begin installs a SIGINT handler that only
- * raises ht_interrupted; generated loops poll it once a step; ht_interrupt_end restores
- * the previous handler (Python's). */
+ * raises ht_interrupted (and unblocks SIGINT); generated loops poll it once a step;
+ * ht_interrupt_end(status) restores the previous handler (Python's) and mask, and turns
+ * the status into HT_INTERRUPTED if a Ctrl-C came. */
 extern volatile sig_atomic_t ht_interrupted;
 void ht_interrupt_begin(void);
-void ht_interrupt_end(void);
+int ht_interrupt_end(int status);
 
 /* A bump allocator for temporaries: sized once, reset by restoring `top`. 64-byte aligned. */
 typedef struct {

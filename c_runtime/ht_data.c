@@ -70,3 +70,21 @@ void ht_loader_release(ht_loader *l) {
     l->order = NULL;
     l->owns_order = 0;
 }
+
+int ht_loader_bind(ht_loader *l, const uint8_t *images, const uint8_t *labels, int64_t count,
+                   int64_t rows, int64_t cols, int64_t batch_size, int shuffle, int drop_last,
+                   float mean, float std, uint64_t rng) {
+    ht_loader_release(l);
+    l->images = images;
+    l->labels = labels;
+    l->count = count;
+    l->rows = rows;
+    l->cols = cols;
+    l->batch_size = batch_size;
+    l->shuffle = shuffle;
+    l->drop_last = drop_last;
+    l->mean = mean;
+    l->std = std;
+    l->rng = rng;
+    return ht_loader_init(l);
+}

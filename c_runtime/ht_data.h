@@ -45,5 +45,10 @@ void ht_loader_begin_epoch(ht_loader *l);
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y);
 /* Frees `order` if ht_loader_init allocated it. */
 void ht_loader_release(ht_loader *l);
+/* Points l at a data set (releasing what it held) and initialises it; used by Python to
+ * give a compiled program its loader's data and random state before a call. */
+int ht_loader_bind(ht_loader *l, const uint8_t *images, const uint8_t *labels, int64_t count,
+                   int64_t rows, int64_t cols, int64_t batch_size, int shuffle, int drop_last,
+                   float mean, float std, uint64_t rng);
 
 #endif

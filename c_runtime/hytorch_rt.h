@@ -5,6 +5,8 @@
 #include "ht_core.h"
 #include "ht_scalar.h"
 #include "ht_print.h"
+#include "ht_kernels.h"
+#include "ht_int_ops.h"
 #include "ht_data.h"
 
 #endif

@@ -4,6 +4,8 @@ and IR text to either (`parse_ir`, `compile_ir`).
     >>> str(lms_compile(lambda n: n * 2 + 1))
     '(def <lambda> (in) (begin (begin (let x0 (* in 2) (let x1 (+ x0 1) x1)))))'
 """
+import sys
+
 from hytorch import builder
 from hytorch.backend.ir import Sym, parse_ir as _parse, print_ir
 from hytorch.errors import IRError, StagingError
@@ -61,8 +63,11 @@ def lms_compile(f, *arg_types):
     """
     arg_types = list(arg_types) or [int]
     params = param_names(len(arg_types))
+    if "torch" in sys.modules:
+        from hytorch.lift import guard_real_optimizer_steps
+        guard_real_optimizer_steps()
     with builder.Staging() as st:
-        args = [staged_argument(t, Sym(p), st) for t, p in zip(arg_types, params)]
+        args = [staged_argument(t, Sym(p), st, i) for i, (t, p) in enumerate(zip(arg_types, params))]
         try:
             result = f(*args)
         except RecursionError:

@@ -15,6 +15,7 @@ block starts or after a staged construct that may have changed it.
 from hytorch import builder
 from hytorch.backend.ir import Sym
 from hytorch.errors import StagingError
+from hytorch.lift import stand_in
 from hytorch.values import (UNBOUND, Rep, Staged, _Sentinel, atom, is_staged, out_of_scope,
                             scalar_kind)
 
@@ -238,6 +239,7 @@ def stage_for(frame, iterable, body_fn, vars, body_reads, where):
     """`(for [x xs] body)`: unrolled over an ordinary iterable; a staged iterable (a
     `range` with a staged bound, a data loader) emits its own loop."""
     vars = vars or _NO_VARS
+    iterable = stand_in(iterable)
     emit_loop = getattr(iterable, "__staged_for__", None)
     if emit_loop is not None:
         st = builder.current()
@@ -293,7 +295,7 @@ def range(*args):
 
 def enumerate(iterable, start=0):
     """`enumerate` that keeps a staged loader staged (its loop index comes from the loop)."""
-    staged = getattr(iterable, "__staged_enumerate__", None)
+    staged = getattr(stand_in(iterable), "__staged_enumerate__", None)
     if staged is not None:
         return staged(start)
     return _builtin_enumerate(iterable, start)

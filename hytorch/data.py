@@ -214,6 +214,8 @@ class MNIST:
         if not (math.isfinite(self.mean) and math.isfinite(self.std) and np.float32(self.std) != 0):
             raise ValueError(f"normalize needs a finite mean and a finite, non-zero std, got {normalize!r}")
 
+        self.train = bool(train)
+        self.normalize = None if normalize is None else (self.mean, self.std)
         self.root = os.fspath(root) if root is not None else os.environ.get("HYTORCH_DATA") or SYSTEM_ROOT
         split = "train" if train else "t10k"
         self.images_path = find_split_file(self.root, f"{split}-images-idx3-ubyte")

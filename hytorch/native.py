@@ -3,18 +3,43 @@
     f = compile_program(lms_compile(lambda n: n * 3))
     f(4)          # -> 12, computed by the loaded shared library
     f.c_source    # the generated C
+
+A program that lifted objects while staging (a model's parameters, an optimizer, a data
+loader) is called with the same kind of objects in the same positions: their current values
+are copied into the compiled program's state before it runs, and what it trained (weights,
+momentum buffers, the loader's random state) is written back afterwards, also when it stops
+on Ctrl-C or an error. torch is imported only when torch objects are involved.
 """
+import contextlib
+import signal
 import sys
+import threading
 
 import cffi
+import numpy as np
 
 from hytorch.backend.c_render import render_c
 from hytorch.build import build_shared
 from hytorch.errors import ExecutionError, HyTorchError
-from hytorch.staged_args import SCALAR_KINDS, describe_type
+from hytorch.staged_args import SCALAR_KINDS, is_object_argument
 
 HT_OK, HT_ERROR, HT_INTERRUPTED, HT_ZERO_DIVISION = 0, 1, 2, 3
 _C_TYPES = {"int": "int64_t", "float": "double", "bool": "int"}
+_NUMPY = {"float32": np.float32, "int64": np.int64}
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold back Ctrl-C while values move between Python and C (the compiled code unblocks it
+    while it runs), so an interrupt never loses trained weights; it arrives right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
@@ -24,7 +49,9 @@ class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
 def _arg_kind(t):
     if t in SCALAR_KINDS:
         return SCALAR_KINDS[t]
-    raise HyTorchError(f"cannot compile a parameter of type {describe_type(t)}")
+    if is_object_argument(t):
+        return "object"
+    raise HyTorchError(f"cannot compile a parameter of type {getattr(t, '__name__', t)}")
 
 
 def _convert(value, kind, position):
@@ -44,18 +71,27 @@ def _convert(value, kind, position):
     raise TypeError(f"argument {position}: unsupported kind {kind}")
 
 
+def _loader_dims(program):
+    return {str(sym): (b.obj.rows, b.obj.cols) for sym, b in program.bindings.items()
+            if b.kind == "loader"}
+
+
 class CompiledFunction:
     """A compiled IR program. Call it like the staged function; `.ir`, `.c_source`,
-    `.staged_source` and `.so_path` show what it was made from."""
+    `.staged_source` and `.so_path` show what it was made from, `.tensor(name)` reads a
+    tensor of its state."""
 
     def __init__(self, program, rendered, build):
         self.program = program
         self.ir = str(program)
         self.c_source = rendered["source"]
+        self.backward_ir = rendered["backward_ir"]
         self.result_kind = rendered["result_kind"]
+        self.slots = rendered["slots"]
         self.arg_kinds = [_arg_kind(t) for t in program.arg_types]
         self.so_path, self.cached, self.build_seconds = build.path, build.cached, build.seconds
         self.staged_source = None
+        self._default_loaders = {}
         self._ffi = cffi.FFI()
         self._ffi.cdef(rendered["cdef"])
         self._lib = self._ffi.dlopen(str(build.path))
@@ -67,23 +103,143 @@ class CompiledFunction:
     def name(self):
         return self.program.name
 
+    # ---- the state's buffers, as numpy arrays over the C memory
+    def _slot_array(self, index, numel, dtype):
+        pointer = self._lib.ht_slot(self._state, index)
+        size = numel * np.dtype(_NUMPY[dtype]).itemsize
+        return np.frombuffer(self._ffi.buffer(pointer, size), dtype=_NUMPY[dtype])
+
+    def tensor(self, name):
+        """The values of the tensor bound to IR symbol `name` (a live view, not a copy)."""
+        for i, s in enumerate(self.slots):
+            if s["role"] == "tensor" and s["sym"] == str(name):
+                return self._slot_array(i, s["numel"], s["dtype"]).reshape(s["shape"])
+        raise KeyError(f"{self.name} has no top-level tensor {name}")
+
+    def _flag(self, index):
+        return self._ffi.cast("int64_t *", self._lib.ht_slot(self._state, index))
+
+    # ---- calling
     def __call__(self, *args):
         if len(args) != len(self.arg_kinds):
             raise TypeError(f"{self.name}() takes {len(self.arg_kinds)} argument(s) "
                             f"but {len(args)} were given")
-        c_args = [_convert(a, k, i + 1) for i, (a, k) in enumerate(zip(args, self.arg_kinds))]
+        c_args = [_convert(a, k, i + 1) for i, (a, k) in enumerate(zip(args, self.arg_kinds))
+                  if k != "object"]
         result = None
         if self.result_kind != "none":
             result = self._ffi.new(f"{_C_TYPES[self.result_kind]} *")
             c_args.append(result)
-        sys.stdout.flush()  # keep Python's and C's output in order
-        status = self._lib.ht_run(self._state, *c_args)
+        with _sigint_deferred():
+            keep_alive = self._copy_in(args)
+            sys.stdout.flush()  # keep Python's and C's output in order
+            try:
+                status = self._lib.ht_run(self._state, *c_args)
+            finally:
+                self._copy_out(args)
+                del keep_alive
         if status != HT_OK:
             self._raise(status)
         if result is None:
             return None
         value = result[0]
         return bool(value) if self.result_kind == "bool" else value
+
+    def _binding(self, sym):
+        return self.program.bindings.get(sym)
+
+    def _resolve(self, sym, args):
+        binding = self._binding(sym)
+        return None if binding is None else binding.resolve(args)
+
+    def _optimizer_state(self, tensor_sym, args):
+        """The torch optimizer state (a dict) of the parameter bound to `tensor_sym`."""
+        param = self._resolve(tensor_sym, args)
+        if param is None:
+            return None
+        for binding in self.program.bindings.values():
+            if binding.kind == "optimizer":
+                optimizer = binding.resolve(args)
+                if any(p is param for g in optimizer.param_groups for p in g["params"]):
+                    return optimizer.state[param]
+        return None
+
+    def _copy_in(self, args):
+        keep_alive = []
+        for i, s in enumerate(self.slots):
+            role = s["role"]
+            if role == "tensor":
+                source = self._resolve(s["sym"], args)
+                if source is not None:
+                    values = source.detach().contiguous().view(-1).numpy()
+                    if values.size != s["numel"]:
+                        raise ValueError(f"{self.name}: the tensor for {s['sym']} has {values.size} "
+                                         f"elements, but the program was staged with {s['numel']}")
+                    self._slot_array(i, s["numel"], s["dtype"])[:] = values
+            elif role in ("momentum", "first_step"):
+                state = self._optimizer_state(s["tensor"], args)
+                buffer = None if state is None else state.get("momentum_buffer")
+                if role == "momentum" and buffer is not None:
+                    self._slot_array(i, s["numel"], "float32")[:] = buffer.detach().view(-1).numpy()
+                if role == "first_step" and state is not None:
+                    self._flag(i)[0] = 0 if state.get("momentum_buffer") is not None else 1
+            elif role == "loader":
+                keep_alive.append(self._bind_loader(i, s, args))
+        return keep_alive
+
+    def _loader_for(self, s, args):
+        loader = self._resolve(s["sym"], args)
+        if loader is not None:
+            return loader
+        if s["sym"] not in self._default_loaders:
+            from hytorch.data import MNIST
+            normalize = None if (s["mean"], s["std"]) == (0.0, 1.0) else (s["mean"], s["std"])
+            self._default_loaders[s["sym"]] = MNIST(train=s["train"], batch_size=s["batch_size"],
+                                                    shuffle=s["shuffle"], normalize=normalize)
+        return self._default_loaders[s["sym"]]
+
+    def _bind_loader(self, i, s, args):
+        loader = self._loader_for(s, args)
+        spec = loader.c_spec()
+        staged = (s["batch_size"], s["rows"], s["cols"])
+        if (spec.batch_size, spec.rows, spec.cols) != staged:
+            raise ValueError(f"{self.name}: the loader for {s['sym']} gives batches of "
+                             f"{spec.batch_size} images of {spec.rows}x{spec.cols}; the program was "
+                             f"staged for {staged[0]} of {staged[1]}x{staged[2]}")
+        images = np.ascontiguousarray(spec.images)
+        labels = np.ascontiguousarray(spec.labels)
+        status = self._lib.ht_bind_loader(
+            self._lib.ht_slot(self._state, i), self._ffi.from_buffer("uint8_t[]", images),
+            self._ffi.from_buffer("uint8_t[]", labels), spec.count, spec.rows, spec.cols,
+            spec.batch_size, int(spec.shuffle), int(spec.drop_last), spec.mean, spec.std,
+            spec.rng_state)
+        if status != HT_OK:
+            self._raise(status)
+        return (images, labels, loader)
+
+    def _copy_out(self, args):
+        """Write what the run changed back into the objects it came from."""
+        torch = sys.modules.get("torch")
+        trainable = {s["tensor"] for s in self.slots if s["role"] == "first_step"}
+        first = {s["tensor"]: self._flag(i)[0] for i, s in enumerate(self.slots)
+                 if s["role"] == "first_step"}
+        for i, s in enumerate(self.slots):
+            role = s["role"]
+            if role == "tensor" and s["sym"] in trainable:
+                target = self._resolve(s["sym"], args)
+                if target is not None:
+                    values = self._slot_array(i, s["numel"], s["dtype"]).copy()
+                    with torch.no_grad():
+                        target.copy_(torch.from_numpy(values).view_as(target))
+            elif role == "momentum" and not first.get(s["tensor"], 1):
+                state = self._optimizer_state(s["tensor"], args)
+                if state is not None:
+                    param = self._resolve(s["tensor"], args)
+                    values = self._slot_array(i, s["numel"], "float32").copy()
+                    state["momentum_buffer"] = torch.from_numpy(values).view_as(param)
+            elif role == "loader":
+                loader = self._loader_for(s, args)
+                loader.set_rng_state(self._lib.ht_loader_rng_state(self._lib.ht_slot(self._state, i)))
 
     def _raise(self, status):
         message = self._ffi.string(self._lib.ht_last_error()).decode(errors="replace")
@@ -103,8 +259,8 @@ class CompiledFunction:
         return f"<compiled {self.name} from {self.so_path}>"
 
 
-def compile_program(program):
+def compile_program(program, extra_flags=()):
     """Render, build (or reuse) and load an IRProgram."""
     arg_kinds = [_arg_kind(t) for t in program.arg_types]
-    rendered = render_c(program.node, arg_kinds)
-    return CompiledFunction(program, rendered, build_shared(rendered["source"]))
+    rendered = render_c(program.node, arg_kinds, _loader_dims(program))
+    return CompiledFunction(program, rendered, build_shared(rendered["source"], extra_flags))

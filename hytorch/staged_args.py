@@ -17,12 +17,19 @@ def describe_type(t):
     return getattr(t, "__name__", repr(t))
 
 
-def staged_argument(arg_type, sym, st):
-    """The staged value a parameter of `arg_type` stands for while staging."""
+def is_object_argument(arg_type):
+    """An argument given as an object (a module, optimizer, loader, tensor), not a type."""
+    return not isinstance(arg_type, type)
+
+
+def staged_argument(arg_type, sym, st, position):
+    """The staged value of parameter `position`: a staged scalar for the types int, float
+    and bool; for an object (a module, optimizer, data loader, tensor), its stand-in, whose
+    values the compiled code reads from the object passed in that position at each call."""
     if arg_type in SCALAR_KINDS:
         return Rep(sym, SCALAR_KINDS[arg_type])
-    stand_in = getattr(arg_type, "__staged_argument__", None)
-    if stand_in is not None:
-        return stand_in(sym, st)
-    raise StagingError(f"cannot stage a parameter of type {describe_type(arg_type)}; "
-                       "use int, float, bool or a hytorch.Tensor type")
+    if is_object_argument(arg_type):
+        from hytorch.lift import stand_in
+        return stand_in(arg_type, position)
+    raise StagingError(f"cannot stage a parameter of type {describe_type(arg_type)}; give int, "
+                       "float or bool, or the object itself (a module, optimizer, loader, tensor)")

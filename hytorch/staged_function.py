@@ -11,6 +11,7 @@ import types
 
 from hytorch import builder
 from hytorch.errors import StagingError
+from hytorch.lift import stand_in
 from hytorch.values import Staged
 
 
@@ -47,6 +48,8 @@ class StagedFunction:
 
     def _inline(self, st, args, kwargs):
         """Run the rewrite, emitting IR in place (calls are inlined at generation time)."""
+        args = [stand_in(a) for a in args]
+        kwargs = {k: stand_in(v) for k, v in kwargs.items()}
         key = (id(self), tuple(map(_abstract, args)),
                tuple(sorted((k, _abstract(v)) for k, v in kwargs.items())))
         for active_key, depth in st.active_calls:

@@ -1,0 +1,22 @@
+"What rendering one let's right-hand side gives the C renderer."
+
+(import hytorch.backend.ir [print-ir])
+
+
+(defclass Out []
+  "C statements, then a C expression of `type` for the let to bind (None for a statement),
+  or `declared` when the statements declare it; `info` is kept on the binding (a tensor's
+  type, a loader's sizes, ...)."
+  (defn __init__ [self lines expr type [declared False] [info None]]
+    (setv self.lines lines self.expr expr self.type type self.declared declared
+          self.info (or info {}))))
+
+
+(defn indent [lines]
+  (lfor l lines (+ "  " l)))
+
+
+(defn excerpt [node]
+  "An IR node's text, cut to fit an error message."
+  (setv text (print-ir node))
+  (if (> (len text) 70) (+ (cut text 0 67) "...") text))

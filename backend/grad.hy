@@ -1,0 +1,176 @@
+"Reverse-mode gradients, derived from the IR: `(call L backward)` becomes IR lets.
+
+The renderer keeps a tape of the tensor ops it has rendered (op, output name, input names).
+`backward-lets` walks it from the loss back to the leaves and returns the backward pass as
+IR: one let per gradient, built from these nodes (each rendered by one kernel call):
+
+  (call ones_like (L))                 dL/dL
+  (call relu_grad (GY Y))              also sigmoid_grad, tanh_grad, log_softmax_grad, softmax_grad
+  (call dot_grad_input (GY W))         dX of (dot W X)
+  (call sum_rows (GY V))               dV of a row vector V broadcast over GY's rows
+  (call nll_loss_grad (GL P T MEAN))   mse_loss_grad, sum_grad, mean_grad likewise
+  (call mul_grad (GY OTHER))           (* A B): dA = GY * B
+  (call scale (GY S))                  (- A B): dB = -GY
+  (call GY view (DIMS))                a view's gradient is the same elements, reshaped
+  (call add_grads (G1 G2))             a value used twice gets the sum of its gradients
+
+and, for each trainable variable V reached, one of
+
+  (call grad_accumulate (V G))         V.grad += G (or = after zero_grad)
+  (call grad_accumulate_dot (V GY X))  V.grad += GY^T X, for V the weight of (dot V X)
+  (call grad_accumulate_rows (V GY))   V.grad += row sums of GY, for a bias V
+  (call sgd_dot_weight (V O GY X))     the step of optimizer O applied to V with GY^T X, when
+  (call sgd_rows (V O GY))             the block's zero_grad/backward/step allow (see `fusable`)
+
+Example: for (let y (dot w x) (let z (call relu (y)) (let l (call sum (z)) ...))) the
+backward of l is
+  (let g0 (call ones_like (l)) (let g1 (call sum_grad (g0 z)) (let g2 (call relu_grad (g1 z))
+   (let g3 (call grad_accumulate_dot (w g2 x)) ...))))"
+
+(import hytorch.backend.ir [Sym])
+
+(setv CALL (Sym "call"))
+(setv _ACTIVATIONS #{"relu" "sigmoid" "tanh"})
+
+
+(defn _call [name #* args]
+  [CALL (Sym name) (list args)])
+
+
+(defclass Record []
+  "One forward tensor op on the tape: `node` bound to `out`, reading the names `inputs`.
+  `row-vectors` names the operands broadcast over rows; `input-shape` is a view's input
+  shape; `binding` is the output's binding (to tell whether `out` still names it)."
+  (defn __init__ [self node out inputs binding [row-vectors #{}] [input-shape None]]
+    (setv self.node node self.out out self.inputs inputs self.binding binding
+          self.row-vectors row-vectors self.input-shape input-shape))
+
+  (defn broadcast [self operand]
+    (in (str operand) self.row-vectors))
+
+  (defn input-dims [self]
+    (list self.input-shape)))
+
+
+(defclass Backward []
+  "Builds the backward lets of one `(call L backward)`.
+
+  `live` tells whether a name's binding is still the one a record saw (names are lexically
+  scoped); `requires-grad` whether a name is a trainable variable or depends on one;
+  `trainable` whether it is a trainable variable (a leaf whose gradient is kept);
+  `fused` maps a trainable variable to the optimizer whose step may be applied right away."
+  (defn __init__ [self tape loss fresh live requires-grad trainable fused]
+    (setv self.tape tape self.loss loss self.fresh fresh self.live live
+          self.requires-grad requires-grad self.trainable trainable self.fused fused
+          self.lets [] self.grads {} self.contributions {} self.fused-done #{}))
+
+  (defn emit [self rhs]
+    (setv sym (self.fresh))
+    (.append self.lets [sym rhs])
+    sym)
+
+  (defn add [self name grad]
+    "Add `grad` (a symbol) to the gradient of `name`."
+    (setv key (str name))
+    (if (in key self.grads)
+      (setv (get self.grads key) (self.emit (_call "add_grads" (get self.grads key) grad)))
+      (setv (get self.grads key) grad)))
+
+  (defn leaf [self name fused-node plain-node]
+    "A trainable variable's share that has a kernel of its own: the optimizer's step applied
+    right away when the block allows it and this is the variable's only use, else added to
+    its gradient."
+    (setv key (str name) optimizer (.get self.fused key))
+    (if (and optimizer (= (.get self.contributions key) 1))
+      (do (self.emit (fused-node optimizer)) (.add self.fused-done key))
+      (self.emit plain-node)))
+
+  (defn needs [self name]
+    (self.requires-grad name))
+
+  (defn count-contributions [self records]
+    "How many gradient contributions each trainable variable receives (fusion needs one)."
+    (for [r records]
+      (for [n r.inputs]
+        (when (and (self.trainable n) (self.needs n))
+          (setv (get self.contributions (str n)) (+ 1 (.get self.contributions (str n) 0)))))))
+
+  (defn run [self]
+    "The backward lets, and the names of the variables whose step was fused into them."
+    (setv records (self.reachable))
+    (self.count-contributions records)
+    (setv (get self.grads (str self.loss)) (self.emit (_call "ones_like" self.loss)))
+    (for [r (reversed records)]
+      (setv gy (.get self.grads (str r.out)))
+      (when (is-not gy None)
+        (self.rule r gy)))
+    (for [[name grad] (list (.items self.grads))]
+      (when (and (self.trainable name) (!= name (str self.loss)))
+        (self.emit (_call "grad_accumulate" (Sym name) grad))))
+    #(self.lets self.fused-done))
+
+  (defn reachable [self]
+    "The live records the loss depends on, in forward order."
+    (setv wanted #{(str self.loss)} out [])
+    (for [r (reversed self.tape)]
+      (when (and (in (str r.out) wanted) (self.live r.out r.binding))
+        (.append out r)
+        (.update wanted (gfor n r.inputs :if (self.needs n) (str n)))))
+    (list (reversed out)))
+
+  (defn into [self name grad]
+    "Give `grad` to input `name` (a trainable variable's total is kept after the walk)."
+    (when (self.needs name)
+      (self.add name grad)))
+
+  (defn rule [self r gy]
+    "Emit the gradients of record `r`'s inputs, given `gy` for its output."
+    (setv node r.node)
+    (match node
+      ["dot" w x]
+        (do (when (self.needs x)
+              (self.into x (self.emit (_call "dot_grad_input" gy w))))
+            (when (self.needs w)
+              (if (self.trainable w)
+                (self.leaf w (fn [optimizer] (_call "sgd_dot_weight" w optimizer gy x))
+                           (_call "grad_accumulate_dot" w gy x))
+                (raise (ValueError "only a trainable variable can be the weight of a dot")))))
+      [(| "+" "-") a b]
+        (for [[operand sign] [[a 1] [b (if (= (get node 0) "+") 1 -1)]]]
+          (when (self.needs operand)
+            (setv rows-of-other (.broadcast r operand))
+            (cond
+              (and rows-of-other (self.trainable operand) (= sign 1))
+                (self.leaf operand (fn [optimizer] (_call "sgd_rows" operand optimizer gy))
+                           (_call "grad_accumulate_rows" operand gy))
+              rows-of-other
+                (self.into operand (self.signed (self.emit (_call "sum_rows" gy operand)) sign))
+              True (self.into operand (self.signed gy sign)))))
+      ["*" a b]
+        (do (when (self.needs a) (self.into a (self.emit (_call "mul_grad" gy b))))
+            (when (self.needs b) (self.into b (self.emit (_call "mul_grad" gy a)))))
+      ["call" "scale" [x s]]
+        (self.into x (self.emit (_call "scale" gy s)))
+      ["call" f [x]] :if (in f _ACTIVATIONS)
+        (self.into x (self.emit (_call f"{f}_grad" gy r.out)))
+      ["call" f [x dim]] :if (in f #("log_softmax" "softmax"))
+        (self.into x (self.emit (_call f"{f}_grad" gy r.out)))
+      ["call" "nll_loss" [p t mean]]
+        (self.into p (self.emit (_call "nll_loss_grad" gy p t mean)))
+      ["call" "mse_loss" [x t]]
+        (do (when (self.needs x) (self.into x (self.emit (_call "mse_loss_grad" gy x t))))
+            (when (self.needs t)
+              (self.into t (self.emit (_call "scale" (self.emit (_call "mse_loss_grad" gy x t)) -1.0)))))
+      ["call" f [x]] :if (in f #("sum" "mean"))
+        (self.into x (self.emit (_call f"{f}_grad" gy x)))
+      ["call" x "view" dims]
+        (self.into x (self.emit [CALL gy (Sym "view") (.input-dims r)]))
+      _ None))
+
+  (defn signed [self g sign]
+    (if (= sign 1) g (self.emit (_call "scale" g -1.0)))))
+
+
+(defn backward-lets [tape loss fresh live requires-grad trainable fused]
+  "The backward pass of `loss` as [[sym rhs] ...] and the variables whose step it applied."
+  (.run (Backward tape loss fresh live requires-grad trainable fused)))

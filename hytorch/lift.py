@@ -1,0 +1,233 @@
+"""Lifting Python objects into a staging run: torch parameters and tensors, optimizers, data
+loaders. Each is lifted once per run; what it stands for is recorded as a binding so the
+compiled code can be given its current value when called (and write trained values back).
+
+    (setv opt (optim.SGD (.parameters model) :lr 0.01))
+    ;; staged: (let x5 (tensor (50 784)) (let x6 (variable x5 False) ... (SGD (0.01 0.0) (x6 x8 ...))
+"""
+import sys
+
+from hytorch import builder
+from hytorch.backend.ir import Sym
+from hytorch.backend.shapes import TensorType
+from hytorch.errors import StagingError
+from hytorch.source_location import user_location
+from hytorch.values import Rep, Staged
+
+_TORCH_DTYPES = {"torch.float32": "float32", "torch.int64": "int64"}
+
+
+class Binding:
+    """Where the value of a lifted object comes from when the compiled code is called:
+    argument `position` (and `name` inside it, for a module parameter), or the object itself."""
+
+    def __init__(self, kind, obj, position=None, name=None):
+        self.kind, self.obj, self.position, self.name = kind, obj, position, name
+
+    def resolve(self, args):
+        """The object to use for a call with `args`."""
+        if self.position is None:
+            return self.obj
+        arg = args[self.position]
+        return arg.get_parameter(self.name) if self.name is not None else arg
+
+
+def _emit_root(st, rhs):
+    """Bind `rhs` where every block can see it: in place at the top level, else hoisted."""
+    return st.emit(rhs) if st.depth == 1 else st.hoist(rhs)
+
+
+def _remember(st, obj, stand_in, binding_sym, binding):
+    st.lifted[id(obj)] = stand_in
+    st.lifted_objects.append((binding_sym, binding))
+    return stand_in
+
+
+def lift_tensor(t, position=None, name=None):
+    """A torch tensor as a staged variable: trainable for a Parameter that requires grad,
+    else a constant input. Its value is read from `t` (or argument `position`) at each call."""
+    st = builder.current()
+    if id(t) in st.lifted:
+        return st.lifted[id(t)]
+    from hytorch.tensors import TensorRep
+    dtype = _TORCH_DTYPES.get(str(t.dtype))
+    if dtype is None:
+        raise StagingError(f"tensors of dtype {t.dtype} cannot be staged (float32 and int64 can)",
+                           user_location())
+    import torch
+    trainable = isinstance(t, torch.nn.Parameter) and t.requires_grad
+    if trainable and dtype != "float32":
+        raise StagingError("only float32 parameters can be trained", user_location())
+    shape = [int(d) for d in t.shape]
+    tensor_node = [Sym("tensor"), shape] + ([Sym(dtype)] if dtype != "float32" else [])
+    tsym = _emit_root(st, tensor_node)
+    vsym = _emit_root(st, [Sym("variable"), tsym, not trainable])
+    rep = TensorRep(vsym, TensorType(shape, dtype), requires_grad=trainable)
+    return _remember(st, t, rep, tsym, Binding("tensor", t, position, name))
+
+
+def lift_module(module, position=None):
+    """Lift every parameter of `module`, in order, bound to argument `position`."""
+    for name, p in module.named_parameters():
+        lift_tensor(p, position, name)
+    return module
+
+
+class StagedSGD(Staged):
+    """A torch.optim.SGD while staging: `zero_grad` and `step` become IR calls."""
+
+    kind = "optimizer"
+
+    def __init__(self, sym, optimizer, params):
+        super().__init__(sym)
+        self.optimizer, self.params = optimizer, params
+
+    def zero_grad(self, set_to_none=True):
+        builder.current().emit([Sym("call"), self.sym, Sym("zero_grad")])
+
+    def step(self, closure=None):
+        if closure is not None:
+            raise StagingError("optimizer.step with a closure cannot be staged", user_location())
+        builder.current().emit([Sym("call"), self.sym, Sym("step")])
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
+
+
+SGD_HYPERPARAMETERS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+
+
+def sgd_hyperparameters(optimizer):
+    """The SGD settings HyTorch compiles, or a StagingError for what it cannot."""
+    import torch
+    if type(optimizer) is not torch.optim.SGD:
+        raise StagingError(f"{type(optimizer).__name__} cannot be staged; use torch.optim.SGD",
+                           user_location())
+    settings = [tuple(g[k] for k in SGD_HYPERPARAMETERS) for g in optimizer.param_groups]
+    if len(set(settings)) != 1:
+        raise StagingError("SGD parameter groups with different settings cannot be staged",
+                           user_location())
+    group = optimizer.param_groups[0]
+    if group.get("maximize") or group.get("differentiable"):
+        raise StagingError("SGD with maximize/differentiable cannot be staged", user_location())
+    lr, momentum, dampening, weight_decay, nesterov = settings[0]
+    return float(lr), float(momentum), float(dampening), float(weight_decay), bool(nesterov)
+
+
+def lift_optimizer(optimizer, position=None):
+    st = builder.current()
+    if id(optimizer) in st.lifted:
+        return st.lifted[id(optimizer)]
+    lr, momentum, dampening, weight_decay, nesterov = sgd_hyperparameters(optimizer)
+    params = [lift_tensor(p) for g in optimizer.param_groups for p in g["params"]]
+    settings = [lr, momentum] + ([dampening, weight_decay, nesterov]
+                                 if (dampening, weight_decay, nesterov) != (0.0, 0.0, False) else [])
+    sym = _emit_root(st, [Sym("SGD"), settings, [p.sym for p in params]])
+    return _remember(st, optimizer, StagedSGD(sym, optimizer, params), sym,
+                     Binding("optimizer", optimizer, position))
+
+
+class StagedLoader(Staged):
+    """A hytorch.data loader while staging: a `for` over it is a `for_dataloader` loop."""
+
+    kind = "loader"
+
+    def __init__(self, sym, loader):
+        super().__init__(sym)
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __staged_enumerate__(self, start=0):
+        return StagedEnumerate(self, start)
+
+    def __staged_for__(self, run_block, body, where, start=None):
+        from hytorch.tensors import TensorRep
+        st = builder.current()
+        index, data, target = st.fresh(), st.fresh("t"), st.fresh()
+        loader = self.loader
+        tag = str(index)
+        data_rep = TensorRep(data, TensorType([loader.batch_size, 1, loader.rows, loader.cols],
+                                              "float32", tag))
+        target_rep = TensorRep(target, TensorType([loader.batch_size], "int64", tag))
+
+        def step():
+            if start is None:
+                return body((data_rep, target_rep))
+            i = Rep(index, "int")
+            return body((i + start if start else i, (data_rep, target_rep)))
+        block = run_block(step)
+        st.emit([Sym("for_dataloader"), self.sym, [index, data, target], block.node()])
+
+
+class StagedEnumerate:
+    def __init__(self, loader, start):
+        self.loader, self.start = loader, start
+
+    def __staged_for__(self, run_block, body, where):
+        self.loader.__staged_for__(run_block, body, where, self.start)
+
+
+def lift_loader(loader, position=None):
+    st = builder.current()
+    if id(loader) in st.lifted:
+        return st.lifted[id(loader)]
+    transform = _emit_root(st, [Sym("transform"), Sym("toTensor")])
+    if loader.normalize is not None:
+        mean, std = loader.normalize
+        normalize = _emit_root(st, [Sym("transform"), Sym("normalize"), [float(mean), float(std)]])
+        transform = _emit_root(st, [Sym("transform"), Sym("compose"), [transform, normalize]])
+    sym = _emit_root(st, [Sym("loader"), [Sym("MNIST"), bool(loader.train), True, transform,
+                                          loader.batch_size, bool(loader.shuffle)]])
+    return _remember(st, loader, StagedLoader(sym, loader), sym, Binding("loader", loader, position))
+
+
+def _is_loader(obj):
+    data = sys.modules.get("hytorch.data")
+    return data is not None and isinstance(obj, data.MNIST)
+
+
+def _is_optimizer(obj):
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.optim.Optimizer)
+
+
+def _is_module(obj):
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def stand_in(obj, position=None):
+    """What a Python object is while staging: loaders and optimizers are lifted, a module's
+    parameters are lifted (the module itself stays), anything else is itself."""
+    if builder.current() is None or isinstance(obj, Staged):
+        return obj
+    if _is_loader(obj):
+        return lift_loader(obj, position)
+    if _is_optimizer(obj):
+        return lift_optimizer(obj, position)
+    if _is_module(obj):
+        return lift_module(obj, position)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor) and position is not None:
+        return lift_tensor(obj, position)
+    return obj
+
+
+def guard_real_optimizer_steps():
+    """A real optimizer stepping while staging would train at generation time: refuse it."""
+    if getattr(guard_real_optimizer_steps, "installed", False):
+        return
+
+    def refuse(optimizer, args, kwargs):
+        if builder.current() is not None:
+            raise StagingError(f"a real {type(optimizer).__name__} was stepped while staging; pass "
+                               "the optimizer to the defstaged function as an argument so its "
+                               "steps are staged", user_location())
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    register_optimizer_step_pre_hook(refuse)
+    guard_real_optimizer_steps.installed = True

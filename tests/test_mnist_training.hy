@@ -1,0 +1,99 @@
+"The MNIST demo trained as compiled C: parity with PyTorch step for step, evaluation, the
+snek-LMS demo IR, write-back of trained values."
+
+(require hytorch [defstaged]
+         hyrule [->])
+(import copy
+        pytest
+        torch
+        torch.nn.functional :as F
+        hytorch
+        hytorch.data [MNIST]
+        hytorch.examples.mnist_mlp [Net train accuracy demo-setup])
+
+(setv LOSS-TOLERANCE 1e-4)
+
+
+(defstaged train-logging-losses [model optimizer loader epochs]
+  "Train, printing every step's loss with 8 decimals."
+  (setv epoch 0)
+  (while (< epoch epochs)
+    (setv epoch (+ epoch 1))
+    (for [[data target] loader]
+      (.zero-grad optimizer)
+      (setv loss (-> data model (F.nll-loss target)))
+      (.backward loss)
+      (.step optimizer)
+      (print (.format "{:.8f}" (.item loss))))))
+
+
+(defn losses-of [capfd run]
+  (.readouterr capfd)
+  (run)
+  (lfor line (.splitlines (. (.readouterr capfd) out)) (float line)))
+
+
+(defn twin-setups [batch-size lr momentum limit seed]
+  "Two identical models, optimizers and loaders (same weights, same shuffling)."
+  (torch.manual-seed seed)
+  (setv model (Net)
+        twin (copy.deepcopy model))
+  (lfor m [model twin]
+        #(m (torch.optim.SGD (.parameters m) :lr lr :momentum momentum)
+            (MNIST :train True :batch-size batch-size :shuffle True :seed seed :limit limit))))
+
+
+(defn [(pytest.mark.parametrize "batch_size,lr,momentum,limit,epochs"
+                                [#(1 0.0005 0.0 1000 1) #(64 0.01 0.5 1000 4)])]
+  test-compiled-training-matches-eager-step-for-step [capfd batch-size lr momentum limit epochs]
+  (setv [[m1 o1 l1] [m2 o2 l2]] (twin-setups batch-size lr momentum limit 7)
+        eager (losses-of capfd (fn [] (train-logging-losses m1 o1 l1 epochs)))
+        compiled-fn (hytorch.stage train-logging-losses m2 o2 l2 int)
+        compiled (losses-of capfd (fn [] (compiled-fn m2 o2 l2 epochs))))
+  (assert (= (len eager) (len compiled) (* epochs (len l1))))
+  (when (= batch-size 1)
+    (assert (>= (len compiled) 1000)))
+  (setv worst (max (gfor [a b] (zip eager compiled) (abs (- a b)))))
+  (assert (< worst LOSS-TOLERANCE) f"largest loss difference {worst}")
+  (for [[p q] (zip (.parameters m1) (.parameters m2))]
+    (assert (torch.allclose p q :atol 1e-4)))
+  (when momentum
+    (for [[p q] (zip (.parameters m1) (.parameters m2))]
+      (assert (torch.allclose (get (get o1.state p) "momentum_buffer")
+                              (get (get o2.state q) "momentum_buffer") :atol 1e-4))))
+  (assert (= l1.rng.state l2.rng.state) "the loaders' shuffling continues from the same state"))
+
+
+(defn test-demo-reaches-80-percent-after-one-epoch [capfd]
+  (setv [model optimizer train-loader test-loader] (demo-setup None 1 1)
+        trainer (hytorch.stage train model optimizer train-loader int int)
+        evaluate (hytorch.stage accuracy model test-loader)
+        initial (.clone (.detach model.fc1.weight))
+        mean-loss (trainer model optimizer train-loader 1 6000)
+        log (. (.readouterr capfd) out))
+  (assert (in "Train Epoch: 1 [60000/60000 (100%)]" log))
+  (assert (< mean-loss 0.7))
+  (assert (not (torch.equal initial model.fc1.weight)) "trained weights are written back")
+  (setv compiled-accuracy (evaluate model test-loader))
+  (with [_ (torch.no-grad)]
+    (setv eager-accuracy (accuracy model test-loader)))
+  (assert (> compiled-accuracy 0.8))
+  (assert (< (abs (- compiled-accuracy eager-accuracy)) 1e-3)))
+
+
+(defn test-snek-lms-demo-ir-compiles-and-trains [capfd]
+  (setv text (.read-text (/ (. (hy.I.pathlib.Path __file__) parent) "data" "snek_lms_mnist_demo.ir"))
+        demo (hytorch.compile-ir text))
+  (setv initial (.copy (demo.tensor "x5")))
+  (assert (< -0.5 (.min initial)) "unbound tensors start uniform in [-0.5, 0.5]")
+  (assert (< (.max initial) 0.5))
+  (assert (> (.std initial) 0.25))
+  (demo 0)
+  (setv log (.splitlines (. (.readouterr capfd) out))
+        losses (lfor l log :if (.startswith l "Train Epoch") (float (get (.split l "Loss: ") 1))))
+  (assert (= (get log 0) "Start Training"))
+  (assert (in "Epoch 10" log))
+  (assert (= (len losses) 100))
+  (assert (< (get losses -1) (get losses 0)))
+  (assert (< (get losses -1) 0.6))
+  (assert (not (.all (= initial (demo.tensor "x5")))) "the weights trained"))

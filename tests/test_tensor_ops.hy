@@ -1,0 +1,130 @@
+"Every staged tensor op, compiled, against torch.autograd: the loss (forward) and the
+gradient of each parameter (backward), read off one SGD step with lr 1.
+
+Each case is run twice: as a single step at the top level (gradients materialised, then
+torch.optim.SGD's step) and inside a staged loop (where the backend applies the step during
+the backward pass)."
+
+(require hytorch [defstaged])
+(import hytorch
+        pytest
+        torch
+        torch.nn :as nn
+        torch.nn.functional :as F)
+
+(setv RTOL 1e-4 ATOL 1e-5)   ; float32 kernels against PyTorch's, reductions reordered
+
+
+(defstaged one-step [optimizer loss-fn #* tensors]
+  (.zero-grad optimizer)
+  (setv loss (loss-fn #* tensors))
+  (.backward loss)
+  (.step optimizer)
+  (.item loss))
+
+
+(defstaged steps-in-a-loop [n optimizer loss-fn #* tensors]
+  (setv last 0.0)
+  (for [i (range n)]
+    (.zero-grad optimizer)
+    (setv loss (loss-fn #* tensors))
+    (.backward loss)
+    (.step optimizer)
+    (setv last (.item loss)))
+  last)
+
+
+(defn reference [loss-fn tensors]
+  "Loss and gradients by PyTorch."
+  (setv copies (lfor t tensors (if (isinstance t nn.Parameter)
+                                 (nn.Parameter (.clone (.detach t)))
+                                 (.clone t)))
+        loss (loss-fn #* copies))
+  (.backward loss)
+  #((.item loss) (lfor c copies :if (isinstance c nn.Parameter) c.grad)))
+
+
+(defn compiled [loss-fn tensors in-loop]
+  "Loss and gradients by HyTorch: one SGD step with lr 1 moves each parameter by -grad."
+  (setv params (lfor t tensors :if (isinstance t nn.Parameter) t)
+        before (lfor p params (.clone (.detach p)))
+        optimizer (torch.optim.SGD params :lr 1.0))
+  (setv loss
+        (if in-loop
+          ((hytorch.stage steps-in-a-loop int optimizer loss-fn #* tensors) 1 optimizer loss-fn #* tensors)
+          ((hytorch.stage one-step optimizer loss-fn #* tensors) optimizer loss-fn #* tensors)))
+  #(loss (lfor [b p] (zip before params) (- b (.detach p)))))
+
+
+(defn param [#* shape]
+  (nn.Parameter (torch.randn #* shape)))
+
+
+(defn labels [n classes]
+  (torch.randint 0 classes #(n)))
+
+
+(setv CASES
+  {"linear" #((fn [x w b] (.sum (F.linear x w b)))
+              (fn [] [(torch.randn 3 7) (param 5 7) (param 5)]))
+   "linear-module-batch1" #((fn [x w b] (.mean (F.linear x w b)))
+                            (fn [] [(torch.randn 1 37) (param 11 37) (param 11)]))
+   "relu" #((fn [x w] (.sum (F.relu (F.linear x w))))
+            (fn [] [(torch.randn 4 6) (param 9 6)]))
+   "sigmoid" #((fn [x w] (.sum (torch.sigmoid (F.linear x w))))
+               (fn [] [(torch.randn 4 6) (param 9 6)]))
+   "tanh" #((fn [x w] (.mean (torch.tanh (F.linear x w))))
+            (fn [] [(torch.randn 4 6) (param 9 6)]))
+   "log_softmax+nll" #((fn [x w b t] (F.nll-loss (F.log-softmax (F.linear x w b) :dim 1) t))
+                       (fn [] [(torch.randn 8 13) (param 10 13) (param 10) (labels 8 10)]))
+   "nll-sum" #((fn [x w t] (F.nll-loss (F.log-softmax (F.linear x w) :dim -1) t :reduction "sum"))
+               (fn [] [(torch.randn 5 3) (param 4 3) (labels 5 4)]))
+   "cross_entropy" #((fn [x w b t] (F.cross-entropy (F.linear x w b) t))
+                     (fn [] [(torch.randn 6 20) (param 7 20) (param 7) (labels 6 7)]))
+   "softmax" #((fn [x w v] (.sum (* (F.softmax (F.linear x w) :dim 1) v)))
+               (fn [] [(torch.randn 3 5) (param 4 5) (torch.randn 3 4)]))
+   "mse_loss" #((fn [x w y] (F.mse-loss (F.linear x w) y))
+                (fn [] [(torch.randn 6 4) (param 3 4) (torch.randn 6 3)]))
+   "add-sub-mul" #((fn [x w u v] (.sum (* (- (+ (F.linear x w) u) v) (F.linear x w))))
+                   (fn [] [(torch.randn 2 3) (param 4 3) (param 2 4) (param 2 4)]))
+   "scale" #((fn [x w] (.sum (* 0.5 (F.linear x w))))
+             (fn [] [(torch.randn 2 3) (param 4 3)]))
+   "view-flatten" #((fn [x w] (.sum (F.relu (F.linear (torch.flatten (.view x 2 3 4) 1) w))))
+                    (fn [] [(torch.randn 2 12) (param 5 12)]))
+   "two-layers" #((fn [x w1 b1 w2 b2 t]
+                    (F.nll-loss (F.log-softmax (F.linear (F.relu (F.linear x w1 b1)) w2 b2) :dim 1) t))
+                  (fn [] [(torch.randn 16 30) (param 12 30) (param 12) (param 5 12) (param 5)
+                          (labels 16 5)]))
+   "weight-used-twice" #((fn [x w] (.sum (F.linear (F.relu (F.linear x w)) w)))
+                         (fn [] [(torch.randn 3 6) (param 6 6)]))})
+
+
+(defn [(pytest.mark.parametrize "name" (sorted CASES))
+       (pytest.mark.parametrize "in_loop" [False True])]
+  test-forward-and-gradients-match-torch [name in-loop]
+  (setv [loss-fn make] (get CASES name))
+  (for [seed [0 1]]
+    (torch.manual-seed seed)
+    (setv tensors (make)
+          [expected-loss expected-grads] (reference loss-fn tensors)
+          [loss grads] (compiled loss-fn tensors in-loop))
+    (assert (= (len grads) (len expected-grads)))
+    (assert (< (abs (- loss expected-loss)) (+ ATOL (* RTOL (abs expected-loss)))) f"{name}: loss {loss} vs {expected-loss}")
+    (for [[g e] (zip grads expected-grads)]
+      (assert (torch.allclose g e :rtol RTOL :atol ATOL) f"{name}: gradient off by {(.item (.max (.abs (- g e))))}"))))
+
+
+(defn test-shape-mismatch-names-the-form []
+  (setv x (torch.randn 3 7) w (param 5 8))
+  (with [e (pytest.raises hytorch.StagingError)]
+    (hytorch.lms-compile one-step (torch.optim.SGD [w] :lr 1.0) (fn [x w] (.sum (F.linear x w))) x w))
+  (assert (in "expects inputs with 8 features" (str e.value)))
+  (assert (.endswith e.value.where "test_tensor_ops.hy:120:81")))
+
+
+(defn test-unsupported-torch-function-names-the-form []
+  (setv x (torch.randn 3 7) w (param 5 7))
+  (with [e (pytest.raises hytorch.StagingError)]
+    (hytorch.lms-compile one-step (torch.optim.SGD [w] :lr 1.0) (fn [x w] (.sum (torch.exp (F.linear x w)))) x w))
+  (assert (in "`torch.exp`" (str e.value)))
+  (assert (in "test_tensor_ops.hy" e.value.where)))
