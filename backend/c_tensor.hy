@@ -7,7 +7,7 @@ training loop allocates nothing. Sizes are fixed when the program is staged; a t
 a data loader has its first dimension set by the rows of the current batch (`batched`)."
 
 (import math
-        hytorch.backend.c_out [Out excerpt]
+        hytorch.backend.c_out [Out excerpt indent]
         hytorch.backend.ir [Sym print-ir]
         hytorch.backend.scope [Binding]
         hytorch.backend.shapes :as shapes
@@ -42,7 +42,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn reset-tensor-state [self]
     (setv self.fields [] self.init-lines [] self.free-lines [] self.slots []
           self.arena-bytes 0 self.tape [] self.trainables [] self.grad-counter 0
-          self.fusion-plan {} self.fused-vars {} self.backward-ir []))
+          self.fusion-plan {} self.fused-vars {} self.backward-ir [] self.pipeline None))
 
   (defn shape-checked [self rule #* args]
     (try (rule #* args)
@@ -157,9 +157,15 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           t (self.shape-checked shapes.dot-type (self.ttype wb) (self.ttype xb))
           [out in] (. (self.ttype wb) shape)
           [rows _] (self.rows-cols (self.ttype xb))
-          [lines y] (self.alloc target t))
+          pipelined (and self.pipeline (= (get self.pipeline "dot") target)))
+    (setv [lines y] (if pipelined
+                      #([] (get self.pipeline "out-cur"))
+                      (self.alloc target t))
+          call f"ht_linear_fwd({y}, {xb.cname}, {wb.cname}, NULL, {rows}, {in}, {out});")
     (self.record node target [w x] scope)
-    (self.tensor-out [#* lines f"ht_linear_fwd({y}, {xb.cname}, {wb.cname}, NULL, {rows}, {in}, {out});"]
+    (self.tensor-out [#* lines (if pipelined
+                                 (.format "if (!{}) {}" (get self.pipeline "ready") call)
+                                 call)]
                      y t (self.requires wb xb)))
 
   (defn elementwise [self op a b scope target node]
@@ -313,30 +319,118 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           n (self.names.fresh f"{index}_batches")
           rows-var (self.names.fresh f"{index}_rows")
           mark (self.names.fresh f"{index}_arena")
-          [x-expr _] (self.state-field f"{data}_batch" "float *" "inputs of the current batch")
-          [y-expr _] (self.state-field f"{target}_batch" "int64_t *" "labels of the current batch")
+          plan (self.pipeline-plan body data scope)
+          buffers (if plan #("a" "b") #("a"))
+          xs (lfor b buffers (get (self.state-field f"{data}_batch_{b}" "float *" "a batch of inputs") 0))
+          ys (lfor b buffers (get (self.state-field f"{target}_batch_{b}" "int64_t *" "a batch of labels") 0))
+          [x-cur y-cur] (if plan
+                          [(self.names.fresh f"{data}_current") (self.names.fresh f"{target}_current")]
+                          [(get xs 0) (get ys 0)])
           inner (.child scope))
-    (.append self.init-lines f"if (!({x-expr} = ht_alloc({(* 4 batch rows cols)}))) goto fail;")
-    (.append self.init-lines f"if (!({y-expr} = ht_alloc({(* 8 batch)}))) goto fail;")
-    (.extend self.free-lines [f"ht_free({x-expr});" f"ht_free({y-expr});"])
+    (for [x xs] (self.state-buffer x (* 4 batch rows cols)))
+    (for [y ys] (self.state-buffer y (* 8 batch)))
     (.bind inner index (Binding i "int"))
-    (.bind inner data (Binding x-expr "tensor" :ttype (TensorType [batch 1 rows cols] "float32" rows-var)
+    (.bind inner data (Binding x-cur "tensor" :ttype (TensorType [batch 1 rows cols] "float32" rows-var)
                                :requires-grad False))
-    (.bind inner target (Binding y-expr "tensor" :ttype (TensorType [batch] "int64" rows-var)
+    (.bind inner target (Binding y-cur "tensor" :ttype (TensorType [batch] "int64" rows-var)
                                  :requires-grad False))
+    (when plan
+      (setv dot (get plan "dot")
+            outs (lfor b buffers (get (self.state-field f"{dot}_{b}" "float *"
+                                                         "a batch's first-layer outputs") 0)))
+      (for [o outs] (self.state-buffer o (* 4 batch (get plan "out"))))
+      (.update plan {"index" i "count" n "loader" lb.cname "rows" rows-var
+                     "rows-next" (self.names.fresh f"{index}_rows_next")
+                     "ready" (self.names.fresh f"{index}_outputs_ready")
+                     "prefetched" (self.names.fresh f"{index}_prefetched")
+                     "out-cur" (self.names.fresh f"{dot}_current")
+                     "out-next" (self.names.fresh f"{dot}_next")
+                     "x-next" (self.names.fresh f"{data}_next")
+                     "y-next" (self.names.fresh f"{target}_next")}))
+    (setv self.pipeline plan)
     (+= self.nested 1)
     (setv [body-lines _ _] (self.block body inner))
     (-= self.nested 1)
-    (Out [f"if (!{lb.cname}.order) return ht_unbound(\"loader {loader}\");"
-          f"ht_loader_begin_epoch(&{lb.cname});"
-          f"for (int64_t {i} = 0, {n} = ht_loader_len(&{lb.cname}); {i} < {n}; {i}++) {{"
+    (setv self.pipeline None)
+    (setv head [f"if (!{lb.cname}.order) return ht_unbound(\"loader {loader}\");"
+                f"ht_loader_begin_epoch(&{lb.cname});"])
+    (if (not plan)
+      (Out [#* head
+            f"for (int64_t {i} = 0, {n} = ht_loader_len(&{lb.cname}); {i} < {n}; {i}++) {{"
+            "  if (ht_interrupted) return ht_interrupt_status();"
+            f"  int64_t {rows-var} = ht_loader_fill(&{lb.cname}, {i}, {x-cur}, {y-cur});"
+            f"  size_t {mark} = ht_s->arena.top;"
+            #* (indent body-lines)
+            f"  ht_s->arena.top = {mark};"
+            "}"]
+           None "none")
+      (self.pipelined-loop head plan xs ys outs x-cur y-cur mark body-lines)))
+
+  (defn state-buffer [self expr bytes]
+    (.append self.init-lines f"if (!({expr} = ht_alloc({bytes}))) goto fail;")
+    (.append self.free-lines f"ht_free({expr});"))
+
+  (defn pipelined-loop [self head plan xs ys outs x-cur y-cur mark body-lines]
+    "The loop when the first layer's SGD step is fused with the next batch's forward: the
+    next batch is read during the backward pass and its first-layer outputs computed with
+    the updated weights, in the same pass over them (double buffers swap at the end)."
+    (setv [i n loader rows rows-next ready prefetched out-cur out-next x-next y-next]
+          (lfor k ["index" "count" "loader" "rows" "rows-next" "ready" "prefetched" "out-cur"
+                   "out-next" "x-next" "y-next"]
+                (get plan k))
+          [xa xb] xs [ya yb] ys [oa ob] outs)
+    (Out [#* head
+          f"float *{x-cur} = {xa}, *{x-next} = {xb};"
+          f"int64_t *{y-cur} = {ya}, *{y-next} = {yb};"
+          f"float *{out-cur} = {oa}, *{out-next} = {ob};"
+          f"int64_t {rows} = 0, {rows-next} = 0;"
+          f"int {ready} = 0, {prefetched} = 0;"
+          f"for (int64_t {i} = 0, {n} = ht_loader_len(&{loader}); {i} < {n}; {i}++) {{"
           "  if (ht_interrupted) return ht_interrupt_status();"
-          f"  int64_t {rows-var} = ht_loader_fill(&{lb.cname}, {i}, {x-expr}, {y-expr});"
+          f"  if (!{ready}) {rows} = ht_loader_fill(&{loader}, {i}, {x-cur}, {y-cur});"
           f"  size_t {mark} = ht_s->arena.top;"
-          #* (lfor l body-lines (+ "  " l))
+          #* (indent body-lines)
+          f"  {ready} = {prefetched};"
+          f"  if ({prefetched}) {{"
+          f"    float *swap_x = {x-cur}; {x-cur} = {x-next}; {x-next} = swap_x;"
+          f"    int64_t *swap_y = {y-cur}; {y-cur} = {y-next}; {y-next} = swap_y;"
+          f"    float *swap_o = {out-cur}; {out-cur} = {out-next}; {out-next} = swap_o;"
+          f"    {rows} = {rows-next};"
+          f"    {prefetched} = 0;"
+          "  }"
           f"  ht_s->arena.top = {mark};"
           "}"]
          None "none"))
+
+  (defn pipeline-plan [self body data scope]
+    "Whether a loop body's first layer can be pipelined (see pipelined-loop): the body's first
+    `(dot W X)` on the loop's data (or a view of it), with W a trainable variable that nothing
+    else in the body mentions and whose optimizer step the backward pass applies."
+    (match body
+      ["begin" chain] None
+      _ (return None))
+    (setv [lets _] (self.lets-of (get body 1))
+          aliases #{(str data)})
+    (for [[name rhs] lets]
+      (match rhs
+        ["variable" x _] :if (in (str x) aliases) (.add aliases (str name))
+        ["call" x "view" _] :if (in (str x) aliases) (.add aliases (str name))
+        ["dot" w x] :if (in (str x) aliases)
+          (return (self.pipeline-weight lets name w scope))
+        _ None))
+    None)
+
+  (defn pipeline-weight [self lets dot w scope]
+    (setv b (try (.lookup scope w) (except [IRError] (return None)))
+          param (.get b.info "param"))
+    (when (or (is param None) (& #{(str w)} (self.names-in (lfor [n r] lets :if (!= n dot) r))))
+      (return None))
+    (self.plan-fusion lets scope)
+    (for [[_ rhs] lets]
+      (setv optimizer (.get self.fusion-plan (id rhs)))
+      (when (and optimizer (in param (get (. (.lookup scope (Sym optimizer)) info) "params")))
+        (return {"weight" (str w) "dot" (str dot) "out" (get param.ttype.shape 0)})))
+    None)
 
   ;; ------------------------------------------------------------ optimizer
 
@@ -458,6 +552,21 @@ a data loader has its first dimension set by the rows of the current batch (`bat
       (.extend lines out.lines))
     (Out lines lb.cname "tensor" :declared True :info lb.info))
 
+  (defn step-and-next-forward [self p hyper gy x rows in out step c]
+    "The pipelined first layer's step: read the next batch and compute its outputs with the
+    updated weights in the same pass (see pipelined-loop)."
+    (setv [i n loader rows-next x-next y-next out-next prefetched]
+          (lfor k ["index" "count" "loader" "rows-next" "x-next" "y-next" "out-next" "prefetched"]
+                (get self.pipeline k))
+          mom (or p.mom "NULL"))
+    [f"if ({i} + 1 < {n}) {{"
+     f"  {rows-next} = ht_loader_fill(&{loader}, {i} + 1, {x-next}, {y-next});"
+     f"  ht_linear_bwd_weight_sgd_fwd({p.data}, {mom}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first}, {out-next}, {x-next}, {rows-next});"
+     f"  {prefetched} = 1;"
+     "} else {"
+     f"  {step}"
+     "}"])
+
   (defn param-of [self v scope]
     (setv info (.get (. (.lookup scope v) info) "param"))
     (when (is info None)
@@ -527,8 +636,11 @@ a data loader has its first dimension set by the rows of the current batch (`bat
                  None "none"))
       ["sgd_dot_weight" v o gy x]
         (do (setv p (self.param-of v scope) hyper (get (. (self.optimizer-of o scope) info) "hyper")
-                  [out in] (. p.ttype shape) [rows _] (self.rows-cols (t-of gy)))
-            (Out [f"ht_linear_bwd_weight_sgd({p.data}, {(or p.mom "NULL")}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first});"
+                  [out in] (. p.ttype shape) [rows _] (self.rows-cols (t-of gy))
+                  step f"ht_linear_bwd_weight_sgd({p.data}, {(or p.mom "NULL")}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first});")
+            (Out [#* (if (and self.pipeline (= (get self.pipeline "weight") (str v)))
+                       (self.step-and-next-forward p hyper gy x rows in out step c)
+                       [step])
                   f"{p.first} = 0;"]
                  None "none"))
       ["sgd_rows" v o gy]

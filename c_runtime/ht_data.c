@@ -3,6 +3,10 @@
 
 #include <math.h>
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 int ht_loader_init(ht_loader *l) {
     l->owns_order = 0;
     if (l->count < 0 || l->rows < 1 || l->cols < 1) {
@@ -49,17 +53,30 @@ void ht_loader_begin_epoch(ht_loader *l) {
     if (l->shuffle) ht_rng_shuffle(&l->rng, l->order, l->count);
 }
 
+/* dst[k] = pixel_table[src[k]]. With AVX-512 the table's own float32 operations are done
+ * 16 pixels at a time instead of looked up: IEEE operations give the same bits, and it is
+ * several times faster than 16 scalar loads (this runs once per image of every step). */
+static void normalise_pixels(float *dst, const uint8_t *src, int64_t pixels, const ht_loader *l) {
+    int64_t k = 0;
+#ifdef __AVX512F__
+    const __m512 scale = _mm512_set1_ps(255.0f), mean = _mm512_set1_ps(l->mean),
+                 std = _mm512_set1_ps(l->std);
+    for (; k + 16 <= pixels; k += 16) {
+        __m512 p = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + k))));
+        _mm512_storeu_ps(dst + k, _mm512_div_ps(_mm512_sub_ps(_mm512_div_ps(p, scale), mean), std));
+    }
+#endif
+    for (; k < pixels; k++) dst[k] = l->pixel_table[src[k]];
+}
+
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y) {
     if (batch < 0 || batch >= ht_loader_len(l)) return 0;
     int64_t start = batch * l->batch_size;
     int64_t n = l->count - start < l->batch_size ? l->count - start : l->batch_size;
     int64_t pixels = l->rows * l->cols;
-    const float *table = l->pixel_table;
     for (int64_t r = 0; r < n; r++) {
         int64_t sample = l->order[start + r];
-        const uint8_t *src = l->images + sample * pixels;
-        float *dst = x + r * pixels;
-        for (int64_t k = 0; k < pixels; k++) dst[k] = table[src[k]];
+        normalise_pixels(x + r * pixels, l->images + sample * pixels, pixels, l);
         y[r] = l->labels[sample];
     }
     return n;

@@ -30,6 +30,12 @@ HT_INTERNAL void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_
                             int64_t a_col_stride, const float *B, int64_t m, int64_t n, int64_t k,
                             ht_epilogue epilogue, ht_sgd_params sgd);
 
+/* W[m,n] <- SGD step with g = dy[m] (x) x[n] (as ht_gemm_nn with k = 1), then
+ * y[m] = W[m,n] @ x_next[n] with the updated W (as ht_gemm_nt with one row): one pass over W. */
+HT_INTERNAL void ht_gemm_rank1_sgd_then_nt(float *W, float *buf, const float *dy, const float *x,
+                                           int64_t m, int64_t n, ht_sgd_params sgd, float *y,
+                                           const float *x_next);
+
 /* g[cols] = sum over rows of X[rows,cols], applied to C[cols] (HT_EPI_ADD or HT_EPI_SGD). */
 HT_INTERNAL void ht_gemm_colsum(float *C, float *buf, const float *X, int64_t rows,
                                 int64_t cols, ht_epilogue epilogue, ht_sgd_params sgd);

@@ -252,6 +252,47 @@ void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_stride, int6
     }
 }
 
+/* W[m,n] <- SGD step with the rank-1 gradient dy[m] (x) x[n], then y[m] = W x_next[n] with
+ * the new W, in one pass over W. The update is rank1_rows' per element and the product
+ * nt_tile's per row (same 16-float chunks, FMAs and reduction tree), so the result equals
+ * the two passes bit for bit. */
+HT_INLINE void rank1_sgd_then_dot(float *W, float *buf, const float *dy, const float *x,
+                                  int64_t m, int64_t n, ht_sgd_params sgd, const int sgd_variant,
+                                  float *y, const float *x_next) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i0 = 0; i0 < m; i0 += 16) {
+        int rows = m - i0 < 16 ? (int)(m - i0) : 16;
+        __m512 acc[16];
+        for (int r = 0; r < 16; r++) acc[r] = zero;
+        /* Row by row, streaming through W; each row's chunks are summed in the same order as
+         * nt_tile's (chunk-major there), so the sums are the same. */
+        for (int r = 0; r < rows; r++) {
+            const __m512 dyr = _mm512_set1_ps(dy[i0 + r]);
+            float *wr = W + (i0 + r) * n, *bufr = buf ? buf + (i0 + r) * n : NULL;
+            __m512 a = zero;
+            for (int64_t kk = 0; kk < n; kk += 16) {
+                __mmask16 mask = n - kk >= 16 ? HT_ALL_LANES : ht_lane_mask(n - kk);
+                __m512 g = _mm512_fmadd_ps(dyr, ht_load16(x + kk, mask), zero);
+                __m512 w = ht_sgd_rule_x16(wr + kk, bufr ? bufr + kk : NULL, g, mask, sgd, sgd_variant);
+                a = _mm512_fmadd_ps(ht_load16(x_next + kk, mask), w, a);
+            }
+            acc[r] = a;
+        }
+        float sums[16];
+        _mm512_storeu_ps(sums, sum_each_of_16(acc));
+        for (int r = 0; r < rows; r++) y[i0 + r] = sums[r];
+    }
+}
+
+void ht_gemm_rank1_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
+                               int64_t n, ht_sgd_params sgd, float *y, const float *x_next) {
+    switch (ht_sgd_variant(sgd)) {
+#define HT_RANK1_DOT(V) rank1_sgd_then_dot(W, buf, dy, x, m, n, sgd, (V), y, x_next); break
+        HT_SGD_VARIANTS(HT_RANK1_DOT)
+#undef HT_RANK1_DOT
+    }
+}
+
 void ht_gemm_colsum(float *C, float *buf, const float *X, int64_t rows, int64_t cols,
                     ht_epilogue epilogue, ht_sgd_params sgd) {
     for (int64_t j = 0; j < cols; j += 16) {

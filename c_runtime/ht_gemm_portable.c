@@ -57,6 +57,12 @@ void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_stride, int6
         }
 }
 
+void ht_gemm_rank1_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
+                               int64_t n, ht_sgd_params sgd, float *y, const float *x_next) {
+    ht_gemm_nn(W, buf, dy, 1, m, x, m, n, 1, HT_EPI_SGD, sgd);
+    ht_gemm_nt(y, x_next, W, NULL, 1, m, n);
+}
+
 void ht_gemm_colsum(float *C, float *buf, const float *X, int64_t rows, int64_t cols,
                     ht_epilogue epilogue, ht_sgd_params sgd) {
     for (int64_t j0 = 0; j0 < cols; j0 += PANEL) {

@@ -39,6 +39,15 @@ HT_EXPORT void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n,
                                float lr, float momentum, float dampening, float weight_decay,
                                int nesterov, int first_step);
 
+/* ht_linear_bwd_weight_sgd, then y_next[n_next,in] @ W^T with the updated W (no bias): the
+ * next step's forward of the same layer, in the same pass over W when n == n_next == 1.
+ * Equal, bit for bit, to the two kernels one after the other. */
+HT_EXPORT void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x,
+                                            int64_t n, int64_t in, int64_t out, float lr,
+                                            float momentum, float dampening, float weight_decay,
+                                            int nesterov, int first_step, float *y_next,
+                                            const float *x_next, int64_t n_next);
+
 /* ---- optimizer: ht_optim.c ---- */
 /* w[numel], buf[numel] <- torch.optim.SGD step with gradient g[numel]; first_step = 1 on the
  * step that creates the momentum buffer (torch: buf = g); buf may be NULL when momentum == 0 */

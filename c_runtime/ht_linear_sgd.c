@@ -20,3 +20,18 @@ void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n, int64_t o
     ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
     ht_gemm_colsum(b, buf, dy, n, out, HT_EPI_SGD, sgd);
 }
+
+void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x,
+                                  int64_t n, int64_t in, int64_t out, float lr, float momentum,
+                                  float dampening, float weight_decay, int nesterov,
+                                  int first_step, float *y_next, const float *x_next,
+                                  int64_t n_next) {
+    if (n == 1 && n_next == 1) {
+        ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
+        ht_gemm_rank1_sgd_then_nt(W, buf, dy, x, out, in, sgd, y_next, x_next);
+        return;
+    }
+    ht_linear_bwd_weight_sgd(W, buf, dy, x, n, in, out, lr, momentum, dampening, weight_decay,
+                             nesterov, first_step);
+    if (n_next > 0) ht_linear_fwd(y_next, x_next, W, NULL, n_next, in, out);
+}

@@ -55,7 +55,7 @@ static inline int ht_sgd_variant(ht_sgd_params p) {
 
 /* The rule on the lanes of `mask`, with the same FMAs as ht_sgd_rule.
  * `variant` is ht_sgd_variant(p), a constant in the specialised loops. */
-static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline)) __m512
 ht_sgd_rule_x16(float *w, float *buf, __m512 g, __mmask16 mask, ht_sgd_params p, int variant) {
     __m512 wv = ht_load16(w, mask);
     if (variant & HT_SGD_DECAY) g = _mm512_fmadd_ps(wv, _mm512_set1_ps(p.weight_decay), g);
@@ -69,7 +69,9 @@ ht_sgd_rule_x16(float *w, float *buf, __m512 g, __mmask16 mask, ht_sgd_params p,
         ht_store16(buf, b, mask);
         g = (variant & HT_SGD_NESTEROV) ? _mm512_fmadd_ps(b, m, g) : b;
     }
-    ht_store16(w, _mm512_fmadd_ps(g, _mm512_set1_ps(-p.lr), wv), mask);
+    __m512 updated = _mm512_fmadd_ps(g, _mm512_set1_ps(-p.lr), wv);
+    ht_store16(w, updated, mask);
+    return updated;
 }
 #endif
 

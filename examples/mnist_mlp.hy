@@ -3,7 +3,7 @@ PyTorch when called with a model, and compiled to C when staged.
 
   hy examples/mnist_mlp.hy                      # the five sections, then 10 epochs compiled
   hy examples/mnist_mlp.hy --epochs 1 --sections ir,c
-  hy examples/mnist_mlp.hy --eager              # the same function, run by PyTorch
+  hy examples/mnist_mlp.hy --eager --limit 6000  # the same function, run by PyTorch
 
 Fashion-MNIST from Debian's dataset-fashion-mnist is read by default; --data DIR reads any
 MNIST-format directory (the original MNIST too)."
@@ -72,15 +72,17 @@ MNIST-format directory (the original MNIST too)."
   (/ correct loader.count))
 
 
-(defn demo-setup [data-dir batch-size seed]
+(defn demo-setup [data-dir batch-size seed [limit None]]
   "The model, optimizer and loaders of the demo (SGD lr 0.0005 at batch 1; lr 0.01,
-  momentum 0.5 otherwise), from PyTorch's own initialisation for `seed`."
+  momentum 0.5 otherwise), from PyTorch's own initialisation for `seed`; `limit` keeps the
+  first images of each split only."
   (torch.manual-seed seed)
   (setv model (Net)
         [lr momentum] (if (= batch-size 1) [0.0005 0.0] [0.01 0.5])
         optimizer (optim.SGD (.parameters model) :lr lr :momentum momentum)
-        train-loader (MNIST :root data-dir :train True :batch-size batch-size :shuffle True :seed seed)
-        test-loader (MNIST :root data-dir :train False :batch-size 1000))
+        train-loader (MNIST :root data-dir :train True :batch-size batch-size :shuffle True :seed seed
+                            :limit limit)
+        test-loader (MNIST :root data-dir :train False :batch-size 1000 :limit limit))
   #(model optimizer train-loader test-loader))
 
 
@@ -97,12 +99,13 @@ MNIST-format directory (the original MNIST too)."
         _ (.add-argument parser "--log-interval" :type int :default 6000)
         _ (.add-argument parser "--seed" :type int :default 1)
         _ (.add-argument parser "--data" :default None :help "an MNIST-format directory")
+        _ (.add-argument parser "--limit" :type int :default None :help "use the first N images")
         _ (.add-argument parser "--sections" :default (.join "," SECTIONS)
                          :help (+ "which of " (.join "," SECTIONS) " to print"))
         _ (.add-argument parser "--eager" :action "store_true" :help "train in PyTorch instead")
         args (.parse-args parser argv)
         sections (.split args.sections ",")
-        [model optimizer train-loader test-loader] (demo-setup args.data args.batch-size args.seed))
+        [model optimizer train-loader test-loader] (demo-setup args.data args.batch-size args.seed args.limit))
   (when args.eager
     (train model optimizer train-loader args.epochs args.log-interval)
     (with [_ (torch.no-grad)]

@@ -8,6 +8,7 @@ The key is a hash of the C source, the compiler's identity, the flags, the CPU t
 `-march=native` code is for, and the runtime's sources. Files are written under a temporary
 name and renamed into place, so concurrent builds of the same key are safe.
 """
+import concurrent.futures
 import functools
 import hashlib
 import os
@@ -104,12 +105,14 @@ def runtime_archive(argv, flags):
     if archive.exists():
         return archive
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="runtime-build-") as tmp:
-        objects = []
-        for source in sorted(RUNTIME_DIR.glob("*.c")):
-            obj = pathlib.Path(tmp) / (source.stem + ".o")
-            _run_compiler([*argv, *flags, "-I", str(RUNTIME_DIR), "-c", str(source), "-o", str(obj)],
-                          str(source), f"the runtime source {source.name}")
-            objects.append(str(obj))
+        sources = sorted(RUNTIME_DIR.glob("*.c"), key=lambda p: -p.stat().st_size)
+        objects = [str(pathlib.Path(tmp) / (source.stem + ".o")) for source in sources]
+        jobs = [([*argv, *flags, "-I", str(RUNTIME_DIR), "-c", str(source), "-o", obj], str(source),
+                 f"the runtime source {source.name}") for source, obj in zip(sources, objects)]
+        # One compiler per core, biggest sources first: this build is the slow part of a cold start.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for future in [pool.submit(_run_compiler, *job) for job in jobs]:
+                future.result()
         staged_archive = pathlib.Path(tmp) / "runtime.a"
         ar = shutil.which("ar") or "ar"
         subprocess.run([ar, "rcs", str(staged_archive), *objects], check=True, capture_output=True)

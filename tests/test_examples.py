@@ -20,3 +20,24 @@ def test_power_tour():
     assert "int64_t x2 = (in * x1);" in out
     assert "eager (power3 3) etc.: 19683   compiled: 19683" in out
     assert "111 steps" in out
+
+
+def test_mnist_demo_compiled():
+    out = run_example("mnist_mlp.hy", "--epochs", "2", "--limit", "6000", "--log-interval", "3000")
+    for section in ("ORIGINAL SOURCE", "STAGED SOURCE", "IR CODE", "GENERATED CODE", "EXECUTING CODE"):
+        assert section in out
+    assert "(defstaged train [model optimizer loader epochs log-interval]" in out
+    assert "_hyt.stage_for(" in out
+    assert "(def train (in1 in2 in3 in4 in5) (begin (begin (let x0 (tensor (50 784))" in out
+    assert "ht_linear_bwd_weight_sgd_fwd(" in out, "the first layer is pipelined"
+    assert "Train Epoch: 2 [6000/6000 (100%)]" in out
+    accuracy = float(out.split("Test accuracy: ")[1].split("%")[0])
+    assert accuracy > 60
+
+
+def test_mnist_demo_sections_and_eager():
+    out = run_example("mnist_mlp.hy", "--epochs", "1", "--limit", "2000", "--sections", "ir")
+    assert "IR CODE" in out and "GENERATED CODE" not in out and "EXECUTING CODE" not in out
+    out = run_example("mnist_mlp.hy", "--eager", "--epochs", "1", "--limit", "2000",
+                      "--log-interval", "1000")
+    assert "Train Epoch: 1 [2000/2000 (100%)]" in out and "Test accuracy" in out

@@ -23,6 +23,7 @@ void ht_linear_bwd_weight(float *dW, const float *dy, const float *x, int64_t n,
 void ht_sum_rows(float *db, const float *dy, int64_t n, int64_t cols);
 void ht_linear_bwd_weight_sgd(float *W, float *buf, const float *dy, const float *x, int64_t n, int64_t in, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
 void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
+void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x, int64_t n, int64_t in, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step, float *y_next, const float *x_next, int64_t n_next);
 void ht_sgd_step(float *w, const float *g, float *buf, int64_t numel, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
 
 void ht_relu_fwd(float *y, const float *x, int64_t numel);
@@ -251,6 +252,37 @@ def test_fused_sgd_equals_gradient_then_step(rt, cfg, shape):
         if momentum:
             np.testing.assert_array_equal(bufW_fused, bufW_ref)
             np.testing.assert_array_equal(bufb_fused, bufb_ref)
+
+
+@pytest.mark.parametrize("cfg", SGD_CONFIGS)
+@pytest.mark.parametrize("shape", [(1, 784, 50), (1, 50, 10), (1, 37, 19), (1, 16, 3), (64, 784, 50),
+                                   (3, 37, 19)])
+@pytest.mark.parametrize("n_next", [0, 1, 5])
+def test_fused_sgd_then_next_forward_equals_the_two_kernels(rt, cfg, shape, n_next):
+    """ht_linear_bwd_weight_sgd_fwd == ht_linear_bwd_weight_sgd + ht_linear_fwd, bit for bit
+    (one pass over W when both batches have one row)."""
+    ffi, lib = rt
+    n, inp, out = shape
+    rng = np.random.default_rng(n * inp * out + n_next)
+    momentum = bool(cfg["momentum"])
+    W_fused = random_f32(rng, out, inp)
+    W_ref = W_fused.copy()
+    buf_fused = garbage((out, inp)) if momentum else None
+    buf_ref = buf_fused.copy() if momentum else None
+    for step in range(SGD_STEPS):
+        x, dy, x_next = random_f32(rng, n, inp), random_f32(rng, n, out), random_f32(rng, max(n_next, 1), inp)
+        y_fused, y_ref = garbage((max(n_next, 1), out)), garbage((max(n_next, 1), out))
+        args = sgd_args(cfg, step == 0)
+        lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W_fused), ptr(ffi, buf_fused), ptr(ffi, dy), ptr(ffi, x),
+                                         n, inp, out, *args, ptr(ffi, y_fused), ptr(ffi, x_next), n_next)
+        lib.ht_linear_bwd_weight_sgd(ptr(ffi, W_ref), ptr(ffi, buf_ref), ptr(ffi, dy), ptr(ffi, x),
+                                     n, inp, out, *args)
+        if n_next:
+            lib.ht_linear_fwd(ptr(ffi, y_ref), ptr(ffi, x_next), ptr(ffi, W_ref), ffi.NULL, n_next, inp, out)
+            np.testing.assert_array_equal(y_fused, y_ref)
+        np.testing.assert_array_equal(W_fused, W_ref)
+        if momentum:
+            np.testing.assert_array_equal(buf_fused, buf_ref)
 
 
 @pytest.mark.parametrize("cfg", SGD_CONFIGS)
