@@ -143,3 +143,15 @@ def build_shared(c_source, extra_flags=()):
         if os.path.exists(tmp_so):
             os.unlink(tmp_so)
     return BuildResult(so_path, False, time.perf_counter() - start, c_path)
+
+
+def main():
+    """`python -m hytorch.build`: build the C runtime for this machine now (setup does it
+    once, so that the first model staged later compiles only its own code)."""
+    started = time.perf_counter()
+    archive = runtime_archive(compiler_command(), tuple(FLAGS))
+    print(f"C runtime: {archive} ({time.perf_counter() - started:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
