@@ -38,7 +38,7 @@
     (print f"==== {f.__name__}: C")
     (print compiled.c-source)
     (print f"==== {f.__name__}: calls")
-    (print f"eager (power3 3) etc.: {(f 27)}   compiled: {(compiled 27)}")))
+    (print f"{f.__name__}(27): eager {(f 27)}, compiled {(compiled 27)}")))
 
 (when (= __name__ "__main__")
   (main))

@@ -25,11 +25,21 @@ class Binding:
         self.kind, self.obj, self.position, self.name = kind, obj, position, name
 
     def resolve(self, args):
-        """The object to use for a call with `args`."""
+        """The object to use for a call with `args`; a ValueError if that argument does not
+        have what the program was staged with."""
         if self.position is None:
             return self.obj
         arg = args[self.position]
-        return arg.get_parameter(self.name) if self.name is not None else arg
+        if self.name is None:
+            if type(arg) is not type(self.obj):
+                raise ValueError(f"argument {self.position + 1} is of type {type(arg).__name__}; "
+                                 f"the program was staged with one of type {type(self.obj).__name__}")
+            return arg
+        try:
+            return arg.get_parameter(self.name)
+        except AttributeError:
+            raise ValueError(f"argument {self.position + 1} ({type(arg).__name__}) has no "
+                             f"parameter `{self.name}`, which the program was staged with") from None
 
 
 def _emit_root(st, rhs):

@@ -18,7 +18,8 @@ def test_power_tour():
     out = run_example("power.hy")
     assert "(def power3 (in) (begin (begin (let x0 (* in 1)" in out
     assert "int64_t x2 = (in * x1);" in out
-    assert "eager (power3 3) etc.: 19683   compiled: 19683" in out
+    assert "power3(27): eager 19683, compiled 19683" in out
+    assert "count_up(27): eager 27, compiled 27" in out
     assert "111 steps" in out
 
 
