@@ -20,3 +20,8 @@
   "An IR node's text, cut to fit an error message."
   (setv text (print-ir node))
   (if (> (len text) 70) (+ (cut text 0 67) "...") text))
+
+
+(defn c-float [x]
+  "A C float literal: (c-float 0.0005) => \"0.0005f\""
+  (+ (repr (float x)) "f"))

@@ -5,11 +5,14 @@
 
 Scalars: int → int64_t, float → double, bool → int. A `let` declares a C variable; `new`
 declares a cell (its type is the join of the values `set` into it, found by rendering again
-until no cell's type changes); blocks become C blocks. Tensor nodes are in c_tensor.hy.
+until no cell's type changes); blocks become C blocks. Tensor nodes are in c_tensor.hy,
+loaders in c_data.hy, the optimizer and gradients in c_train.hy.
 Errors return a status that Python turns into an exception; loops poll for Ctrl-C."
 
 (import hytorch.backend.c-out [Out indent excerpt]
+        hytorch.backend.c-data [DataRendering]
         hytorch.backend.c-tensor [TensorRendering INIT-SEED]
+        hytorch.backend.c-train [TrainingRendering]
         hytorch.backend.ir [Sym print-ir]
         hytorch.backend.printf [format-pieces c-string]
         hytorch.backend.scope [Binding Scope CNames]
@@ -35,7 +38,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         True (raise (IRError f"a value is {a} on one path and {b} on another"))))
 
 
-(defclass CRenderer [TensorRendering]
+(defclass CRenderer [TensorRendering DataRendering TrainingRendering]
   "Renders one IR program; `arg-kinds` are its parameters' kinds (\"int\", \"float\",
   \"bool\", or \"object\" for a parameter that only stands for lifted values), and
   `loader-dims` the image size of each bound data loader."

@@ -18,7 +18,7 @@ from hytorch.macros import defstaged as _defstaged_module  # noqa: E402
 _hy_macros = {"defstaged": _defstaged_module._hy_macros["defstaged"]}
 
 _API = {"lms_compile": "hytorch.api", "stage": "hytorch.api", "compile_ir": "hytorch.api",
-        "parse_ir": "hytorch.api", "IRProgram": "hytorch.api", "Tensor": "hytorch.api"}
+        "parse_ir": "hytorch.api", "IRProgram": "hytorch.api"}
 
 
 def __getattr__(name):

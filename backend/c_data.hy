@@ -1,0 +1,196 @@
+"Rendering data loaders to C: transforms, `loader`, `len` and `for_dataloader`, whose loop
+reads batches with no Python in it. A training loop whose first layer's SGD step is applied
+during the backward pass is pipelined: the next batch is read during that step and its
+first-layer outputs computed in the same pass over the weights (ht_linear_bwd_weight_sgd_fwd).
+A mixin of CRenderer (c_render.hy)."
+
+(import hytorch.backend.c_out [Out c-float excerpt indent]
+        hytorch.backend.ir [Sym]
+        hytorch.backend.scope [Binding]
+        hytorch.backend.shapes [TensorType]
+        hytorch.errors [IRError])
+
+
+(defclass DataRendering []
+  "Loader nodes; expects TensorRendering's helpers and TrainingRendering's fusion planning."
+
+  (defn transform [self kind args]
+    (match [kind #* args]
+      ["toTensor"] (Out [] "0" "transform" :declared True :info {"mean" 0.0 "std" 1.0})
+      ["normalize" [mean std]]
+        (Out [] "0" "transform" :declared True :info {"mean" (float mean) "std" (float std)})
+      _ (raise (IRError f"unknown transform {kind} {(print-ir (list args))}"))))
+
+  (defn compose [self parts scope]
+    (setv mean 0.0 std 1.0)
+    (for [p parts]
+      (setv b (.lookup scope p))
+      (when (!= b.type "transform")
+        (raise (IRError f"compose takes transforms, `{p}` is a {b.type}")))
+      (when (!= (get b.info "std") 1.0)
+        (setv mean (get b.info "mean") std (get b.info "std"))))
+    (Out [] "0" "transform" :declared True :info {"mean" mean "std" std}))
+
+  (defn loader-node [self spec scope target]
+    (match spec
+      ["MNIST" train download transform #* rest]
+        (do (setv tb (.lookup scope transform)
+                  [batch shuffle] (+ (list rest) (cut [1 False] (len rest) None))
+                  [rows cols] (.get self.loader-dims (str target) #(28 28))
+                  [expr field] (self.state-field target "ht_loader" "(loader (MNIST ...))"))
+            (when (!= tb.type "transform")
+              (raise (IRError f"the loader's transform `{transform}` is a {tb.type}")))
+            (.append self.free-lines f"ht_loader_release(&{expr});")
+            (self.slot f"&{expr}" "loader" :sym target :train (bool train) :batch_size batch
+                       :shuffle (bool shuffle) :mean (get tb.info "mean") :std (get tb.info "std")
+                       :rows rows :cols cols)
+            (Out [] expr "loader" :declared True
+                 :info {"batch" batch "rows" rows "cols" cols}))
+      _ (raise (IRError f"unknown data set in (loader {(excerpt spec)})"))))
+
+  (defn loader-of [self x scope]
+    (setv b (.lookup scope x))
+    (when (!= b.type "loader")
+      (raise (IRError f"`{x}` is a {b.type}, not a loader")))
+    b)
+
+  (defn len-node [self x scope]
+    (Out [] f"ht_loader_len(&{(. (self.loader-of x scope) cname)})" "int"))
+
+  (defn for-dataloader [self loader names body scope]
+    (when (!= (len names) 3)
+      (raise (IRError "for_dataloader binds (INDEX DATA TARGET)")))
+    (setv lb (self.loader-of loader scope)
+          [index data target] names
+          batch (get lb.info "batch") rows (get lb.info "rows") cols (get lb.info "cols")
+          i (self.names.fresh index)
+          n (self.names.fresh f"{index}_batches")
+          rows-var (self.names.fresh f"{index}_rows")
+          mark (self.names.fresh f"{index}_arena")
+          plan (self.pipeline-plan body data scope)
+          buffers (if plan #("a" "b") #("a"))
+          xs (lfor b buffers (get (self.state-field f"{data}_batch_{b}" "float *" "a batch of inputs") 0))
+          ys (lfor b buffers (get (self.state-field f"{target}_batch_{b}" "int64_t *" "a batch of labels") 0))
+          [x-cur y-cur] (if plan
+                          [(self.names.fresh f"{data}_current") (self.names.fresh f"{target}_current")]
+                          [(get xs 0) (get ys 0)])
+          inner (.child scope))
+    (for [x xs] (self.state-buffer x (* 4 batch rows cols)))
+    (for [y ys] (self.state-buffer y (* 8 batch)))
+    (.bind inner index (Binding i "int"))
+    (.bind inner data (Binding x-cur "tensor" :ttype (TensorType [batch 1 rows cols] "float32" rows-var)
+                               :requires-grad False))
+    (.bind inner target (Binding y-cur "tensor" :ttype (TensorType [batch] "int64" rows-var)
+                                 :requires-grad False))
+    (when plan
+      (setv dot (get plan "dot")
+            outs (lfor b buffers (get (self.state-field f"{dot}_{b}" "float *"
+                                                         "a batch's first-layer outputs") 0)))
+      (for [o outs] (self.state-buffer o (* 4 batch (get plan "out"))))
+      (.update plan {"index" i "count" n "loader" lb.cname "rows" rows-var
+                     "rows-next" (self.names.fresh f"{index}_rows_next")
+                     "ready" (self.names.fresh f"{index}_outputs_ready")
+                     "prefetched" (self.names.fresh f"{index}_prefetched")
+                     "out-cur" (self.names.fresh f"{dot}_current")
+                     "out-next" (self.names.fresh f"{dot}_next")
+                     "x-next" (self.names.fresh f"{data}_next")
+                     "y-next" (self.names.fresh f"{target}_next")}))
+    (setv self.pipeline plan)
+    (+= self.nested 1)
+    (setv [body-lines _ _] (self.block body inner))
+    (-= self.nested 1)
+    (setv self.pipeline None)
+    (setv head [f"if (!{lb.cname}.order) return ht_unbound(\"loader {loader}\");"
+                f"ht_loader_begin_epoch(&{lb.cname});"])
+    (if (not plan)
+      (Out [#* head
+            f"for (int64_t {i} = 0, {n} = ht_loader_len(&{lb.cname}); {i} < {n}; {i}++) {{"
+            "  if (ht_interrupted) return ht_interrupt_status();"
+            f"  int64_t {rows-var} = ht_loader_fill(&{lb.cname}, {i}, {x-cur}, {y-cur});"
+            f"  size_t {mark} = ht_s->arena.top;"
+            #* (indent body-lines)
+            f"  ht_s->arena.top = {mark};"
+            "}"]
+           None "none")
+      (self.pipelined-loop head plan xs ys outs x-cur y-cur mark body-lines)))
+
+  (defn state-buffer [self expr bytes]
+    (.append self.init-lines f"if (!({expr} = ht_alloc({bytes}))) goto fail;")
+    (.append self.free-lines f"ht_free({expr});"))
+
+  (defn pipelined-loop [self head plan xs ys outs x-cur y-cur mark body-lines]
+    "The loop when the first layer's SGD step is fused with the next batch's forward: the
+    next batch is read during the backward pass and its first-layer outputs computed with
+    the updated weights, in the same pass over them (double buffers swap at the end)."
+    (setv [i n loader rows rows-next ready prefetched out-cur out-next x-next y-next]
+          (lfor k ["index" "count" "loader" "rows" "rows-next" "ready" "prefetched" "out-cur"
+                   "out-next" "x-next" "y-next"]
+                (get plan k))
+          [xa xb] xs [ya yb] ys [oa ob] outs)
+    (Out [#* head
+          f"float *{x-cur} = {xa}, *{x-next} = {xb};"
+          f"int64_t *{y-cur} = {ya}, *{y-next} = {yb};"
+          f"float *{out-cur} = {oa}, *{out-next} = {ob};"
+          f"int64_t {rows} = 0, {rows-next} = 0;"
+          f"int {ready} = 0, {prefetched} = 0;"
+          f"for (int64_t {i} = 0, {n} = ht_loader_len(&{loader}); {i} < {n}; {i}++) {{"
+          "  if (ht_interrupted) return ht_interrupt_status();"
+          f"  if (!{ready}) {rows} = ht_loader_fill(&{loader}, {i}, {x-cur}, {y-cur});"
+          f"  size_t {mark} = ht_s->arena.top;"
+          #* (indent body-lines)
+          f"  {ready} = {prefetched};"
+          f"  if ({prefetched}) {{"
+          f"    float *swap_x = {x-cur}; {x-cur} = {x-next}; {x-next} = swap_x;"
+          f"    int64_t *swap_y = {y-cur}; {y-cur} = {y-next}; {y-next} = swap_y;"
+          f"    float *swap_o = {out-cur}; {out-cur} = {out-next}; {out-next} = swap_o;"
+          f"    {rows} = {rows-next};"
+          f"    {prefetched} = 0;"
+          "  }"
+          f"  ht_s->arena.top = {mark};"
+          "}"]
+         None "none"))
+
+  (defn pipeline-plan [self body data scope]
+    "Whether a loop body's first layer can be pipelined (see pipelined-loop): the body's first
+    `(dot W X)` on the loop's data (or a view of it), with W a trainable variable that nothing
+    else in the body mentions and whose optimizer step the backward pass applies."
+    (match body
+      ["begin" chain] None
+      _ (return None))
+    (setv [lets _] (self.lets-of (get body 1))
+          aliases #{(str data)})
+    (for [[name rhs] lets]
+      (match rhs
+        ["variable" x _] :if (in (str x) aliases) (.add aliases (str name))
+        ["call" x "view" _] :if (in (str x) aliases) (.add aliases (str name))
+        ["dot" w x] :if (in (str x) aliases)
+          (return (self.pipeline-weight lets name w scope))
+        _ None))
+    None)
+
+  (defn pipeline-weight [self lets dot w scope]
+    (setv b (try (.lookup scope w) (except [IRError] (return None)))
+          param (.get b.info "param"))
+    (when (or (is param None) (& #{(str w)} (self.names-in (lfor [n r] lets :if (!= n dot) r))))
+      (return None))
+    (self.plan-fusion lets scope)
+    (for [[_ rhs] lets]
+      (setv optimizer (.get self.fusion-plan (id rhs)))
+      (when (and optimizer (in param (get (. (.lookup scope (Sym optimizer)) info) "params")))
+        (return {"weight" (str w) "dot" (str dot) "out" (get param.ttype.shape 0)})))
+    None)
+
+  (defn step-and-next-forward [self p hyper gy x rows in out step c]
+    "The pipelined first layer's step: read the next batch and compute its outputs with the
+    updated weights in the same pass (see pipelined-loop)."
+    (setv [i n loader rows-next x-next y-next out-next prefetched]
+          (lfor k ["index" "count" "loader" "rows-next" "x-next" "y-next" "out-next" "prefetched"]
+                (get self.pipeline k))
+          mom (or p.mom "NULL"))
+    [f"if ({i} + 1 < {n}) {{"
+     f"  {rows-next} = ht_loader_fill(&{loader}, {i} + 1, {x-next}, {y-next});"
+     f"  ht_linear_bwd_weight_sgd_fwd({p.data}, {mom}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first}, {out-next}, {x-next}, {rows-next});"
+     f"  {prefetched} = 1;"
+     "} else {"
+     f"  {step}"
+     "}"]))

@@ -1,0 +1,226 @@
+"Rendering training to C: trainable variables' storage, the SGD optimizer (`zero_grad`,
+`step`), the backward pass (`(call L backward)` becomes the IR lets of grad.hy, rendered here),
+and applying the step during the backward pass where a block's zero_grad/backward/step allow
+it. A mixin of CRenderer (c_render.hy)."
+
+(import hytorch.backend.c_out [Out c-float]
+        hytorch.backend.ir [Sym print-ir]
+        hytorch.backend.scope [Binding]
+        hytorch.backend.shapes :as shapes
+        hytorch.backend.shapes [TensorType]
+        hytorch.backend.grad [backward-lets]
+        hytorch.errors [IRError])
+
+
+(defclass Param []
+  "A trainable variable's storage: C expressions of its values, gradient, has-gradient and
+  first-step flags and (with a momentum optimizer) momentum buffer."
+  (defn __init__ [self name tensor data grad has first numel ttype]
+    (setv self.name name self.tensor tensor self.data data self.grad grad self.has has
+          self.first first self.numel numel self.ttype ttype self.mom None)))
+
+
+(defclass TrainingRendering []
+  "Optimizer and gradient nodes; expects TensorRendering's helpers."
+
+  (defn sgd-node [self settings params scope target]
+    (setv [lr momentum dampening weight-decay nesterov]
+          (+ (list settings) (cut [0.0 0.0 0.0 False] (- (len settings) 1) None)))
+    (setv params
+          (if (is params None)
+            (list self.trainables)
+            (lfor p params
+                  (do (setv b (.lookup scope p) info (.get b.info "param"))
+                      (when (is info None)
+                        (raise (IRError f"SGD parameter `{p}` is not a trainable variable")))
+                      info))))
+    (when momentum
+      (for [p params]
+        (when (is-not p.mom None)
+          (raise (IRError f"`{p.name}` is optimized by two optimizers with momentum")))
+        (setv [mom _] (self.state-field f"{p.name}_momentum" "float *"))
+        (.append self.init-lines f"if (!({mom} = ht_alloc({(* 4 p.numel)}))) goto fail;")
+        (.append self.free-lines f"ht_free({mom});")
+        (setv p.mom mom)
+        (self.slot mom "momentum" :sym p.name :tensor p.tensor :numel p.numel)))
+    (Out [] "0" "optimizer" :declared True
+         :info {"params" params
+                "hyper" (.join ", " [(c-float lr) (c-float momentum) (c-float dampening)
+                                      (c-float weight-decay) (str (int (bool nesterov)))])
+                "settings" [lr momentum dampening weight-decay nesterov]
+                "name" target}))
+
+  (defn optimizer-of [self x scope]
+    (setv b (.lookup scope x))
+    (when (!= b.type "optimizer")
+      (raise (IRError f"`{x}` is a {b.type}, not an optimizer")))
+    b)
+
+  (defn zero-grad [self o scope]
+    (Out (lfor p (get (. (self.optimizer-of o scope) info) "params") f"{p.has} = 0;")
+         None "none"))
+
+  (defn step [self o scope]
+    (setv b (self.optimizer-of o scope)
+          hyper (get b.info "hyper")
+          fused (.get self.fused-vars (str o) #{})
+          lines [])
+    (for [p (get b.info "params")]
+      (when (not-in p.name fused)
+        (.extend lines
+          [f"if ({p.has}) {{"
+           f"  ht_sgd_step({p.data}, {p.grad}, {(or p.mom "NULL")}, {p.numel}, {hyper}, (int){p.first});"
+           f"  {p.first} = 0;"
+           "}"])))
+    (Out lines None "none"))
+
+  (defn plan-fusion [self lets scope]
+    "Find, in one block's lets, optimizers whose zero_grad, single backward and step allow the
+    step to be applied during the backward pass: no other zero_grad, step or backward between
+    them, and the parameters are not read between the backward and the step."
+    (setv calls [])
+    (for [[i [name rhs]] (enumerate lets)]
+      (match rhs
+        ["call" o "zero_grad"] (.append calls #(i "zero" (str o) rhs))
+        ["call" o "step"] (.append calls #(i "step" (str o) rhs))
+        ["call" l "backward"] (.append calls #(i "backward" (str l) rhs))
+        _ None))
+    (for [[k [i kind o _]] (enumerate calls)]
+      (when (= kind "zero")
+        (setv later (cut calls (+ k 1) None))
+        (when (and (>= (len later) 2) (= (get (get later 0) 1) "backward")
+                   (= (cut (get later 1) 1 3) #("step" o)))
+          (setv b (.lookup scope (Sym o)))
+          (when (= b.type "optimizer")
+            (setv backward-at (get (get later 0) 0)
+                  step-at (get (get later 1) 0)
+                  params (sfor p (get b.info "params") p.name)
+                  between (lfor [_ rhs] (cut lets (+ backward-at 1) step-at) rhs))
+            (when (not (& params (self.names-in between)))
+              (setv (get self.fusion-plan (id (get (get later 0) 3))) o)))))))
+
+  (defn names-in [self nodes]
+    (setv out #{})
+    (defn walk [x]
+      (cond (isinstance x Sym) (.add out (str x))
+            (isinstance x list) (for [y x] (walk y))))
+    (walk nodes)
+    out)
+
+  ;; ------------------------------------------------------------ backward
+
+  (defn backward-node [self loss scope node]
+    (setv lb (self.tensor loss scope "backward")
+          t (self.ttype lb))
+    (when (or (!= t.shape #()) (!= t.dtype "float32"))
+      (raise (IRError f"backward needs a scalar float32 loss, `{loss}` is {(shapes.show t)}")))
+    (when (not (.get lb.info "requires-grad"))
+      (raise (IRError f"`{loss}` does not depend on any trainable variable")))
+    (setv optimizer (.get self.fusion-plan (id node))
+          fused (if optimizer
+                  (dfor p (get (. (.lookup scope (Sym optimizer)) info) "params") p.name (Sym optimizer))
+                  {}))
+    (defn lookup [name]
+      (try (.lookup scope name) (except [IRError] None)))
+    (defn fresh []
+      (setv self.grad-counter (+ self.grad-counter 1))
+      (Sym f"g{(- self.grad-counter 1)}"))
+    (setv [lets done]
+          (backward-lets self.tape loss fresh
+                         (fn [name binding] (is (lookup name) binding))
+                         (fn [name] (.get (. (or (lookup name) (Binding "" "none")) info) "requires-grad" False))
+                         (fn [name] (is-not (.get (. (or (lookup name) (Binding "" "none")) info) "param") None))
+                         fused))
+    (when optimizer
+      (setv (get self.fused-vars optimizer) done))
+    (.append self.backward-ir (lfor [sym rhs] lets (print-ir [(Sym "let") sym rhs (Sym "...")])))
+    (setv lines [f"/* backward of {loss} */"])
+    (for [[sym rhs] lets]
+      (setv out (self.rhs rhs scope (str sym)))
+      (self.bind-out scope sym out)
+      (.extend lines out.lines))
+    (Out lines lb.cname "tensor" :declared True :info lb.info))
+
+  (defn param-of [self v scope]
+    (setv info (.get (. (.lookup scope v) info) "param"))
+    (when (is info None)
+      (raise (IRError f"`{v}` is not a trainable variable")))
+    info)
+
+  (defn grad-node [self f args scope target]
+    "The nodes the backward pass is made of (see grad.hy)."
+    (defn t-of [x] (self.ttype (self.tensor x scope f)))
+    (defn c [x] (. (self.tensor x scope f) cname))
+    (defn new [t] (self.alloc target t))
+    (match [f #* args]
+      ["ones_like" l]
+        (do (setv [lines y] (new (t-of l)))
+            (self.tensor-out [#* lines f"{y}[0] = 1.0f;"] y (t-of l) False))
+      [(| "relu_grad" "sigmoid_grad" "tanh_grad") gy y]
+        (do (setv t (t-of y) [lines dx] (new t) kernel (+ "ht_" (cut f 0 -5) "_bwd"))
+            (self.tensor-out [#* lines f"{kernel}({dx}, {(c gy)}, {(c y)}, {(self.numel t)}, 0);"] dx t False))
+      [(| "log_softmax_grad" "softmax_grad") gy y]
+        (do (setv t (t-of y) [rows cols] (self.rows-cols t) [lines dx] (new t)
+                  kernel (+ "ht_" (cut f 0 -5) "_bwd"))
+            (self.tensor-out [#* lines f"{kernel}({dx}, {(c gy)}, {(c y)}, {rows}, {cols}, 0);"] dx t False))
+      ["dot_grad_input" gy w]
+        (do (setv tg (t-of gy) [out in] (. (t-of w) shape)
+                  t (TensorType [#* (cut tg.shape 0 -1) in] "float32" tg.batched)
+                  [rows _] (self.rows-cols tg) [lines dx] (new t))
+            (self.tensor-out [#* lines f"ht_linear_bwd_input({dx}, {(c gy)}, {(c w)}, {rows}, {in}, {out}, 0);"]
+                             dx t False))
+      ["sum_rows" gy v]
+        (do (setv t (t-of v) [rows cols] (self.rows-cols (t-of gy)) [lines dv] (new t))
+            (self.tensor-out [#* lines f"ht_fill({dv}, 0.0f, {cols});" f"ht_sum_rows({dv}, {(c gy)}, {rows}, {cols});"]
+                             dv t False))
+      ["nll_loss_grad" gl p tg mean]
+        (do (setv t (t-of p) [rows cols] (self.rows-cols t) [lines dp] (new t))
+            (self.tensor-out [#* lines f"ht_nll_loss_bwd({dp}, {(c gl)}[0], {(c tg)}, {rows}, {cols}, {(int (bool mean))}, 0);"]
+                             dp t False))
+      ["mse_loss_grad" gl x tg]
+        (do (setv t (t-of x) [lines dx] (new t))
+            (self.tensor-out [#* lines f"ht_mse_loss_bwd({dx}, {(c gl)}[0], {(c x)}, {(c tg)}, {(self.numel t)}, 0);"]
+                             dx t False))
+      [(| "sum_grad" "mean_grad") gl x]
+        (do (setv t (t-of x) [lines dx] (new t) kernel (+ "ht_" (cut f 0 -5) "_all_bwd"))
+            (self.tensor-out [#* lines f"{kernel}({dx}, {(c gl)}[0], {(self.numel t)}, 0);"] dx t False))
+      ["mul_grad" gy other]
+        (do (setv t (t-of gy) [lines dx] (new t))
+            (self.tensor-out [#* lines f"ht_mul({dx}, {(c gy)}, {(c other)}, {(self.numel t)});"] dx t False))
+      ["add_grads" g1 g2]
+        (do (setv t (t-of g1) [lines y] (new t))
+            (self.tensor-out [#* lines f"ht_add({y}, {(c g1)}, {(c g2)}, {(self.numel t)});"] y t False))
+      ["grad_accumulate" v g]
+        (do (setv p (self.param-of v scope) n p.numel)
+            (Out [f"if ({p.has}) ht_axpy({p.grad}, 1.0f, {(c g)}, {n}); else ht_copy({p.grad}, {(c g)}, {n});"
+                  f"{p.has} = 1;"]
+                 None "none"))
+      ["grad_accumulate_dot" v gy x]
+        (do (setv p (self.param-of v scope) [out in] (. p.ttype shape)
+                  [rows _] (self.rows-cols (t-of gy)))
+            (Out [f"if (!{p.has}) ht_fill({p.grad}, 0.0f, {p.numel});"
+                  f"ht_linear_bwd_weight({p.grad}, {(c gy)}, {(c x)}, {rows}, {in}, {out});"
+                  f"{p.has} = 1;"]
+                 None "none"))
+      ["grad_accumulate_rows" v gy]
+        (do (setv p (self.param-of v scope) [rows cols] (self.rows-cols (t-of gy)))
+            (Out [f"if (!{p.has}) ht_fill({p.grad}, 0.0f, {p.numel});"
+                  f"ht_sum_rows({p.grad}, {(c gy)}, {rows}, {cols});"
+                  f"{p.has} = 1;"]
+                 None "none"))
+      ["sgd_dot_weight" v o gy x]
+        (do (setv p (self.param-of v scope) hyper (get (. (self.optimizer-of o scope) info) "hyper")
+                  [out in] (. p.ttype shape) [rows _] (self.rows-cols (t-of gy))
+                  step f"ht_linear_bwd_weight_sgd({p.data}, {(or p.mom "NULL")}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first});")
+            (Out [#* (if (and self.pipeline (= (get self.pipeline "weight") (str v)))
+                       (self.step-and-next-forward p hyper gy x rows in out step c)
+                       [step])
+                  f"{p.first} = 0;"]
+                 None "none"))
+      ["sgd_rows" v o gy]
+        (do (setv p (self.param-of v scope) hyper (get (. (self.optimizer-of o scope) info) "hyper")
+                  [rows cols] (self.rows-cols (t-of gy)))
+            (Out [f"ht_bias_bwd_sgd({p.data}, {(or p.mom "NULL")}, {(c gy)}, {rows}, {cols}, {hyper}, (int){p.first});"
+                  f"{p.first} = 0;"]
+                 None "none"))
+      _ None)))
