@@ -97,7 +97,8 @@ def stage(f, *arg_types):
 
 
 def compile_ir(text, *arg_types):
-    """Compile IR text; `arg_types` give its parameters' types (default `int`)."""
+    """Compile IR text; `arg_types` give its parameters' types (default `int`; `object` for a
+    parameter that stood for a model, optimizer or loader when the IR was staged)."""
     program = parse_ir(text) if isinstance(text, str) else text
     if arg_types:
         if len(arg_types) != len(program.params):

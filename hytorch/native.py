@@ -49,8 +49,8 @@ class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
 def _arg_kind(t):
     if t in SCALAR_KINDS:
         return SCALAR_KINDS[t]
-    if is_object_argument(t):
-        return "object"
+    if is_object_argument(t) or t is object:
+        return "object"  # stands for lifted values (or, given as `object`, for nothing)
     raise HyTorchError(f"cannot compile a parameter of type {getattr(t, '__name__', t)}")
 
 

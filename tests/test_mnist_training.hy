@@ -97,3 +97,32 @@ snek-LMS demo IR, write-back of trained values."
   (assert (< (get losses -1) (get losses 0)))
   (assert (< (get losses -1) 0.6))
   (assert (not (.all (= initial (demo.tensor "x5")))) "the weights trained"))
+
+
+(defn test-printed-ir-of-the-demo-compiles-again [capfd]
+  (setv [model optimizer train-loader _] (demo-setup None 1 1)
+        text (str (hytorch.lms-compile train model optimizer train-loader int int))
+        again (hytorch.compile-ir text object object object int int))
+  (assert (= again.ir text))
+  ;; Read back from text, nothing is bound: the weights start uniform and the loader is the
+  ;; default Fashion-MNIST training set, batch 1, shuffled, as the IR says.
+  (setv loss (again None None None 1 20000)
+        log (. (.readouterr capfd) out)
+        logged (lfor l (.splitlines log) :if (.startswith l "Train Epoch") (float (get (.split l "Loss: ") 1))))
+  (assert (in "Train Epoch: 1 [60000/60000 (100%)]" log))
+  (assert (= (len logged) 3))
+  (assert (< (get logged 2) (get logged 0)))
+  (assert (< (abs (- loss (get logged 2))) 1e-6)))
+
+
+(defn test-compiled-code-runs-without-torch []
+  (setv ir-path (str (/ (. (hy.I.pathlib.Path __file__) parent) "data" "snek_lms_mnist_demo.ir"))
+        script (+ "import sys; sys.modules['torch'] = None\n"
+                  "import hy, hytorch, pathlib\n"
+                  f"text = pathlib.Path({(repr ir-path)}).read_text()\n"
+                  "demo = hytorch.compile_ir(text.replace('(< x16 10)', '(< x16 1)'))\n"
+                  "demo(0)\n"
+                  "print('torch' in sys.modules and sys.modules['torch'] is not None)\n")
+        out (. (hy.I.subprocess.run [hy.I.sys.executable "-c" script] :capture-output True :text True :check True) stdout))
+  (assert (in "Train Epoch: 1 (60000/60000 (100%))" out))
+  (assert (.endswith (.strip out) "False")))
