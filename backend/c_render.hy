@@ -48,6 +48,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           self.arg-kinds arg-kinds
           self.loader-dims (or loader-dims {})
           self.cell-kinds {}
+          self.function-kinds {}
           self.changed False))
 
   (defn render [self]
@@ -56,7 +57,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (setv self.changed False
             self.names (CNames)
             self.nested 0
-            self.pending None)
+            self.pending None
+            self.function-lines [])
       (self.reset-tensor-state)
       (setv result (self.render-function))
       (when (not self.changed)
@@ -70,6 +72,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (setv [_ name params body] self.program
           scope (Scope)
           c-params [])
+    (self.declare-functions body scope)
     (when (!= (len params) (len self.arg-kinds))
       (raise (IRError f"{name} has {(len params)} parameters but {(len self.arg-kinds)} types were given")))
     (for [[p kind] (zip params self.arg-kinds)]
@@ -94,6 +97,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                  ""
                  "typedef struct ht_state {"
                  "  ht_arena arena;"
+                 "  int64_t call_depth; /* of staged functions, bounded so recursion cannot overflow the C stack */"
                  #* (indent self.fields)
                  "} ht_state;"
                  ""
@@ -131,8 +135,10 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                        "HT_EXPORT uint64_t ht_loader_rng_state(void *l) { return ((ht_loader *)l)->rng; }"
                        ""]
                       [])
+                 #* self.function-lines
                  f"static int ht_body({signature}) {{"
                  "  ht_s->arena.top = 0;"
+                 "  ht_s->call_depth = 0;"
                  #* (indent lines)
                  #* (indent store)
                  "  return HT_OK;"
@@ -237,6 +243,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     "Render the value of `(let TARGET NODE ...)`."
     (match node
       "new" (self.new-cell target)
+      ["def" name params body] :if (isinstance params list) (self.def-node name params body target)
+      ["call" f args] :if (and (isinstance args list) (self.is-function f scope)) (self.call-function f args scope target)
       ["set" cell value] (self.set-cell cell value scope)
       ["get" cell] (self.get-cell cell scope)
       ["tensor" dims] (self.tensor-node dims "float32" target)
@@ -276,6 +284,91 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       _ (if (isinstance node list)
           (raise (IRError f"malformed IR node {(excerpt node)}"))
           (do (setv [expr kind] (self.atom node scope)) (Out [] expr kind)))))
+
+  ;; ------------------------------------------------------------ staged functions
+
+  (defn declare-functions [self body scope]
+    "Bind the program's staged functions (`(let F (def F (PARAMS) BODY) ...)` at its top level)
+    before rendering anything, so they can call each other in any order. Their parameter and
+    result kinds come from the calls and bodies of the previous pass (int and bool at first)."
+    (setv self.functions (Scope)
+          chain body)
+    (while (and (isinstance chain list) chain (= (get chain 0) "begin") (= (len chain) 2))
+      (setv chain (get chain 1)))
+    (setv [lets _] (self.lets-of chain))
+    (for [[name rhs] lets]
+      (match rhs
+        ["def" f params _] :if (isinstance params list)
+          (do (setv key (str f)
+                    [kinds result] (.get self.function-kinds key #([] "bool"))
+                    kinds (if (= (len kinds) (len params)) kinds (lfor _ params "int")))
+              (setv (get self.function-kinds key) #(kinds result))
+              (.bind self.functions name
+                     (Binding (self.names.fresh f"ht_fn_{f}") "function" :name key)))
+        _ None)))
+
+  (defn function-signature [self binding]
+    (setv [kinds result] (get self.function-kinds (get binding.info "name")))
+    #(kinds result))
+
+  (defn is-function [self f scope]
+    (and (isinstance f Sym)
+         (try (= (. (.lookup scope f) type) "function") (except [IRError] False))))
+
+  (defn def-node [self name params body target]
+    "A staged function: a C function beside ht_body, called with the state and its arguments."
+    (when (!= (str name) target)
+      (raise (IRError f"a def must be bound to its own name: (let {name} (def {name} ...))")))
+    (when self.nested
+      (raise (IRError f"(def {name} ...) must be at the top level of the program")))
+    (setv b (.lookup self.functions name)
+          [kinds result] (self.function-signature b)
+          scope (.child self.functions)
+          c-params [])
+    (for [[p kind] (zip params kinds)]
+      (setv cname (self.names.fresh p))
+      (.bind scope p (Binding cname kind))
+      (.append c-params f"{(get C-TYPES kind)} {cname}"))
+    (setv [lines expr kind] (self.block body scope))
+    (when (not-in kind #(#* C-TYPES "none"))
+      (raise (IRError f"staged function {name} returns a {kind}; it can return a number or None")))
+    (when (!= kind result)
+      (setv (get self.function-kinds (str name)) #(kinds kind)
+            self.changed True))
+    (setv out (if (= result "none") [] [f"{(get C-TYPES result)} *ht_result"])
+          depth-check [f"if (++ht_s->call_depth > HT_MAX_CALL_DEPTH) return ht_too_deep({(c-string (str name))});"
+                       "if (ht_interrupted) return ht_interrupt_status();"])
+    (setv signature (.join ", " ["ht_state *ht_s" #* c-params #* out]))
+    (.extend self.function-lines
+      [f"static int {b.cname}({signature}) {{"
+       #* (indent depth-check)
+       #* (indent lines)
+       #* (if out [f"  *ht_result = {expr};"] [])
+       "  ht_s->call_depth--;"
+       "  return HT_OK;"
+       "}"
+       ""])
+    (Out [] b.cname "function" :declared True :info b.info))
+
+  (defn call-function [self f args scope target]
+    (setv b (.lookup scope f)
+          [kinds result] (self.function-signature b)
+          values (lfor a args (self.scalar a scope)))
+    (when (!= (len values) (len kinds))
+      (raise (IRError f"{f} takes {(len kinds)} argument(s), given {(len values)}")))
+    (setv seen (lfor [[_ k] old] (zip values kinds) (join-kinds old (if (= k "bool") "int" k)))
+          key (get b.info "name"))
+    (when (!= seen kinds)
+      (setv (get self.function-kinds key) #(seen result)
+            self.changed True))
+    (setv c-args (.join ", " ["ht_s" #* (lfor [e _] values e)]))
+    (if (= result "none")
+      (Out [f"{{ int ht_status = {b.cname}({c-args}); if (ht_status != HT_OK) return ht_status; }}"]
+           None "none")
+      (do (setv cname (self.names.fresh target))
+          (Out [f"{(get C-TYPES result)} {cname};"
+                f"{{ int ht_status = {b.cname}({c-args}, &{cname}); if (ht_status != HT_OK) return ht_status; }}"]
+               cname result :declared True))))
 
   (defn cell-key [self cname]
     "Cells are keyed by C name: names are handed out in the same order every pass."

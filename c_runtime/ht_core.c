@@ -28,6 +28,11 @@ int ht_unbound(const char *what) {
     return HT_ERROR;
 }
 
+int ht_too_deep(const char *function) {
+    ht_set_error("staged function %s recursed more than %d calls deep", function, HT_MAX_CALL_DEPTH);
+    return HT_ERROR;
+}
+
 int ht_interrupt_status(void) {
     ht_set_error("interrupted");
     return HT_INTERRUPTED;

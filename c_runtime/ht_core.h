@@ -19,6 +19,9 @@ HT_EXPORT const char *ht_last_error(void);
 int ht_zero_division(const char *where);
 int ht_interrupt_status(void);
 int ht_unbound(const char *what); /* "<what> has no data bound" */
+/* Staged functions may recurse this deep; deeper is an error, not a stack overflow. */
+#define HT_MAX_CALL_DEPTH 20000
+int ht_too_deep(const char *function);
 
 /* Ctrl-C while compiled code runs: ht_interrupt_begin installs a SIGINT handler that only
  * raises ht_interrupted (and unblocks SIGINT); generated loops poll it once a step;

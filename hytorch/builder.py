@@ -48,6 +48,7 @@ class Staging:
         self.active_calls = []     # (key, block depth) of staged functions being inlined
         self.lifted = {}           # id(python object) -> staged stand-in (parameters, optimizers)
         self.lifted_objects = []   # keeps lifted objects alive and in order
+        self.staged_defs = {}      # call key -> StagedDef (recursion that ends at run time)
         self._outer = None
 
     def __enter__(self):
@@ -74,11 +75,26 @@ class Staging:
         self.blocks[-1].lets.append((sym, rhs))
         return sym
 
-    def hoist(self, rhs, prefix="p"):
-        """Bind `rhs` at the start of the root block (for objects first met inside a loop)."""
-        sym = self.fresh(prefix) if prefix == "t" else Sym(f"{prefix}{len(self.hoisted)}")
+    def hoist(self, rhs, prefix="p", name=None):
+        """Bind `rhs` at the start of the root block (objects first met inside a loop, staged
+        functions), under `name` or a fresh `p` symbol."""
+        sym = name if name is not None else Sym(f"{prefix}{len(self.hoisted)}")
         self.hoisted.append((sym, rhs))
         return sym
+
+    @contextmanager
+    def separate_function(self, key):
+        """Stage the body of a staged function: its own root block and numbering from x0;
+        recursive calls of `key` inside it are calls."""
+        saved = (self.counter, self.tensor_counter, self.root, self.blocks, self.active_calls)
+        self.counter, self.tensor_counter = 0, 0
+        self.root = Block()
+        self.blocks = [self.root]
+        self.active_calls = [(key, 1)]
+        try:
+            yield
+        finally:
+            self.counter, self.tensor_counter, self.root, self.blocks, self.active_calls = saved
 
     @property
     def depth(self):

@@ -189,7 +189,7 @@ def _guard_loop_exits(fn, where):
             word = "continue" if isinstance(e, _Continue) else "break"
             raise StagingError(f"`{word}` inside staged control flow is not supported "
                                "(only in loops that run at generation time)", e.where) from None
-        except Return as r:
+        except Return:
             raise StagingError("`return` inside staged control flow is not supported: make the "
                                "value of the `if` (or a variable set before it) the result",
                                where) from None
@@ -295,9 +295,9 @@ def range(*args):
 
 def enumerate(iterable, start=0):
     """`enumerate` that keeps a staged loader staged (its loop index comes from the loop)."""
-    staged = getattr(stand_in(iterable), "__staged_enumerate__", None)
-    if staged is not None:
-        return staged(start)
+    staged_enumerate = getattr(stand_in(iterable), "__staged_enumerate__", None)
+    if staged_enumerate is not None:
+        return staged_enumerate(start)
     return _builtin_enumerate(iterable, start)
 
 

@@ -9,8 +9,7 @@ import ast
 import functools
 import types
 
-from hytorch import builder
-from hytorch.errors import StagingError
+from hytorch import builder, staged_recursion
 from hytorch.lift import stand_in
 from hytorch.values import Staged
 
@@ -47,18 +46,16 @@ class StagedFunction:
         return self if obj is None else types.MethodType(self, obj)
 
     def _inline(self, st, args, kwargs):
-        """Run the rewrite, emitting IR in place (calls are inlined at generation time)."""
+        """Run the rewrite, emitting IR in place: calls are inlined at generation time, except
+        recursion that only ends at run time (see staged_recursion.py)."""
         args = [stand_in(a) for a in args]
         kwargs = {k: stand_in(v) for k, v in kwargs.items()}
         key = (id(self), tuple(map(_abstract, args)),
                tuple(sorted((k, _abstract(v)) for k, v in kwargs.items())))
-        for active_key, depth in st.active_calls:
-            if active_key == key and st.depth > depth:
-                raise StagingError(
-                    f"`{self.name}` calls itself with the same arguments inside staged control "
-                    "flow, so its recursion could only end when the compiled code runs; HyTorch "
-                    "inlines recursion that ends at generation time (make the test that stops "
-                    "it an ordinary value, or write the loop with `while`)", self.where)
+        # A call of itself, with the same arguments, under staged control flow can only end
+        # when the compiled code runs: it becomes a staged function (def and call).
+        if key in st.staged_defs or any(k == key and st.depth > depth for k, depth in st.active_calls):
+            return staged_recursion.call(self, st, key, args, kwargs)
         st.active_calls.append((key, st.depth))
         try:
             return self.staged(*args, **kwargs)

@@ -3,7 +3,6 @@
 Every test runs against two builds of the runtime: the native one (AVX-512 kernels on CPUs that
 have it) and one with AVX-512 disabled, which compiles the portable fallbacks.
 """
-import pathlib
 import re
 
 import numpy as np

@@ -1,7 +1,6 @@
 """Long runs behave: Ctrl-C stops compiled training at the next step and keeps the weights;
 the runtime and a generated model run clean under AddressSanitizer and UBSan."""
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import textwrap
 import threading
 import time
 
-import hy  # noqa: F401
+import hy  # noqa: F401  (imports the .hy examples)
 import pytest
 import torch
 

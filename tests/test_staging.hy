@@ -166,12 +166,38 @@
 (defn test-recursion-that-ends-at-generation-time-inlines []
   (assert (= ((hytorch.stage (fn [x] (* x (factorial 5)))) 2) 240)))
 
-(defn test-recursion-on-a-staged-value-is-a-staging-error []
-  (with [e (pytest.raises hytorch.StagingError)]
-    (hytorch.lms-compile factorial))
-  (assert (in "factorial" (str e.value)))
-  (assert (in "test_staging.hy" (str e.value)))
-  (assert (in "recursion" (str e.value))))
+(defn test-recursion-on-a-staged-value-becomes-a-staged-function []
+  (setv ir (str (hytorch.lms-compile factorial)))
+  (assert (.startswith ir "(def factorial (in) (begin (begin (let factorial0 (def factorial0 (in) (begin (begin (let x0 (<= in 1)"))
+  (assert (= (.count ir "(call factorial0 (x1))") 2) "the inlined first level and the def both call it")
+  (setv f (hytorch.stage factorial))
+  (for [n [-3 0 1 2 10 20]]
+    (assert (= (f n) (factorial n))))
+  (with [e (pytest.raises hytorch.ExecutionError)]
+    (f 1000000))
+  (assert (in "factorial0 recursed more than 20000 calls deep" (str e.value)))
+  (assert (= (f 5) 120) "the program is usable after the error")
+  (assert (= ((hytorch.compile-ir ir) 6) 720) "its printed IR compiles too"))
+
+(defstaged halve-until-small [x]
+  (if (< x 1.0) x (halve-until-small (/ x 2))))
+
+(defn test-staged-function-result-kind-comes-from-its-body []
+  (setv f (hytorch.stage halve-until-small float))
+  (for [x [0.5 3.0 1000.0]]
+    (assert (= (f x) (halve-until-small x)))))
+
+(defstaged is-even [n]
+  (if (= n 0) True (is-odd (- n 1))))
+
+(defstaged is-odd [n]
+  (if (= n 0) False (is-even (- n 1))))
+
+(defn test-mutually-recursive-staged-functions []
+  (setv even (hytorch.stage is-even))
+  (assert (in "(call is_even0 (x3))" even.ir) "is-odd inlines into the staged is-even")
+  (for [n [0 1 7 10 101]]
+    (assert (is (even n) (is-even n)))))
 
 (defn test-numbering-restarts-and-eager-calls-do-not-disturb-it []
   (setv first (str (hytorch.lms-compile loop1)))
@@ -185,3 +211,15 @@
   (assert (in "def loop1(n):" f.staged-source))
   (assert (in "_hyt.stage_while(" f.staged-source))
   (assert (in "(while (< x n)" loop1.original-source)))
+
+(defstaged classify [n]
+  (cond (< n 0) -1
+        (= n 0) 0
+        (< n 10) 1
+        True 2))
+
+(defn test-staged-cond []
+  (setv f (hytorch.stage classify))
+  (assert (= (.count (str (hytorch.lms-compile classify)) "(if") 3))
+  (for [n [-5 0 3 10 99]]
+    (assert (= (f n) (classify n)))))
