@@ -2,6 +2,8 @@
 #ifndef HYTORCH_RT_H
 #define HYTORCH_RT_H
 
+#include <string.h>
+
 #include "ht_core.h"
 #include "ht_scalar.h"
 #include "ht_print.h"

@@ -77,9 +77,9 @@ def _loader_dims(program):
 
 
 class CompiledFunction:
-    """A compiled IR program. Call it like the staged function; `.ir`, `.c_source`,
-    `.staged_source` and `.so_path` show what it was made from, `.tensor(name)` reads a
-    tensor of its state."""
+    """A compiled IR program. Call it like the staged function (a tensor result comes back as
+    a numpy array); `.ir`, `.c_source`, `.staged_source` and `.so_path` show what it was made
+    from, `.tensor(name)` reads a tensor of its state."""
 
     def __init__(self, program, rendered, build):
         self.program = program
@@ -87,6 +87,7 @@ class CompiledFunction:
         self.c_source = rendered["source"]
         self.backward_ir = rendered["backward_ir"]
         self.result_kind = rendered["result_kind"]
+        self.result_shape = rendered["result_shape"]
         self.slots = rendered["slots"]
         self.arg_kinds = [_arg_kind(t) for t in program.arg_types]
         self.so_path, self.cached, self.build_seconds = build.path, build.cached, build.seconds
@@ -127,7 +128,12 @@ class CompiledFunction:
         c_args = [_convert(a, k, i + 1) for i, (a, k) in enumerate(zip(args, self.arg_kinds))
                   if k != "object"]
         result = None
-        if self.result_kind != "none":
+        if self.result_kind == "tensor":
+            shape, dtype = self.result_shape
+            result = np.empty(shape, dtype=_NUMPY[dtype])
+            c_args.append(self._ffi.cast("float *" if dtype == "float32" else "int64_t *",
+                                         self._ffi.from_buffer(result)))
+        elif self.result_kind != "none":
             result = self._ffi.new(f"{_C_TYPES[self.result_kind]} *")
             c_args.append(result)
         with _sigint_deferred():
@@ -140,8 +146,8 @@ class CompiledFunction:
                 del keep_alive
         if status != HT_OK:
             self._raise(status)
-        if result is None:
-            return None
+        if result is None or self.result_kind == "tensor":
+            return result
         value = result[0]
         return bool(value) if self.result_kind == "bool" else value
 
