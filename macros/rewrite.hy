@@ -168,7 +168,9 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
     (. (get self.scopes 0) frame))
 
   (defn function-body [self params body]
-    "The rewritten statements of a function with `params` and `body`."
+    "The rewritten statements of a function with `params` and `body` (its docstring first)."
+    (when (and (> (len body) 1) (isinstance (get body 0) String))
+      (return [(get body 0) #* (self.function-body params (cut body 1 None))]))
     (setv frame (Symbol f"_hyt_frame_{(len self.scopes)}")
           globals (_declared body "global")
           nonlocals (_declared body "nonlocal")
