@@ -504,4 +504,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
 (defn render-c [program arg-kinds [loader-dims None]]
   "C for an IR program (its `def` node) whose parameters have `arg-kinds`."
-  (.render (CRenderer program arg-kinds loader-dims)))
+  (try
+    (.render (CRenderer program arg-kinds loader-dims))
+    (except [RecursionError]
+      (raise (IRError "the IR is nested too deeply to render (over Python's recursion limit)")))))

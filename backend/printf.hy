@@ -43,7 +43,13 @@ argument cast to long long or double), [\"repr\" ARG] (Python's repr of a float)
     (in type #("f" "F" "e" "E" "g" "G"))
       ["float" f"%{flags}{prec}{type}" index]
     (= type "%")
-      ["percent" (+ "%" flags (if precision prec ".6") "f%%") index]
+      (do (when (= (.group m "align") "<")
+            (raise (ValueError f"format spec {spec !r}: left-aligned percentages are not supported")))
+          ;; Python's width counts the % sign; C's applies to the number before it.
+          (setv width (.group m "width")
+                flags (+ (or (.group m "sign") "") (if (.group m "zero") "0" "")
+                         (if width (str (- (int width) 1)) "")))
+          ["percent" (+ "%" flags (if precision prec ".6") "f%%") index])
     (and (= kind "float") (= spec ""))
       ["repr" index]
     (= kind "float")

@@ -5,14 +5,17 @@
 #include <math.h>
 #include <stdint.h>
 
-/* a // b for ints, rounding toward negative infinity like Python (b != 0). */
+/* a // b for ints, rounding toward negative infinity like Python (b != 0). INT64_MIN // -1
+ * wraps to INT64_MIN like every other 64-bit overflow (the CPU's division would trap). */
 static inline int64_t ht_floordiv_i64(int64_t a, int64_t b) {
+    if (b == -1) return (int64_t)(0 - (uint64_t)a);
     int64_t q = a / b;
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
 /* a % b for ints, with the sign of b like Python (b != 0). */
 static inline int64_t ht_mod_i64(int64_t a, int64_t b) {
+    if (b == -1) return 0;
     int64_t r = a % b;
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }

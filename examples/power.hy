@@ -1,6 +1,6 @@
 "The staging tour: a Hy function, its IR, its C, and a call of the compiled code.
 
-  python -m hytorch.examples power     # or: hy examples/power.hy"
+  hy examples/power.hy     # or: python -m hytorch.examples.power"
 
 (require hytorch [defstaged])
 (import hytorch)

@@ -71,9 +71,12 @@ def lms_compile(f, *arg_types):
         try:
             result = f(*args)
         except RecursionError:
-            raise StagingError(f"staging `{_function_name(f)}` recursed without end: a recursion "
-                               "whose end depends on a staged value cannot be unrolled") from None
-        st.root.result = atom(result, "result")
+            raise StagingError(
+                f"staging `{_function_name(f)}` went deeper than Python's recursion limit: a "
+                "recursion that ends only at run time becomes a staged function, but one whose "
+                "arguments change at each call is inlined, level by level; make it shallower or "
+                "write it as a loop") from None
+        st.root.result = atom(st.check_result(result), "result")
     node = [DEF, Sym(_function_name(f)), [Sym(p) for p in params], [BEGIN, st.root_node()]]
     return IRProgram(node, arg_types, st.bindings())
 

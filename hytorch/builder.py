@@ -49,6 +49,7 @@ class Staging:
         self.lifted = {}           # id(python object) -> staged stand-in (parameters, optimizers)
         self.lifted_objects = []   # keeps lifted objects alive and in order
         self.staged_defs = {}      # call key -> StagedDef (recursion that ends at run time)
+        self.defined_in = {}       # id(symbol) -> the block that binds it
         self._outer = None
 
     def __enter__(self):
@@ -71,9 +72,35 @@ class Staging:
 
     def emit(self, rhs):
         """Bind `rhs` to a fresh symbol in the innermost open block and return the symbol."""
+        self._check_scope(rhs)
         sym = self.fresh()
         self.blocks[-1].lets.append((sym, rhs))
+        self.defined_in[id(sym)] = self.blocks[-1]
         return sym
+
+    def check_result(self, value):
+        """A block's result must exist in the block (see _check_scope)."""
+        if hasattr(value, "sym"):
+            self._check_scope(value.sym)
+        return value
+
+    def define_here(self, *syms):
+        """Symbols a loop binds for its body (its index, its batch)."""
+        for sym in syms:
+            self.defined_in[id(sym)] = self.blocks[-1]
+
+    def _check_scope(self, rhs):
+        """A value made inside a staged block does not exist after it: using it there (kept
+        in a Python object, a nonlocal variable, ...) is a StagingError, not broken IR."""
+        for sym in _operands(rhs):
+            block = self.defined_in.get(id(sym))
+            if block is not None and not any(block is b for b in self.blocks):
+                from hytorch.errors import StagingError
+                from hytorch.source_location import user_location
+                raise StagingError(
+                    f"a staged value ({sym}) made inside a staged block (an `if` branch or a loop "
+                    "body) is used after that block ended; keep values that must outlive a block "
+                    "in variables assigned before it", user_location())
 
     def hoist(self, rhs, prefix="p", name=None):
         """Bind `rhs` at the start of the root block (objects first met inside a loop, staged
@@ -133,3 +160,13 @@ class Staging:
             merged.result = self.root.result
             node = merged.node()
         return node
+
+
+def _operands(node):
+    """The symbols a node reads (not those inside its nested blocks or a loop's bindings)."""
+    if isinstance(node, Sym):
+        yield node
+    elif isinstance(node, list) and node[:1] != [BEGIN]:
+        items = node[:2] if node[:1] == [Sym("for_dataloader")] else node
+        for item in items:
+            yield from _operands(item)

@@ -16,6 +16,7 @@ from hytorch import builder
 from hytorch.backend.ir import Sym
 from hytorch.errors import StagingError
 from hytorch.lift import stand_in
+from hytorch.source_location import user_location
 from hytorch.values import (UNBOUND, Rep, Staged, _Sentinel, atom, is_staged, out_of_scope,
                             scalar_kind)
 
@@ -108,24 +109,37 @@ def return_from(frame, value=None, where=None):
     raise Return(frame, value)
 
 
+def store_outside_blocks(value, where):
+    """`(setv obj.attr value)` / `(setv (get d k) value)`: Python objects are changed while
+    staging, once; inside staged control flow that is almost never what was meant."""
+    st = builder.current()
+    if st is not None and st.depth > 1:
+        raise StagingError("setting an attribute or item inside staged control flow changes the "
+                           "Python object once, while staging, not each time the compiled code "
+                           "runs; keep such values in variables (they become cells)", where)
+    return value
+
+
 def unsupported(what, where):
     """Stands in the staged rewrite for a form that cannot be staged."""
     raise StagingError(f"`{what}` cannot be used inside a defstaged function", where)
 
 
-def _materialize(frame, vars, st, where):
-    """Turn every bound variable of `vars` into a cell; returns the names left block-local."""
+def _materialize(frame, vars, st, where, declare=()):
+    """Turn every bound variable of `vars` into a cell, and those in `declare` (assigned on
+    every path of the construct) even when unbound; returns the names left block-local."""
     local = []
     values = vars.values()
     for name in vars.names:
         if name in frame.cells:
             continue
         value = values[name]
-        if isinstance(value, _Sentinel):
+        if isinstance(value, _Sentinel) and name not in declare:
             local.append(name)
             continue
         cell = Cell(name, st)
-        cell.set(value, where)
+        if not isinstance(value, _Sentinel):
+            cell.set(value, where)
         frame.cells[name] = cell
     return local
 
@@ -146,7 +160,7 @@ def _in_block(st, frame, vars, reads, fn, *args):
     saved_cells, saved_values = dict(frame.cells), vars.get()
     with st.block() as block:
         _read_cells(frame, vars, [n for n in reads if n in frame.cells])
-        result = fn(*args)
+        result = st.check_result(fn(*args))
     frame.cells = saved_cells
     vars.set(saved_values)
     return block, result
@@ -158,15 +172,16 @@ def _block_value(x, where):
     raise StagingError(f"a staged branch cannot produce a {type(x).__name__} ({x!r:.60})", where)
 
 
-def stage_if(frame, test, then_fn, else_fn, vars, where):
-    """`(if test then else)`: a Python `if` for an ordinary test, an IR `if` for a staged one."""
+def stage_if(frame, test, then_fn, else_fn, vars, where, both=()):
+    """`(if test then else)`: a Python `if` for an ordinary test, an IR `if` for a staged one.
+    `both` names the variables both branches assign: they are cells even if unbound before."""
     if not is_staged(test):
         return then_fn() if test else else_fn()
     if scalar_kind(test) is None:
         raise StagingError(f"the test of this `if` is a staged {test.kind}, not a scalar", where)
     st = builder.current()
     vars = vars or _NO_VARS
-    local = _materialize(frame, vars, st, where)
+    local = _materialize(frame, vars, st, where, both)
     blocks, results = [], []
     for branch in (then_fn, else_fn):
         block, result = _in_block(st, frame, vars, vars.names, _guard_loop_exits(branch, where))
@@ -176,9 +191,17 @@ def stage_if(frame, test, then_fn, else_fn, vars, where):
     sym = st.emit([Sym("if"), test.sym, blocks[0].node(), blocks[1].node()])
     _after_block(frame, vars, local, where)
     kinds = [scalar_kind(r) for r in results]
-    if None in kinds:
+    if kinds == [None, None]:
         return None
-    return Rep(sym, "float" if "float" in kinds else ("int" if "int" in kinds else "bool"))
+    if None in kinds:
+        return _Sentinel(f"the `if` at {where} has no value on one of its branches (None), so its "
+                         "value cannot be used; give both branches a number")
+    return Rep(sym, _join(kinds))
+
+
+def _join(kinds):
+    """The kind of a value that is one of `kinds`: bool < int < float."""
+    return "float" if "float" in kinds else ("int" if "int" in kinds else "bool")
 
 
 def _guard_loop_exits(fn, where):
@@ -301,40 +324,42 @@ def enumerate(iterable, start=0):
     return _builtin_enumerate(iterable, start)
 
 
-def _bool_value(x):
-    return atom(x) if is_staged(x) else bool(x)
-
-
-def _staged_bool(test, then_fn, else_value):
+def stage_choice(test, then_fn, else_fn):
+    """An IR `if` on staged `test` whose value is that of `then_fn()` or `else_fn()`."""
     st = builder.current()
-    with st.block() as then_block:
-        then_block.result = _bool_value(then_fn())
-    with st.block() as else_block:
-        else_block.result = else_value
-    return Rep(st.emit([Sym("if"), test.sym, then_block.node(), else_block.node()]), "bool")
+    blocks, kinds = [], []
+    for branch in (then_fn, else_fn):
+        with st.block() as block:
+            value = st.check_result(branch())
+            block.result = _block_value(value, None)
+        blocks.append(block)
+        kinds.append(scalar_kind(value))
+    if None in kinds:
+        raise StagingError("`and`/`or` of staged values needs numbers on both sides",
+                           user_location())
+    return Rep(st.emit([Sym("if"), test.sym, blocks[0].node(), blocks[1].node()]), _join(kinds))
 
 
 def stage_and(first, *rest_fns):
-    """`(and a b ...)`: Python's `and`, or an IR `if` once an operand is staged."""
+    """`(and a b ...)`: Python's `and` (a if a is falsy, else what follows), staged as an IR
+    `if` once an operand is staged."""
     if not rest_fns:
         return first
+    rest = lambda: stage_and(rest_fns[0](), *rest_fns[1:])
     if is_staged(first):
-        return _staged_bool(first, lambda: stage_and(rest_fns[0](), *rest_fns[1:]), False)
-    return stage_and(rest_fns[0](), *rest_fns[1:]) if first else first
+        return stage_choice(first, rest, lambda: first)
+    return rest() if first else first
 
 
 def stage_or(first, *rest_fns):
-    """`(or a b ...)`: Python's `or`, or an IR `if` once an operand is staged."""
+    """`(or a b ...)`: Python's `or` (a if a is truthy, else what follows), staged as an IR
+    `if` once an operand is staged."""
     if not rest_fns:
         return first
+    rest = lambda: stage_or(rest_fns[0](), *rest_fns[1:])
     if is_staged(first):
-        st = builder.current()
-        with st.block() as then_block:
-            then_block.result = True
-        with st.block() as else_block:
-            else_block.result = _bool_value(stage_or(rest_fns[0](), *rest_fns[1:]))
-        return Rep(st.emit([Sym("if"), first.sym, then_block.node(), else_block.node()]), "bool")
-    return first if first else stage_or(rest_fns[0](), *rest_fns[1:])
+        return stage_choice(first, lambda: first, rest)
+    return first if first else rest()
 
 
 def stage_not(x):

@@ -166,6 +166,7 @@ class StagedLoader(Staged):
         target_rep = TensorRep(target, TensorType([loader.batch_size], "int64", tag))
 
         def step():
+            st.define_here(index, data, target)
             if start is None:
                 return body((data_rep, target_rep))
             i = Rep(index, "int")

@@ -158,6 +158,15 @@ class CompiledFunction:
         binding = self._binding(sym)
         return None if binding is None else binding.resolve(args)
 
+    def _describe(self, sym):
+        """What the tensor bound to `sym` is, in the caller's terms."""
+        binding = self._binding(sym)
+        if binding is None or binding.position is None:
+            return f"the tensor staged as {sym}"
+        if binding.name is not None:
+            return f"parameter `{binding.name}` of argument {binding.position + 1}"
+        return f"argument {binding.position + 1}"
+
     def _optimizer_state(self, tensor_sym, args):
         """The torch optimizer state (a dict) of the parameter bound to `tensor_sym`."""
         param = self._resolve(tensor_sym, args)
@@ -179,8 +188,9 @@ class CompiledFunction:
                 if source is not None:
                     values = source.detach().contiguous().view(-1).numpy()
                     if values.size != s["numel"]:
-                        raise ValueError(f"{self.name}: the tensor for {s['sym']} has {values.size} "
-                                         f"elements, but the program was staged with {s['numel']}")
+                        raise ValueError(f"{self.name}: {self._describe(s['sym'])} has "
+                                         f"{values.size} elements; the program was staged with "
+                                         f"{s['numel']} ({s['shape']})")
                     self._slot_array(i, s["numel"], s["dtype"])[:] = values
             elif role in ("momentum", "first_step"):
                 state = self._optimizer_state(s["tensor"], args)

@@ -10,7 +10,7 @@ from hytorch.backend.ir import Sym
 from hytorch.backend.printf import format_pieces
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
-from hytorch.values import Staged, is_staged, scalar_kind
+from hytorch.values import Staged, _Sentinel, is_staged, scalar_kind
 
 
 class StagedFormat:
@@ -73,6 +73,8 @@ def stage_format(template, *args, **kwargs):
 
 def _as_format(value):
     """(format text, staged args) printing `value` the way Python's print would."""
+    if isinstance(value, _Sentinel):
+        value._fail()
     if isinstance(value, StagedFormat):
         return value.fmt, value.args
     if isinstance(value, Staged):
@@ -91,7 +93,7 @@ def stage_print(*values, sep=" ", end="\n", file=None, flush=False):
     if len(values) == 1 and isinstance(values[0], Staged) and scalar_kind(values[0]):
         st.emit([Sym("print"), values[0].sym])
         return None
-    if not any(isinstance(v, (Staged, StagedFormat)) for v in values):
+    if not any(isinstance(v, (Staged, StagedFormat, _Sentinel)) for v in values):
         st.emit([Sym("print"), sep.join(map(str, values))])
         return None
     parts = [_as_format(v) for v in values]

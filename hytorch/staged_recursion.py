@@ -56,7 +56,7 @@ def _define(function, st, key, args, kwargs):
             inner[i] = Rep(p, args[i].kind)
         with st.separate_function(key):
             result = function.staged(*inner, **kwargs)
-            st.root.result = atom(result, "result")
+            st.root.result = atom(st.check_result(result), "result")
             body = st.root.node()
         kind = scalar_kind(result) or "none"
         if result is not None and scalar_kind(result) is None:

@@ -116,11 +116,11 @@ class TensorRep(Staged):
     def tanh(self):
         return unary("tanh", self)
 
-    def sum(self):
-        return reduce_all("sum", self)
+    def sum(self, *args, **kwargs):
+        return reduce_all("sum", self, *args, **kwargs)
 
-    def mean(self):
-        return reduce_all("mean", self)
+    def mean(self, *args, **kwargs):
+        return reduce_all("mean", self, *args, **kwargs)
 
     def argmax(self, dim=None, keepdim=False):
         if dim is None or keepdim:
@@ -157,6 +157,29 @@ class TensorRep(Staged):
         return _compare(self, other)
 
     __hash__ = Staged.__hash__
+
+    def _unsupported(self, what):
+        raise StagingError(f"{what} of a staged tensor is not supported", user_location())
+
+    def __truediv__(self, other):
+        self._unsupported("division (`/`)")
+
+    __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __truediv__
+
+    def __pow__(self, other):
+        self._unsupported("`**`")
+
+    def __neg__(self):
+        self._unsupported("negation")
+
+    def __getitem__(self, index):
+        self._unsupported("indexing")
+
+    def __len__(self):
+        self._unsupported("`len`")
+
+    def __matmul__(self, other):
+        self._unsupported("`@` (use nn.Linear or F.linear)")
 
 
 def _elementwise(op, a, b):

@@ -34,10 +34,18 @@ def promote(*kinds):
     return "float" if "float" in kinds else "int"
 
 
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+
+
 def atom(x, what="value"):
     """The IR atom of a staged value or a Python constant; anything else is a StagingError."""
     if isinstance(x, Staged):
         return x.sym
+    if isinstance(x, _Sentinel):
+        x._fail()
+    if isinstance(x, int) and not isinstance(x, bool) and not INT64_MIN <= x <= INT64_MAX:
+        raise StagingError(f"the integer {x} does not fit in the 64 bits compiled code computes with",
+                           user_location())
     if x is None or isinstance(x, (bool, int, float)):
         return x
     raise StagingError(f"a {type(x).__name__} ({x!r:.60}) cannot be used as a staged {what}",
@@ -77,6 +85,9 @@ class Staged:
 
     def __format__(self, spec):
         self._refuse("in Python string formatting (use (.format \"...\" v) or print inside defstaged)")
+
+    def __str__(self):
+        self._refuse("as a Python string (print it, or format it with (.format \"{}\" v))")
 
     def __repr__(self):
         return f"<staged {self.kind} {self.sym}>"
@@ -135,6 +146,20 @@ class Rep(Staged):
 
     def __pos__(self):
         return self
+
+    def __pow__(self, exponent):
+        """x ** n for a constant integer n >= 1, multiplied out while staging (as `power`)."""
+        if isinstance(exponent, Staged) or not isinstance(exponent, int) or exponent < 1:
+            raise StagingError("`**` of a staged number needs a constant integer exponent of at "
+                               "least 1 (it is multiplied out while staging)", user_location())
+        result = self
+        for _ in range(exponent - 1):
+            result = result * self
+        return result
+
+    def __abs__(self):
+        from hytorch.control import stage_choice
+        return stage_choice(self < 0, lambda: 0 - self, lambda: self)
 
 
 class _Sentinel:

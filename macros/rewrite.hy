@@ -49,6 +49,53 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
         True form))
 
 
+;; ---------------------------------------------------------------- let
+
+(setv _let-counter (hy.I.itertools.count))
+
+
+(defn _rename-targets [target env]
+  "`target` with each name it binds renamed afresh (recorded in `env`)."
+  (cond (and (isinstance target Symbol) (not-in "." (str target)))
+          (do (setv new (Symbol f"{target}_let{(next _let-counter)}"))
+              (setv (get env (str target)) (str new))
+              (.replace new target))
+        (isinstance target #(List Tuple)) (_rebuild target (lfor t target (_rename-targets t env)))
+        (= (_head target) "unpack-iterable")
+          (.replace `(unpack-iterable ~(_rename-targets (get target 1) env)) target)
+        True target))
+
+
+(defn lower-lets [form [env None]]
+  "Every `let` as plain assignments to fresh names, so a staged function has one scope:
+  (let [x 1] (+ x y)) => (do (setv x_let0 1) (+ x_let0 y))."
+  (setv env (or env {})
+        head (_head form))
+  (cond
+    (isinstance form Symbol)
+      (if (in (str form) env) (.replace (Symbol (get env (str form))) form) form)
+    (in head #("quote" "quasiquote")) form
+    (= head "let")
+      (do (setv [_ bindings #* body] form
+                inner (dict env)
+                pairs [])
+          (for [[target value] (zip (cut bindings 0 None 2) (cut bindings 1 None 2))]
+            (setv value (lower-lets value inner))
+            (.extend pairs [(_rename-targets target inner) value]))
+          (.replace `(do (setv ~@pairs) ~@(lfor b body (lower-lets b inner))) form))
+    (= head ".")
+      ;; (. obj attr ...): only the object is a variable
+      (_rebuild form [(get form 0) (lower-lets (get form 1) env) #* (cut form 2 None)])
+    (and (in head #("fn" "defn")) (isinstance form Expression))
+      (do (setv params (next (gfor x (cut form 1 None) :if (isinstance x List) x) None)
+                shadowed (set (param-names (or params [])))
+                inner (dfor [k v] (.items env) :if (not-in k shadowed) k v))
+          (_rebuild form (lfor x form (lower-lets x inner))))
+    (isinstance form #(Expression List Tuple Set Dict))
+      (_rebuild form (lfor x form (lower-lets x env)))
+    True form))
+
+
 ;; ---------------------------------------------------------------- analysis
 
 (defn target-names [target]
@@ -182,7 +229,9 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
     (setv rewritten (lfor f body (self.rewrite f))
           scope (.pop self.scopes)
           inits (if owned [`(setv ~@(sum (lfor n owned [(Symbol n) '_hyt.UNBOUND]) []))] []))
-    (setv prelude [`(setv ~frame (_hyt.Frame)) #* inits])
+    ;; The top-level function imports the runtime itself, so it also works as a method.
+    (setv prelude [#* (if self.scopes [] ['(import hytorch.control :as _hyt)])
+                   `(setv ~frame (_hyt.Frame)) #* inits])
     (if scope.returns-escape
       [#* prelude
        `(try (do ~@rewritten)
@@ -220,7 +269,6 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
       (= head "for") (self.rewrite-for form)
       (= head "setv") (self.rewrite-setv form)
       (in head _AUGMENTED) (self.rewrite-augmented form)
-      (= head "let") (self.rewrite-let form)
       (= head "fn") (self.rewrite-fn form)
       (= head "defn") (self.rewrite-defn form)
       (= head "print") `(_hyt.stage-print ~@(self.rewrite-all (cut form 1 None)))
@@ -283,10 +331,11 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
   (defn rewrite-if [self form]
     (setv [_ test then else] form
           where (self.where form)
-          names (self._tracked [then else]))
+          names (self._tracked [then else])
+          both (lfor n (assigned-names [then]) :if (in n (assigned-names [else])) (String n)))
     `(_hyt.stage-if ~(. (self.scope) frame) ~(self.rewrite test)
                     ~(self.closure names [] [then]) ~(self.closure names [] [else])
-                    ~(self.vars-form names) ~where))
+                    ~(self.vars-form names) ~where [~@both]))
 
   (defn rewrite-while [self form]
     (setv where (self.where form)
@@ -344,19 +393,12 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
               (.append out `(setv ~(temp-pattern target) ~value))
               (for [[name temp] (.items temps)]
                 (.append out (self.assign name temp))))
-        True (.append out `(setv ~target ~value))))
+        True (.append out `(setv ~target (_hyt.store-outside-blocks ~value ~(self.where target))))))
     (if (= (len out) 1) (get out 0) `(do ~@out None)))
 
   (defn rewrite-augmented [self form]
     (setv [op target #* values] form)
-    (if (and (isinstance target Symbol) (not-in "." (str target)))
-      (self.rewrite-setv (.replace `(setv ~target (~(Symbol (get _AUGMENTED (str op))) ~target ~@values)) form))
-      (_rebuild form (self.rewrite-all form))))
-
-  (defn rewrite-let [self form]
-    ;; Staged code has one scope per function: a let's names become its variables.
-    (setv [_ bindings #* body] form)
-    (self.rewrite (.replace `(do (setv ~@bindings) ~@body) form)))
+    (self.rewrite-setv (.replace `(setv ~target (~(Symbol (get _AUGMENTED (str op))) ~target ~@values)) form)))
 
   (defn rewrite-fn [self form]
     (setv [_ params #* body] form)
@@ -413,7 +455,7 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
         filename (or compiler.filename "<string>")
         rewriter (Rewriter filename)
         where (rewriter.where form)
-        expanded (lfor f body (expand-all f compiler.module))
+        expanded (lfor f body (lower-lets (expand-all f compiler.module)))
         staged-body (rewriter.function-body params expanded)
         staged-name (Symbol f"_staged_{(hy.mangle name)}"))
   `(do

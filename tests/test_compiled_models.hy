@@ -42,3 +42,24 @@ call time), a tensor out (a numpy array)."
   (assert (= out.dtype np.int64))
   (with [_ (torch.no-grad)]
     (assert (= (int out) (.item (.sum (.eq (.argmax (model images) :dim 1) klass)))))))
+
+
+(defstaged halve [model images]
+  (/ (model images) 2.0))
+
+
+(defn test-unsupported-tensor-operators-name-the-form []
+  (setv model (Net) images (torch.randn 2 1 28 28))
+  (with [e (pytest.raises hytorch.StagingError)]
+    (hytorch.lms-compile halve model images))
+  (assert (in "division (`/`) of a staged tensor is not supported" (str e.value)))
+  (assert (in "test_compiled_models.hy:48:3" e.value.where)))
+
+
+(defn test-a-tensor-of-another-shape-names-the-argument []
+  (setv model (Net)
+        predict (hytorch.stage log-probabilities model (torch.randn 5 1 28 28)))
+  (with [e (pytest.raises ValueError)]
+    (predict model (torch.randn 4 1 28 28)))
+  (assert (in "argument 2 has 3136 elements; the program was staged with 3920 ([5, 1, 28, 28])"
+              (str e.value))))
