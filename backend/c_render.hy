@@ -502,9 +502,17 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (Out [#* lines "ht_print_end();"] None "none")))
 
 
+(setv _RENDER-RECURSION-LIMIT 4000)  ; nested blocks recurse (~5 frames a level): ~750 levels
+
+
 (defn render-c [program arg-kinds [loader-dims None]]
   "C for an IR program (its `def` node) whose parameters have `arg-kinds`."
+  (setv limit (hy.I.sys.getrecursionlimit))
+  (hy.I.sys.setrecursionlimit (max limit _RENDER-RECURSION-LIMIT))
   (try
     (.render (CRenderer program arg-kinds loader-dims))
     (except [RecursionError]
-      (raise (IRError "the IR is nested too deeply to render (over Python's recursion limit)")))))
+      (raise (IRError "the IR is nested too deeply to render (over Python's recursion limit)")
+             :from None))
+    (finally
+      (hy.I.sys.setrecursionlimit limit))))

@@ -100,11 +100,12 @@ it. A mixin of CRenderer (c_render.hy)."
               (setv (get self.fusion-plan (id (get (get later 0) 3))) o)))))))
 
   (defn names-in [self nodes]
-    (setv out #{})
-    (defn walk [x]
+    "Every symbol in `nodes`, however deep (iteratively: chains of lets nest deeply)."
+    (setv out #{} stack [nodes])
+    (while stack
+      (setv x (.pop stack))
       (cond (isinstance x Sym) (.add out (str x))
-            (isinstance x list) (for [y x] (walk y))))
-    (walk nodes)
+            (isinstance x list) (.extend stack x)))
     out)
 
   ;; ------------------------------------------------------------ backward

@@ -36,16 +36,31 @@ A node is a Python list; `Sym` is a symbol; a plain `str` is a string literal; n
         True (repr x)))
 
 
+(defn print-atom [x]
+  (cond (isinstance x Sym) (str x)
+        (isinstance x bool) (if x "True" "False")
+        (is x None) "None"
+        (isinstance x int) (str x)
+        (isinstance x float) (print-float x)
+        (isinstance x str) (quote-string x)
+        True (raise (TypeError f"not an IR value: {x !r}"))))
+
+
 (defn print-ir [node]
-  "The text of an IR node: (print-ir [(Sym \"+\") (Sym \"x0\") 1]) => \"(+ x0 1)\""
-  (cond (isinstance node Sym) (str node)
-        (isinstance node bool) (if node "True" "False")
-        (is node None) "None"
-        (isinstance node int) (str node)
-        (isinstance node float) (print-float node)
-        (isinstance node str) (quote-string node)
-        (isinstance node #(list tuple)) (+ "(" (.join " " (map print-ir node)) ")")
-        True (raise (TypeError f"not an IR value: {node !r}"))))
+  "The text of an IR node: (print-ir [(Sym \"+\") (Sym \"x0\") 1]) => \"(+ x0 1)\"
+  Iterative, as a program's chain of lets nests as deep as it is long."
+  (setv out [] stack [[node]])   ; each entry: the items of a list still to print
+  (while stack
+    (setv items (get stack -1))
+    (if (not items)
+      (do (.pop stack)
+          (when stack (.append out ")")))
+      (do (setv x (.pop items 0))
+          (when (and out (!= (get out -1) "(")) (.append out " "))
+          (if (isinstance x #(list tuple))
+            (do (.append out "(") (.append stack (list x)))
+            (.append out (print-atom x))))))
+  (.join "" out))
 
 
 (setv _TOKEN (re.compile #[[\s+|(?P<open>\()|(?P<close>\))|(?P<string>"(?:[^"\\]|\\.)*")|(?P<atom>[^\s()"]+)]] re.S))

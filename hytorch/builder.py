@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from hytorch.backend.ir import Sym
 
 LET, BEGIN = Sym("let"), Sym("begin")
+MAX_LETS = 1_000_000  # beyond this, staging is unrolling something it should not
 
 _current = None
 
@@ -50,6 +51,7 @@ class Staging:
         self.lifted_objects = []   # keeps lifted objects alive and in order
         self.staged_defs = {}      # call key -> StagedDef (recursion that ends at run time)
         self.defined_in = {}       # id(symbol) -> the block that binds it
+        self.size = 0              # lets emitted, bounded by MAX_LETS
         self._outer = None
 
     def __enter__(self):
@@ -73,6 +75,14 @@ class Staging:
     def emit(self, rhs):
         """Bind `rhs` to a fresh symbol in the innermost open block and return the symbol."""
         self._check_scope(rhs)
+        self.size += 1
+        if self.size > MAX_LETS:
+            from hytorch.errors import StagingError
+            from hytorch.source_location import user_location
+            raise StagingError(
+                f"the staged program grew past {MAX_LETS} lets: a loop or recursion on ordinary "
+                "values unrolls at generation time; make its bound staged (a parameter) to get a "
+                "compiled loop instead", user_location())
         sym = self.fresh()
         self.blocks[-1].lets.append((sym, rhs))
         self.defined_in[id(sym)] = self.blocks[-1]

@@ -2,6 +2,7 @@
 
 (require hytorch [defstaged])
 (import hytorch
+        hytorch.builder
         pytest)
 
 (defn same [f types #* argsets]
@@ -57,7 +58,7 @@
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile value-of-when))
   (assert (in "has no value on one of its branches" (str e.value)))
-  (assert (.endswith e.value.where "test_staging_semantics.hy:54:3")))
+  (assert (.endswith e.value.where "test_staging_semantics.hy:55:3")))
 
 (defstaged as-a-string [n]
   (print (+ "n is " (str n))))
@@ -90,11 +91,11 @@
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile store-into-a-dict))
   (assert (in "changes the Python object once, while staging" (str e.value)))
-  (assert (.endswith e.value.where "test_staging_semantics.hy:81:28"))
+  (assert (.endswith e.value.where "test_staging_semantics.hy:82:28"))
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile keep-in-a-list))
   (assert (in "used after that block ended" (str e.value)))
-  (assert (.endswith e.value.where "test_staging_semantics.hy:87:3")))
+  (assert (.endswith e.value.where "test_staging_semantics.hy:88:3")))
 
 (defstaged powers [n] (+ (** n 3) (abs (- n 5))))
 
@@ -122,12 +123,19 @@
     (hytorch.lms-compile (fn [x] (deep-inline x 5000))))
   (assert (in "deeper than Python's recursion limit" (str e.value))))
 
+(defn test-ir-nested-deeply []
+  (setv text "x0")
+  (for [i (range 300)]
+    (setv text f"(let y{i} (if in (begin {text}) (begin 0)) y{i})"))
+  (setv f (hytorch.compile-ir f"(def f (in) (begin (begin (let x0 1 {text}))))"))
+  (assert (= [(f 1) (f 0)] [1 0])))
+
 (defn test-ir-nested-too-deeply []
   (setv text "x0")
   (for [i (range 2000)]
-    (setv text f"(if in (begin {text}) (begin 0))"))
+    (setv text f"(let y{i} (if in (begin {text}) (begin 0)) y{i})"))
   (with [e (pytest.raises hytorch.IRError)]
-    (hytorch.compile-ir f"(def f (in) (begin (begin (let x0 1 (let x1 {text} x1)))))"))
+    (hytorch.compile-ir f"(def f (in) (begin (begin (let x0 1 {text}))))"))
   (assert (in "nested too deeply" (str e.value))))
 
 (defstaged percent [x]
@@ -137,3 +145,16 @@
   (.readouterr capfd)
   ((hytorch.stage percent float) 0.25)
   (assert (= (. (.readouterr capfd) out) (+ (.format "[{:10.1%}] [{:.0%}]" 0.25 0.25) "\n"))))
+
+(defstaged unrolled-sum [n k]
+  (setv total n)
+  (for [i (range k)] (setv total (+ total i)))
+  total)
+
+(defn test-an-unrolling-that-would-not-end-is-stopped [monkeypatch]
+  (monkeypatch.setattr hytorch.builder "MAX_LETS" 1000)
+  (assert (= ((hytorch.stage (fn [n] (unrolled-sum n 500))) 1) (unrolled-sum 1 500)))
+  (with [e (pytest.raises hytorch.StagingError)]
+    (hytorch.lms-compile (fn [n] (unrolled-sum n 5000))))
+  (assert (in "grew past 1000 lets" (str e.value)))
+  (assert (in "test_staging_semantics.hy" e.value.where)))
