@@ -88,7 +88,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
     (Out lines cname "tensor" :declared True
          :info {"ttype" t "requires-grad" requires-grad #** info}))
 
-  (defn record [self node target inputs scope [row-vectors #{}] [input-shape None]]
+  (defn record [self node target inputs [row-vectors #{}] [input-shape None]]
     "Put a forward op on the tape (bound later, see `chain`)."
     (setv self.pending (Record node (Sym target) (list inputs) None row-vectors input-shape)))
 
@@ -151,7 +151,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
                       #([] (get self.pipeline "out-cur"))
                       (self.alloc target t))
           call f"ht_linear_fwd({y}, {xb.cname}, {wb.cname}, NULL, {rows}, {in}, {out});")
-    (self.record node target [w x] scope)
+    (self.record node target [w x])
     (self.tensor-out [#* lines (if pipelined
                                  (.format "if (!{}) {}" (get self.pipeline "ready") call)
                                  call)]
@@ -178,14 +178,14 @@ a data loader has its first dimension set by the rows of the current batch (`bat
             (.add row-vectors (str a))
             (.append lines f"ht_add_rowvec({y}, {bb.cname}, {ab.cname}, {rows}, {cols});"))
       True (raise (IRError f"`{op}` of tensors {(shapes.show ta)} and {(shapes.show tb)} is not supported (equal shapes, or + of a row vector)")))
-    (self.record node target [a b] scope row-vectors)
+    (self.record node target [a b] row-vectors)
     (self.tensor-out lines y t (self.requires ab bb)))
 
   (defn unary [self f x scope target node]
     (setv b (self.tensor x scope f)
           t (self.shape-checked shapes.unary-type (self.ttype b) f)
           [lines y] (self.alloc target t))
-    (self.record node target [x] scope)
+    (self.record node target [x])
     (self.tensor-out [#* lines f"ht_{f}_fwd({y}, {b.cname}, {(self.numel t)});"] y t (self.requires b)))
 
   (defn softmax-like [self f x dim scope target node]
@@ -193,7 +193,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           t (self.shape-checked shapes.last-dim-type (self.ttype b) dim f)
           [rows cols] (self.rows-cols t)
           [lines y] (self.alloc target t))
-    (self.record node target [x] scope)
+    (self.record node target [x])
     (self.tensor-out [#* lines f"ht_{f}_fwd({y}, {b.cname}, {rows}, {cols});"] y t (self.requires b)))
 
   (defn nll-loss [self p tg mean scope target node]
@@ -201,7 +201,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           t (self.shape-checked shapes.nll-loss-type (self.ttype pb) (self.ttype tb))
           [rows cols] (self.rows-cols (self.ttype pb))
           [lines y] (self.alloc target t))
-    (self.record node target [p tg] scope)
+    (self.record node target [p tg])
     (self.tensor-out
       [#* lines f"if (ht_nll_loss_fwd({y}, {pb.cname}, {tb.cname}, {rows}, {cols}, {(int (bool mean))}) != HT_OK) return HT_ERROR;"]
       y t (self.requires pb)))
@@ -210,7 +210,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
     (setv xb (self.tensor x scope "mse_loss") tb (self.tensor tg scope "mse_loss")
           t (self.shape-checked shapes.mse-loss-type (self.ttype xb) (self.ttype tb))
           [lines y] (self.alloc target t))
-    (self.record node target [x tg] scope)
+    (self.record node target [x tg])
     (self.tensor-out [#* lines f"ht_mse_loss_fwd({y}, {xb.cname}, {tb.cname}, {(self.numel (self.ttype xb))});"]
                      y t (self.requires xb tb)))
 
@@ -219,7 +219,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           t (self.shape-checked shapes.reduce-type (self.ttype b) f)
           [lines y] (self.alloc target t)
           kernel (if (= (. (self.ttype b) dtype) "int64") f"ht_{f}_all_i64" f"ht_{f}_all"))
-    (self.record node target [x] scope)
+    (self.record node target [x])
     (self.tensor-out [#* lines f"{kernel}({y}, {b.cname}, {(self.numel (self.ttype b))});"]
                      y t (self.requires b)))
 
@@ -227,7 +227,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
     (setv b (self.tensor x scope "scale")
           t (self.ttype b)
           [lines y] (self.alloc target t))
-    (self.record node target [x] scope)
+    (self.record node target [x])
     (self.tensor-out [#* lines f"ht_scale({y}, {b.cname}, {(c-float s)}, {(self.numel t)});"]
                      y t (self.requires b)))
 
@@ -250,5 +250,5 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn view [self x dims scope target node]
     (setv b (self.tensor x scope "view")
           t (self.shape-checked shapes.view-type (self.ttype b) dims))
-    (self.record node target [x] scope :input-shape (. (self.ttype b) shape))
+    (self.record node target [x] :input-shape (. (self.ttype b) shape))
     (self.tensor-out [] b.cname t (self.requires b))))

@@ -112,10 +112,10 @@ class Staging:
                     "body) is used after that block ended; keep values that must outlive a block "
                     "in variables assigned before it", user_location())
 
-    def hoist(self, rhs, prefix="p", name=None):
+    def hoist(self, rhs, name=None):
         """Bind `rhs` at the start of the root block (objects first met inside a loop, staged
         functions), under `name` or a fresh `p` symbol."""
-        sym = name if name is not None else Sym(f"{prefix}{len(self.hoisted)}")
+        sym = name if name is not None else Sym(f"p{len(self.hoisted)}")
         self.hoisted.append((sym, rhs))
         return sym
 

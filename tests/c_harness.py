@@ -11,6 +11,8 @@ import tempfile
 
 import cffi
 
+from hytorch.build import FLAGS
+
 RUNTIME_DIR = pathlib.Path(__file__).resolve().parent.parent / "c_runtime"
 _libraries = {}
 _loaded = {}
@@ -21,8 +23,9 @@ def _build(extra_flags):
         sources = sorted(str(p) for p in RUNTIME_DIR.glob("*.c"))
         out = pathlib.Path(tempfile.mkdtemp(prefix="ht_rt_")) / "libht_test.so"
         cc = os.environ.get("CC", "cc")
-        cmd = [cc, "-O2", "-march=native", "-fPIC", "-shared", "-std=c11", "-D_POSIX_C_SOURCE=200809L",
-               "-Wall", "-I", str(RUNTIME_DIR), *extra_flags, *sources, "-o", str(out), "-lm"]
+        # The flags compiled models use, so the kernels are tested as they run.
+        cmd = [cc, *FLAGS, "-shared", "-Wall", "-I", str(RUNTIME_DIR), *extra_flags, *sources,
+               "-o", str(out), "-lm"]
         subprocess.run(cmd, check=True)
         _libraries[extra_flags] = out
     return _libraries[extra_flags]
