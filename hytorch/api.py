@@ -63,7 +63,7 @@ def lms_compile(f, *arg_types):
     """
     arg_types = list(arg_types) or [int]
     params = param_names(len(arg_types))
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:  # a torch already imported (None: blocked)
         from hytorch.lift import guard_real_optimizer_steps
         guard_real_optimizer_steps()
     with builder.Staging() as st:

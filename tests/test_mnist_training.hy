@@ -126,3 +126,31 @@ snek-LMS demo IR, write-back of trained values."
         out (. (hy.I.subprocess.run [hy.I.sys.executable "-c" script] :capture-output True :text True :check True) stdout))
   (assert (in "Train Epoch: 1 (60000/60000 (100%))" out))
   (assert (.endswith (.strip out) "False")))
+
+
+(defn test-a-loader-of-another-size-is-refused [capfd]
+  ;; `train` reads `loader.count` and `(len loader)` while staging (its log line), so they are
+  ;; constants in the program: a loader of another size must not run it with them.
+  (setv [[m1 o1 l300] [m2 o2 l600]] [(get (twin-setups 1 0.0005 0.0 300 3) 0)
+                                     (get (twin-setups 1 0.0005 0.0 600 3) 0)]
+        trainer (hytorch.stage train m1 o1 l300 int int))
+  (with [e (pytest.raises ValueError)]
+    (trainer m2 o2 l600 1 100))
+  (assert (in "holds 600 samples in 600 batches" (str e.value)))
+  (assert (in "staged with one of 300 samples" (str e.value)))
+  ;; Same size, other contents order: accepted.
+  (setv same (MNIST :train True :batch-size 1 :shuffle True :seed 5 :limit 300))
+  (trainer m1 o1 same 1 100)
+  (assert (in "Train Epoch: 1 [300/300 (100%)]" (. (.readouterr capfd) out))))
+
+
+(defn test-staging-and-compiling-run-without-torch []
+  ;; Scalar programs need neither torch to stage nor to run.
+  (setv script (+ "import sys; sys.modules['torch'] = None\n"
+                  "import hy, hytorch\n"
+                  "from hytorch.examples import power\n"
+                  "print(hytorch.stage(power.power3, int)(3), hytorch.stage(power.count_up, int)(5))\n"
+                  "print('torch' in sys.modules and sys.modules['torch'] is not None)\n")
+        out (. (hy.I.subprocess.run [hy.I.sys.executable "-c" script] :capture-output True :text True)
+               stdout))
+  (assert (= (.split out) ["27" "5" "False"]) out))
