@@ -5,6 +5,7 @@ first-layer outputs computed in the same pass over the weights (ht_linear_bwd_we
 A mixin of CRenderer (c_render.hy)."
 
 (import hytorch.backend.c_out [Out c-float excerpt indent]
+        hytorch.backend.printf [c-string]
         hytorch.backend.ir [Sym]
         hytorch.backend.scope [Binding]
         hytorch.backend.shapes [TensorType]
@@ -100,7 +101,8 @@ A mixin of CRenderer (c_render.hy)."
     (setv [body-lines _ _] (self.block body inner))
     (-= self.nested 1)
     (setv self.pipeline None)
-    (setv head [f"if (!{lb.cname}.order) return ht_unbound(\"loader {loader}\");"
+    (setv what (c-string f"loader {loader}")
+          head [f"if (!{lb.cname}.order) return ht_unbound({what});"
                 f"ht_loader_begin_epoch(&{lb.cname});"])
     (if (not plan)
       (Out [#* head

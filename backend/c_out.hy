@@ -25,3 +25,10 @@
 (defn c-float [x]
   "A C float literal: (c-float 0.0005) => \"0.0005f\""
   (+ (repr (float x)) "f"))
+
+
+(defn c-comment [text]
+  "A C comment holding `text` that no text can end early: printable ASCII only (others
+  become `.`), `*/` broken up. (c-comment \"gradient of a*/b\") => \"/* gradient of a* /b */\""
+  (setv safe (.join "" (gfor c text (if (<= 32 (ord c) 126) c "."))))
+  f"/* {(.replace safe "*/" "* /")} */")

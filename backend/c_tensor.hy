@@ -8,7 +8,7 @@ training loop allocates nothing. Sizes are fixed when the program is staged; a t
 a data loader has its first dimension set by the rows of the current batch (`batched`)."
 
 (import math
-        hytorch.backend.c_out [Out c-float excerpt indent]
+        hytorch.backend.c_out [Out c-float c-comment excerpt indent]
         hytorch.backend.c_train [Param]
         hytorch.backend.ir [Sym print-ir]
         hytorch.backend.scope [Binding]
@@ -76,7 +76,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn state-field [self name decl-type [comment None]]
     "A new field of the program state: #(C expression of it, field name)."
     (setv field (self.names.fresh name))
-    (.append self.fields (+ f"{decl-type} {field};" (if comment f" /* {comment} */" "")))
+    (.append self.fields (+ f"{decl-type} {field};" (if comment (+ " " (c-comment comment)) "")))
     #(f"ht_s->{field}" field))
 
   (defn slot [self expr role #** info]

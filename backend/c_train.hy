@@ -3,7 +3,7 @@
 and applying the step during the backward pass where a block's zero_grad/backward/step allow
 it. A mixin of CRenderer (c_render.hy)."
 
-(import hytorch.backend.c_out [Out c-float]
+(import hytorch.backend.c_out [Out c-float c-comment]
         hytorch.backend.ir [Sym print-ir]
         hytorch.backend.scope [Binding]
         hytorch.backend.shapes :as shapes
@@ -124,8 +124,11 @@ it. A mixin of CRenderer (c_render.hy)."
     (defn lookup [name]
       (try (.lookup scope name) (except [IRError] None)))
     (defn fresh []
-      (setv self.grad-counter (+ self.grad-counter 1))
-      (Sym f"g{(- self.grad-counter 1)}"))
+      ;; a name the program has not bound, so that no gradient hides one of its values
+      (while True
+        (setv sym (Sym f"g{self.grad-counter}"))
+        (+= self.grad-counter 1)
+        (when (is (lookup sym) None) (return sym))))
     (setv [lets done]
           (backward-lets self.tape loss fresh
                          (fn [name binding] (is (lookup name) binding))
@@ -135,10 +138,11 @@ it. A mixin of CRenderer (c_render.hy)."
     (when optimizer
       (setv (get self.fused-vars optimizer) done))
     (.append self.backward-ir (lfor [sym rhs] lets (print-ir [(Sym "let") sym rhs (Sym "...")])))
-    (setv lines [f"/* backward of {loss} */"])
+    (setv lines [(c-comment f"backward of {loss}")]
+          gradients (.child scope))   ; their names stay out of the program's scope
     (for [[sym rhs] lets]
-      (setv out (self.rhs rhs scope (str sym)))
-      (self.bind-out scope sym out)
+      (setv out (self.rhs rhs gradients (str sym)))
+      (self.bind-out gradients sym out)
       (.extend lines out.lines))
     (Out lines lb.cname "tensor" :declared True :info lb.info))
 

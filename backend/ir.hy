@@ -18,6 +18,7 @@ A node is a Python list; `Sym` is a symbol; a plain `str` is a string literal; n
 (setv _ESCAPES {"\\" "\\\\"  "\"" "\\\""  "\n" "\\n"  "\t" "\\t"  "\r" "\\r"})
 (setv _UNESCAPES {"\\" "\\"  "\"" "\""  "n" "\n"  "t" "\t"  "r" "\r"})
 (setv _SPECIAL-FLOATS {"inf" (float "inf")  "-inf" (float "-inf")  "nan" (float "nan")})
+(setv INT64-MIN (- (** 2 63))  INT64-MAX (- (** 2 63) 1))   ; the IR's ints are int64
 
 
 (defn quote-string [s]
@@ -101,9 +102,21 @@ A node is a Python list; `Sym` is a symbol; a plain `str` is a string literal; n
     (raise (_syntax-error text offset f"bad \\x escape {digits !r} in a string"))))
 
 
+(defn _read-int [token]
+  "An integer literal's value; ValueError naming it when it does not fit in 64 bits."
+  (setv significant (.lstrip token "+-0")
+        x (when (<= (len significant) 19)   ; (and Python's int refuses over 4300 digits)
+            (* (if (.startswith token "-") -1 1) (int (or significant "0")))))
+  (when (or (is x None) (not (<= INT64-MIN x INT64-MAX)))
+    (setv shown (if (> (len token) 40) (+ (cut token 0 40) "...") token))
+    (raise (ValueError f"integer literal {shown} does not fit in 64 bits (-2**63 .. 2**63-1)")))
+  x)
+
+
 (defn read-atom [token]
-  "The value of one atom token: (read-atom \"0.0005\") => 0.0005, (read-atom \"x1\") => (Sym \"x1\")"
-  (cond (_INT.match token) (int token)
+  "The value of one atom token: (read-atom \"0.0005\") => 0.0005, (read-atom \"x1\") => (Sym \"x1\").
+  ValueError for an integer that does not fit in 64 bits."
+  (cond (_INT.match token) (_read-int token)
         (_FLOAT.match token) (float token)
         (in token _SPECIAL-FLOATS) (get _SPECIAL-FLOATS token)
         (= token "True") True
@@ -130,7 +143,10 @@ A node is a Python list; `Sym` is a symbol; a plain `str` is a string literal; n
                 (.append (get stack -1) done))
           (.group m "string")
             (.append (get stack -1) (_unescape (cut (.group m "string") 1 -1) text (+ pos 1)))
-          (.group m "atom") (.append (get stack -1) (read-atom (.group m "atom"))))
+          (.group m "atom")
+            (.append (get stack -1)
+                     (try (read-atom (.group m "atom"))
+                          (except [e ValueError] (raise (_syntax-error text pos (str e)))))))
     (setv pos (.end m)))
   (when opens
     (raise (_syntax-error text (get opens -1) "'(' is never closed")))

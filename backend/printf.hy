@@ -1,72 +1,136 @@
-"Python `str.format` strings, as used by the IR's `printf`, translated to C printf pieces.
+"Python `str.format` strings, as used by the IR's `printf`, split into pieces the C runtime
+prints exactly as Python would.
 
   (format-pieces \"Loss: {:.6f} at {}\" [\"float\" \"int\"])
-  ; => [[\"text\" \"Loss: \"] [\"float\" \"%.6f\" 0] [\"text\" \" at \"] [\"int\" \"%lld\" 1]]
+  ; => [[\"text\" \"Loss: \"] [\"float\" 0 <Spec f width=0 precision=6>] [\"text\" \" at \"]
+  ;     [\"int\" 1 <Spec d width=0 precision=6>]]
 
-A piece is [\"text\" S], [\"int\" CFMT ARG], [\"float\" CFMT ARG] (a C conversion of the
-argument cast to long long or double), [\"repr\" ARG] (Python's repr of a float) or
-[\"bool\" ARG] (True/False). Unsupported specs raise ValueError with the reason."
+A piece is [\"text\" S], [\"int\" ARG SPEC] (the argument as an int64), [\"float\" ARG SPEC]
+(the argument as a double) or [\"bool\" ARG] (True/False). A spec Python refuses raises
+Python's own ValueError; one staged code cannot print exactly raises ValueError saying so.
+`c-spec` and `c-string` turn specs and text into C for the runtime (c_runtime/ht_print.h)."
 
-(import re string [Formatter])
+(import re sys string [Formatter])
 
-(setv _SPEC (re.compile #[[(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?(?P<alt>#)?(?P<zero>0)?(?P<width>\d+)?(?P<group>[,_])?(?:\.(?P<precision>\d+))?(?P<type>[a-zA-Z%])?\Z]]))
-
-
-(defn _c-flags [m]
-  (+ (if (= (.group m "align") "<") "-" "")
-     (or (.group m "sign") "")
-     (if (.group m "zero") "0" "")
-     (or (.group m "width") "")))
+;; Python's format-spec grammar: [[fill]align][sign][z][#][0][width][grouping][.precision][type]
+(setv _SPEC (re.compile #[[(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?(?P<z>z)?(?P<alt>#)?(?P<zero>0)?(?P<width>\d+)?(?P<group>[,_])?(?:\.(?P<precision>\d+))?(?P<type>[a-zA-Z%])?\Z]] re.S))
+(setv _FLOAT-TYPES #{"f" "F" "e" "E" "g" "G" "%"})
+;; Python refuses a larger precision ("precision too big"), and runs out of memory building a
+;; string as wide as a much larger width: staged code refuses such a width.
+(setv _INT-MAX (- (** 2 31) 1))
 
 
-(defn _field [spec kind index]
-  "The piece for one `{:spec}` field whose argument has `kind`."
+(defclass Spec []
+  "One field's format spec with Python's defaults resolved: fill (one character), align,
+  sign, alt ('#'), z, width, precision and the C runtime's type: d, f F e E g G %, or r (a
+  float's repr, the empty spec)."
+  (defn __init__ [self fill align sign alt z width precision type]
+    (setv self.fill fill self.align align self.sign sign self.alt alt self.z z
+          self.width width self.precision precision self.type type))
+  (defn __repr__ [self] f"<Spec {self.type} width={self.width} precision={self.precision}>"))
+
+
+(defn _size [digits]
+  "The number a width or precision spells, or just over sys.maxsize when it is that large."
+  (setv significant (.lstrip digits "0"))
+  (if (> (len significant) 19) (+ sys.maxsize 1) (int (or significant "0"))))
+
+
+(defn _rebuilt [m width precision]
+  "The spec `m` matched, with the given width and precision text."
+  (.join "" [#* (gfor g ["fill" "align" "sign" "z" "alt" "zero"] (or (.group m g) ""))
+             (or width "") (or (.group m "group") "") (if precision f".{precision}" "")
+             (or (.group m "type") "")]))
+
+
+(defn _check-with-python [m kind]
+  "Raise Python's own ValueError when `format` refuses this spec for a value of `kind`.
+  A sample is formatted with a small width and precision (Python checks their size while
+  parsing), so a huge valid width does not build a huge string here."
+  (setv width (.group m "width") precision (.group m "precision")
+        small-width (if (and width (<= (_size width) sys.maxsize)) (str (min (_size width) 9)) width)
+        small-precision (if (and precision (<= (_size precision) _INT-MAX))
+                          (str (min (_size precision) 9))
+                          precision))
+  (format (get {"int" 0 "float" 0.0 "bool" True} kind) (_rebuilt m small-width small-precision)))
+
+
+(defn _unsupported [spec why]
+  (ValueError f"format spec {spec !r} is not supported in staged code ({why})"))
+
+
+(defn _c-type [m kind spec]
+  "The runtime's type letter for a field of `kind` (\"int\" or \"float\"; a bool's non-empty
+  spec formats it as an int, as Python does)."
+  (setv type (or (.group m "type") ""))
+  (cond
+    (in type _FLOAT-TYPES) type
+    (and (= kind "int") (in type #("" "d"))) "d"
+    (and (= kind "float") (= type "") (.group m "precision"))
+      (raise (_unsupported spec "a precision needs a type, e.g. {:.4f} or {:.4g}"))
+    (and (= kind "float") (= type "") (.group m "alt"))
+      (raise (_unsupported spec "'#' needs a type such as f, e or g"))
+    (and (= kind "float") (= type "")) "r"
+    True (raise (_unsupported spec f"type {type !r}"))))
+
+
+(defn parse-spec [spec kind]
+  "The Spec of `{:spec}` for a value of `kind`: (parse-spec \"08.3f\" \"float\") is fill 0,
+  align =, width 8, precision 3, type f. Raises ValueError if Python or staged code refuses."
   (setv m (_SPEC.match spec))
   (when (not m)
     (raise (ValueError f"format spec {spec !r} is not valid")))
-  (when (or (and (.group m "fill") (!= (.group m "fill") " "))
-            (in (.group m "align") #("^" "="))
-            (.group m "alt") (.group m "group"))
-    (raise (ValueError f"format spec {spec !r} is not supported in staged code (fill, centring, '#', grouping)")))
-  (setv type (or (.group m "type") "")
-        precision (.group m "precision")
-        prec (if precision f".{precision}" "")
-        flags (_c-flags m))
-  (when (and (= kind "bool") (= spec ""))
-    (return ["bool" index]))
-  (setv kind (if (= kind "bool") "int" kind))
+  (_check-with-python m kind)
+  (when (.group m "group")
+    (raise (_unsupported spec "digit grouping")))
+  (when (> (_size (or (.group m "width") "0")) _INT-MAX)
+    (raise (ValueError f"format spec {spec !r}: the width is too large (over 2**31-1)")))
+  (setv type (_c-type m (if (= kind "bool") "int" kind) spec)
+        fill (.group m "fill")
+        align (.group m "align")
+        zero (and (.group m "zero") (not fill)))
+  (when (and fill (<= 0xD800 (ord fill) 0xDFFF))
+    (raise (ValueError f"format spec {spec !r}: its fill, a lone surrogate, cannot be printed")))
+  ;; Python: '0' without an explicit fill pads with 0s, after the sign unless aligned.
+  (Spec :fill (or fill (if zero "0" " "))
+        :align (or align (if zero "=" ">"))
+        :sign (or (.group m "sign") "-")
+        :alt (bool (.group m "alt"))
+        :z (bool (.group m "z"))
+        :width (_size (or (.group m "width") "0"))
+        :precision (_size (or (.group m "precision") "6"))
+        :type type))
+
+
+(defn _field [spec conversion kind index]
+  "The piece for one `{!conversion:spec}` field whose argument has `kind`."
   (cond
-    (and (= kind "int") (in type #("" "d")))
-      (do (when precision
-            (raise (ValueError "precision is not allowed in an integer format spec")))
-          ["int" f"%{flags}lld" index])
-    (in type #("f" "F" "e" "E" "g" "G"))
-      ["float" f"%{flags}{prec}{type}" index]
-    (= type "%")
-      (do (when (= (.group m "align") "<")
-            (raise (ValueError f"format spec {spec !r}: left-aligned percentages are not supported")))
-          ;; Python's width counts the % sign; C's applies to the number before it.
-          (setv width (.group m "width")
-                flags (+ (or (.group m "sign") "") (if (.group m "zero") "0" "")
-                         (if width (str (- (int width) 1)) "")))
-          ["percent" (+ "%" flags (if precision prec ".6") "f%%") index])
-    (and (= kind "float") (= spec ""))
-      ["repr" index]
-    (= kind "float")
-      (raise (ValueError f"format spec {spec !r} for a float: give a type such as {{:.4f}} or {{:e}}"))
-    True
-      (raise (ValueError f"format spec {spec !r} is not supported for an {kind}"))))
+    (not-in kind #("int" "float" "bool"))
+      (raise (ValueError f"a {kind} cannot be formatted in staged code"))
+    (not-in conversion #(None "s" "r"))
+      (raise (ValueError f"conversion !{conversion} is not supported in staged code"))
+    (and conversion spec)
+      ;; str() and repr() of a number are its empty-spec format; a spec would then pad text
+      (raise (_unsupported spec f"a conversion !{conversion} with a format spec"))
+    (and (= kind "bool") (not spec)) ["bool" index]
+    True (do (setv s (parse-spec spec kind))
+             [(if (= s.type "d") "int" "float") index s])))
 
 
 (defn format-pieces [fmt kinds]
-  "Split `fmt` into printf pieces for arguments of the given kinds (\"int\" \"float\" \"bool\")."
-  (setv pieces [] auto 0)
+  "Split `fmt` into print pieces for arguments of the given kinds (\"int\" \"float\" \"bool\")."
+  (setv pieces [] auto 0 numbering None)
   (for [[text field spec conversion] (.parse (Formatter) fmt)]
     (when text
       (.append pieces ["text" text]))
     (when (is-not field None)
-      (when (not-in conversion #(None "s" "r"))
-        (raise (ValueError f"conversion !{conversion} is not supported in staged code")))
+      (setv this (if (= field "") "automatic" "manual"))
+      (when (and numbering (!= numbering this))
+        ;; Python's own message for "{} {0}"
+        (raise (ValueError (if (= this "manual")
+                             "cannot switch from automatic field numbering to manual field specification"
+                             "cannot switch from manual field specification to automatic field numbering"))))
+      (setv numbering this)
       (cond (= field "") (do (setv index auto) (+= auto 1))
             (.isdigit field) (setv index (int field))
             True (raise (ValueError f"named field {{{field}}} is not supported in staged code; use {{}}")))
@@ -74,16 +138,48 @@ argument cast to long long or double), [\"repr\" ARG] (Python's repr of a float)
         (raise (ValueError f"the format string needs more than {(len kinds)} argument(s)")))
       (when (in "{" (or spec ""))
         (raise (ValueError "nested fields in a format spec are not supported")))
-      (.append pieces (_field (or spec "") (get kinds index) index))))
+      (.append pieces (_field (or spec "") conversion (get kinds index) index))))
   pieces)
 
 
+(defn c-char [c]
+  "A C character constant for one character (its code point, unless plain ASCII):
+  (c-char \"*\") => \"'*'\", (c-char \"é\") => \"233\""
+  (if (or (and (.isascii c) (.isalnum c)) (in c " *-_.=+#<>^")) f"'{c}'" (str (ord c))))
+
+
+(defn c-spec [spec]
+  "The C `ht_spec` of a Spec: (c-spec (parse-spec \">8.3f\" \"float\"))
+  => \"(ht_spec){.fill = ' ', .align = '>', .sign = '-', .width = 8, .precision = 3, .type = 'f'}\""
+  (+ "(ht_spec){"
+     (.join ", " [f".fill = {(c-char spec.fill)}" f".align = '{spec.align}'" f".sign = '{spec.sign}'"
+                  #* (if spec.alt [".alt = 1"] []) #* (if spec.z [".z = 1"] [])
+                  f".width = {spec.width}" f".precision = {spec.precision}"
+                  f".type = '{spec.type}'"])
+     "}"))
+
+
 (defn c-string [s]
-  "A C string literal for `s` (UTF-8 bytes, escaped)."
+  "A C string literal for `s` that means exactly its UTF-8 bytes, whatever they are: `?` is
+  escaped (so no trigraph such as ??/ can form), and so is every byte outside printable ASCII
+  (as three octal digits, so NUL and what follows it stay in the string):
+  (c-string \"a?\\0\") is the C literal \"a\\?\\000\". A lone surrogate shows as \\udXXX."
   (+ "\""
-     (.join "" (gfor b (.encode s "utf-8")
-                     (cond (= b 34) "\\\""
-                           (= b 92) "\\\\"
-                           (or (< b 32) (>= b 127)) f"\\{b :03o}"
-                           True (chr b))))
+     (.join "" (gfor b (.encode s "utf-8" "backslashreplace")
+                     (cond (in b b"\"\\?") (+ "\\" (chr b))
+                           (<= 32 b 126) (chr b)
+                           True f"\\{b :03o}")))
      "\""))
+
+
+(defn c-print-text [s]
+  "The C statement printing `s` as Python's print writes it (NUL bytes included); ValueError
+  when `s` holds a lone surrogate, which Python's print refuses too.
+
+    (c-print-text \"hi\") => \"ht_print_text(\\\"hi\\\", 2);\""
+  (try
+    (setv size (len (.encode s "utf-8")))
+    (except [UnicodeEncodeError]
+      (raise (ValueError f"the string {s !r} cannot be printed: it holds a lone surrogate")
+             :from None)))
+  f"ht_print_text({(c-string s)}, {size});")

@@ -6,7 +6,7 @@ binding therefore gets its own C name, and lookups follow the block structure:
   (setv names (CNames) outer (Scope) inner (.child outer))
   (.bind outer \"x2\" (Binding (.fresh names \"x2\") \"int\"))
   (.bind inner \"x2\" (Binding (.fresh names \"x2\") \"float\"))
-  (. (.lookup inner \"x2\") cname)   ; => \"x2_1\""
+  (. (.lookup inner \"x2\") cname)   ; => \"v_x2_1\""
 
 (import hytorch.errors [IRError])
 
@@ -38,14 +38,28 @@ binding therefore gets its own C name, and lookups follow the block structure:
     (raise (IRError f"`{name}` is used but not bound by an enclosing let or parameter"))))
 
 
+(setv C-PREFIX "v_")   ; no C keyword, runtime name or libc name starts so (tests check)
+
+
+(defn _c-identifier-char [c]
+  (or (and (.isascii c) (.isalnum c)) (= c "_")))
+
+
 (defclass CNames []
-  "Unique C identifiers for IR names: x2, then x2_1, x2_2 for later bindings of x2."
+  "C identifiers for IR names, each issued once: x2 is v_x2, a later x2 v_x2_1, and an IR
+  name `x2_1` bound after that v_x2_1_1. Characters C does not allow become `_`; the prefix
+  keeps every name apart from C's keywords and the runtime's and libc's names."
   (defn __init__ [self]
-    (setv self.used {}))
+    (setv self.issued (set) self.next-suffix {}))
 
   (defn fresh [self name]
-    (setv base (.join "" (gfor c (str name) (if (or (.isalnum c) (= c "_")) c "_")))
-          base (if (and base (not (.isdigit (get base 0)))) base (+ "v" base))
-          n (.get self.used base 0))
-    (setv (get self.used base) (+ n 1))
-    (if (= n 0) base f"{base}_{n}")))
+    "A C name for IR name `name` that no other has: (.fresh (CNames) \"a-b\") => \"v_a_b\""
+    (setv base (+ C-PREFIX (.join "" (gfor c (str name) (if (_c-identifier-char c) c "_"))))
+          n (.get self.next-suffix base 0)
+          cname (if n f"{base}_{n}" base))
+    (while (in cname self.issued)
+      (+= n 1)
+      (setv cname f"{base}_{n}"))
+    (setv (get self.next-suffix base) (+ n 1))
+    (.add self.issued cname)
+    cname))

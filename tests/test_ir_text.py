@@ -49,6 +49,7 @@ def test_snek_lms_demo_ir_parses_and_prints_back():
     ("", "empty", 1, 1),
     ("(a) (b)", "after the end", 1, 5),
     ('(print "\\x4")', "escape", 1, 9),
+    ("(f x0\n   18446744073709551616)", "integer literal 18446744073709551616 does not fit", 2, 4),
 ])
 def test_syntax_errors_name_the_position(text, message, line, column):
     with pytest.raises(hytorch.IRSyntaxError) as e:
@@ -76,3 +77,9 @@ def test_compile_ir_reports_bad_nodes():
         hytorch.compile_ir("(def f (in) (begin (begin (let x0 (frobnicate in) x0))))")
     with pytest.raises(hytorch.IRError, match="`x9` is used but not bound"):
         hytorch.compile_ir("(def f (in) (begin (begin (let x0 (+ in x9) x0))))")
+
+
+def test_printf_of_a_symbol_is_not_a_format_string():
+    # A symbol is not a string literal, though both are Python strings (found by fuzzing).
+    with pytest.raises(hytorch.IRError):
+        hytorch.compile_ir("(def f (in) (begin (begin (let x0 (printf (in in)) None))))")
