@@ -7,6 +7,26 @@
 #include <string.h>
 #include <pthread.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define HT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HT_ASAN 1
+#endif
+#endif
+
+#ifdef HT_ASAN
+#include <sanitizer/asan_interface.h>
+#define HT_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define HT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+/* Bytes after each arena block that no access may touch. */
+enum { HT_RED_ZONE = 64 };
+#else
+#define HT_POISON(p, n) ((void)(p), (void)(n))
+#define HT_UNPOISON(p, n) ((void)(p), (void)(n))
+enum { HT_RED_ZONE = 0 };
+#endif
+
 static char ht_error_buf[1024];
 
 void ht_set_error(const char *fmt, ...) {
@@ -21,6 +41,11 @@ const char *ht_last_error(void) { return ht_error_buf; }
 int ht_zero_division(const char *where) {
     ht_set_error("division by zero in %s", where);
     return HT_ZERO_DIVISION;
+}
+
+int ht_raise(const char *exception, const char *message) {
+    ht_set_error("%s: %s", exception, message);
+    return HT_RAISED;
 }
 
 int ht_unbound(const char *what) {
@@ -69,35 +94,47 @@ int ht_interrupt_end(int status) {
     return (status == HT_OK && ht_interrupted) ? ht_interrupt_status() : status;
 }
 
+static size_t round_up_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
 void *ht_alloc(size_t bytes) {
     void *p = NULL;
-    size_t rounded = (bytes + 63) / 64 * 64;
-    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) return NULL;
-    memset(p, 0, rounded ? rounded : 64);
+    size_t rounded = bytes ? round_up_64(bytes) : 64;
+    if (posix_memalign(&p, 64, rounded) != 0) return NULL;
+    memset(p, 0, rounded);
+    HT_POISON((char *)p + bytes, rounded - bytes);
     return p;
 }
 
 void ht_free(void *p) { free(p); }
 
 int ht_arena_init(ht_arena *a, size_t bytes) {
+    /* Every block counts at least 64 of `bytes`, so a 64-byte red zone per block fits in as
+     * much again. */
+    size_t cap = HT_RED_ZONE ? 2 * bytes : bytes;
     a->top = 0;
-    a->cap = bytes;
-    a->base = ht_alloc(bytes);
+    a->cap = cap;
+    a->base = ht_alloc(cap);
     if (!a->base) {
-        ht_set_error("out of memory: cannot allocate a %zu-byte arena", bytes);
+        ht_set_error("out of memory: cannot allocate a %zu-byte arena", cap);
         return HT_ERROR;
     }
+    HT_POISON(a->base, cap);
     return HT_OK;
 }
 
 void *ht_arena_alloc(ht_arena *a, size_t bytes) {
-    size_t start = (a->top + 63) / 64 * 64;
-    if (start + bytes > a->cap) return NULL;
-    a->top = start + bytes;
+    size_t start = round_up_64(a->top);
+    if (start > a->cap || a->cap - start < bytes + HT_RED_ZONE) return NULL;
+    a->top = start + bytes + HT_RED_ZONE;
+    /* Everything above the new block is free, including blocks given out before `top` was
+     * restored below them. */
+    HT_POISON(a->base + start, a->cap - start);
+    HT_UNPOISON(a->base + start, bytes);
     return a->base + start;
 }
 
 void ht_arena_free(ht_arena *a) {
+    if (a->base) HT_UNPOISON(a->base, a->cap);
     ht_free(a->base);
     a->base = NULL;
     a->cap = a->top = 0;

@@ -10,13 +10,15 @@
 #define HT_EXPORT __attribute__((visibility("default")))
 
 /* Status codes returned by every exported entry point. */
-enum { HT_OK = 0, HT_ERROR = 1, HT_INTERRUPTED = 2, HT_ZERO_DIVISION = 3 };
+enum { HT_OK = 0, HT_ERROR = 1, HT_INTERRUPTED = 2, HT_ZERO_DIVISION = 3, HT_RAISED = 4 };
 
 /* The last error message of this module (one per loaded .so). */
 void ht_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 HT_EXPORT const char *ht_last_error(void);
 /* Set the message and return the status, for `return ht_zero_division("(/ x1 x2)");`. */
 int ht_zero_division(const char *where);
+/* `(raise "ValueError" "message")`: the message becomes "ValueError: message". */
+int ht_raise(const char *exception, const char *message);
 int ht_interrupt_status(void);
 int ht_unbound(const char *what); /* "<what> has no data bound" */
 /* Staged functions may recurse this deep; deeper is an error, not a stack overflow. */
@@ -31,7 +33,12 @@ extern volatile sig_atomic_t ht_interrupted;
 void ht_interrupt_begin(void);
 int ht_interrupt_end(int status);
 
-/* A bump allocator for temporaries: sized once, reset by restoring `top`. 64-byte aligned. */
+/* A bump allocator for temporaries: sized once, reset by restoring `top`. 64-byte aligned.
+ * ht_arena_init's `bytes` is the sum of the blocks' sizes, each rounded up to a multiple of
+ * 64. Built with AddressSanitizer, each block is followed by a poisoned 64-byte red zone (the
+ * arena reserves twice `bytes` for them) and all free space is poisoned, so that an overflow
+ * from one temporary into the next, or a use of a block above a restored `top`, is reported;
+ * ht_arena_alloc returns NULL when the blocks do not fit. */
 typedef struct {
     char *base;
     size_t cap, top;
@@ -40,7 +47,8 @@ int ht_arena_init(ht_arena *a, size_t bytes);
 void *ht_arena_alloc(ht_arena *a, size_t bytes);
 void ht_arena_free(ht_arena *a);
 
-/* Zeroed, 64-byte aligned heap memory for parameters and state (NULL on failure). */
+/* Zeroed, 64-byte aligned heap memory for parameters and state (NULL on failure). Under
+ * AddressSanitizer the bytes that round the size up to 64 are poisoned. */
 void *ht_alloc(size_t bytes);
 void ht_free(void *p);
 

@@ -1,9 +1,58 @@
-/* ht_scalar.h: scalar arithmetic with Python's semantics (floor division, modulo sign). */
+/* ht_scalar.h: scalar arithmetic with Python's semantics: true division rounded once, floor
+ * division, the modulo's sign, exact int-float comparison. Int overflow wraps (the build uses
+ * -fwrapv), INT64_MIN // -1 included, where Python's 2**63 does not fit in 64 bits. */
 #ifndef HT_SCALAR_H
 #define HT_SCALAR_H
 
 #include <math.h>
 #include <stdint.h>
+
+__extension__ typedef unsigned __int128 ht_u128;
+
+/* a / b for ints, correctly rounded like Python (b != 0). When both are exact as doubles one
+ * IEEE division rounds once. Otherwise a 128-bit division gives a quotient of 56 or 57 bits;
+ * a sticky last bit for a non-zero remainder makes its conversion to double round as the
+ * exact quotient would, and ldexp scales it back exactly. */
+static inline double ht_truediv_i64(int64_t a, int64_t b) {
+    const uint64_t exact = (uint64_t)1 << 53;
+    uint64_t ua = a < 0 ? 0 - (uint64_t)a : (uint64_t)a;
+    uint64_t ub = b < 0 ? 0 - (uint64_t)b : (uint64_t)b;
+    if (ua <= exact && ub <= exact) return (double)a / (double)b;
+    double sign = (a < 0) != (b < 0) ? -1.0 : 1.0;
+    if (ua == 0) return sign * 0.0;
+    int shift = 56 + __builtin_clzll(ua) - __builtin_clzll(ub); /* quotient >= 2**55 */
+    if (shift < 0) shift = 0;
+    ht_u128 n = (ht_u128)ua << shift;
+    uint64_t q = (uint64_t)(n / ub);
+    q |= (n % ub) != 0;
+    return sign * ldexp((double)q, -shift);
+}
+
+/* Python's exact comparison of an int with a float, as a number to compare with 0: -1, 0 or
+ * 1 as a <, ==, > b, and nan when b is nan (so that only != holds). C's `a < b` would round
+ * a to a double first. */
+static inline double ht_cmp_i64_f64(int64_t a, double b) {
+    if (isnan(b)) return b;
+    if (b >= 0x1p63) return -1.0;
+    if (b < -0x1p63) return 1.0;
+    double whole = trunc(b); /* in int64's range, so exact as an int64 */
+    int64_t w = (int64_t)whole;
+    if (a != w) return a < w ? -1.0 : 1.0;
+    return whole < b ? -1.0 : whole > b ? 1.0 : 0.0;
+}
+
+/* a << n for ints like Python's, wrapped to 64 bits like all int arithmetic (so 0 for n >= 64);
+ * n >= 0 (a negative count is Python's ValueError, checked by the caller). */
+static inline int64_t ht_shl_i64(int64_t a, int64_t n) {
+    return n >= 64 ? 0 : (int64_t)((uint64_t)a << n);
+}
+
+/* a >> n for ints like Python's: rounds toward negative infinity, so for n >= 64 it is 0 or
+ * -1; n >= 0. Shifts only non-negative values, whose shift C defines. */
+static inline int64_t ht_shr_i64(int64_t a, int64_t n) {
+    if (n > 63) n = 63;
+    return a < 0 ? ~(~a >> n) : a >> n;
+}
 
 /* a // b for ints, rounding toward negative infinity like Python (b != 0). INT64_MIN // -1
  * wraps to INT64_MIN like every other 64-bit overflow (the CPU's division would trap). */
@@ -41,6 +90,12 @@ static inline double ht_floordiv_f64(double a, double b) {
         return f;
     }
     return copysign(0.0, a / b);
+}
+
+/* Whether Python's float x ** y raises OverflowError: a finite x whose power overflows (CPython
+ * checks the ERANGE of C's pow; underflow to 0 is not an error). */
+static inline int ht_pow_overflows(double x, double y) {
+    return isfinite(x) && isfinite(y) && isinf(pow(x, y));
 }
 
 #endif

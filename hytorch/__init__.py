@@ -7,8 +7,8 @@
 """
 import hy  # noqa: F401  (lets Python import HyTorch's .hy modules)
 
-from hytorch.errors import (CCompileError, CompilerNotFound, ExecutionError, HyTorchError,
-                            IRError, IRSyntaxError, StagingError)
+from hytorch.errors import (BuildError, CCompileError, CompilerNotFound, ExecutionError,
+                            HyTorchError, IRError, IRSyntaxError, StagingError)
 
 __version__ = "0.1.0"
 
@@ -18,7 +18,8 @@ from hytorch.macros import defstaged as _defstaged_module  # noqa: E402
 _hy_macros = {"defstaged": _defstaged_module._hy_macros["defstaged"]}
 
 _API = {"lms_compile": "hytorch.api", "stage": "hytorch.api", "compile_ir": "hytorch.api",
-        "parse_ir": "hytorch.api", "IRProgram": "hytorch.api"}
+        "parse_ir": "hytorch.api", "IRProgram": "hytorch.api",
+        "staged": "hytorch.control"}  # `staged`: the decorator `defstaged` expands to
 
 
 def __getattr__(name):
@@ -32,4 +33,5 @@ def __getattr__(name):
 
 
 __all__ = ["lms_compile", "stage", "compile_ir", "parse_ir", "StagingError", "HyTorchError",
-           "IRSyntaxError", "IRError", "CCompileError", "CompilerNotFound", "ExecutionError"]
+           "IRSyntaxError", "IRError", "CCompileError", "CompilerNotFound", "BuildError",
+           "ExecutionError"]

@@ -50,7 +50,7 @@ class Staging:
         self.lifted = {}           # id(python object) -> staged stand-in (parameters, optimizers)
         self.lifted_objects = []   # keeps lifted objects alive and in order
         self.staged_defs = {}      # call key -> StagedDef (recursion that ends at run time)
-        self.defined_in = {}       # id(symbol) -> the block that binds it
+        self.defined_in = {}       # id(symbol) -> (the symbol, the block that binds it)
         self.size = 0              # lets emitted, bounded by MAX_LETS
         self._outer = None
 
@@ -85,7 +85,7 @@ class Staging:
                 "compiled loop instead", user_location())
         sym = self.fresh()
         self.blocks[-1].lets.append((sym, rhs))
-        self.defined_in[id(sym)] = self.blocks[-1]
+        self._define(sym)
         return sym
 
     def check_result(self, value):
@@ -97,13 +97,17 @@ class Staging:
     def define_here(self, *syms):
         """Symbols a loop binds for its body (its index, its batch)."""
         for sym in syms:
-            self.defined_in[id(sym)] = self.blocks[-1]
+            self._define(sym)
+
+    def _define(self, sym):
+        # The symbol itself is kept: an id is unique only while its object lives.
+        self.defined_in[id(sym)] = (sym, self.blocks[-1])
 
     def _check_scope(self, rhs):
         """A value made inside a staged block does not exist after it: using it there (kept
         in a Python object, a nonlocal variable, ...) is a StagingError, not broken IR."""
         for sym in _operands(rhs):
-            block = self.defined_in.get(id(sym))
+            block = self.defined_in.get(id(sym), (None, None))[1]
             if block is not None and not any(block is b for b in self.blocks):
                 from hytorch.errors import StagingError
                 from hytorch.source_location import user_location
@@ -150,12 +154,20 @@ class Staging:
             self.counter = start
 
     def checkpoint(self):
-        return (self.counter, self.tensor_counter, len(self.blocks[-1].lets), len(self.hoisted))
+        return (self.counter, self.tensor_counter, len(self.blocks[-1].lets), len(self.hoisted),
+                len(self.staged_defs), len(self.lifted), len(self.lifted_objects))
 
     def rollback(self, point):
-        self.counter, self.tensor_counter, n_lets, n_hoisted = point
+        """Undo what was staged since `point`, with the staged functions defined and the
+        objects lifted since: their lets are gone, so they must be defined or lifted again."""
+        (self.counter, self.tensor_counter, n_lets, n_hoisted, n_defs, n_lifted,
+         n_lifted_objects) = point
         del self.blocks[-1].lets[n_lets:]
         del self.hoisted[n_hoisted:]
+        for table, n in ((self.staged_defs, n_defs), (self.lifted, n_lifted)):
+            for key in list(table)[n:]:
+                del table[key]
+        del self.lifted_objects[n_lifted_objects:]
 
     def bindings(self):
         """What the compiled code needs from Python: lifted objects by their IR symbol."""

@@ -13,16 +13,18 @@ straight-line code the last value set is forwarded, so a cell is read (`get`) on
 block starts or after a staged construct that may have changed it.
 """
 from hytorch import builder
-from hytorch.backend.ir import Sym
-from hytorch.errors import StagingError
+from hytorch.backend.ir import Sym, print_ir
+from hytorch.errors import HyTorchError, StagingError
 from hytorch.lift import stand_in
-from hytorch.source_location import user_location
-from hytorch.values import (UNBOUND, Rep, Staged, _Sentinel, atom, is_staged, out_of_scope,
-                            scalar_kind)
+from hytorch.source_location import traceback_location, user_location
+from hytorch.staged_print import StagedFormat, stage_format, stage_print
+from hytorch.values import (UNBOUND, Rep, Staged, StagedStr, _Sentinel, atom, is_staged,
+                            out_of_scope, scalar_kind, value_kind)
 
 __all__ = ["Frame", "Vars", "stage_if", "stage_while", "stage_for", "stage_print",
            "stage_format", "stage_and", "stage_or", "stage_not", "loop_break", "loop_continue",
-           "return_from", "Return", "unsupported", "range", "enumerate", "UNBOUND"]
+           "return_from", "Return", "unsupported", "range", "enumerate", "UNBOUND", "raising",
+           "try_body", "STAGING_SIGNALS"]
 
 _builtin_range, _builtin_enumerate = range, enumerate
 
@@ -97,6 +99,11 @@ class Return(Exception):
         self.frame, self.value = frame, value
 
 
+# Exceptions of staging itself: a `try` in staged code must let them through (the rewrite
+# puts `(except [_hyt.STAGING-SIGNALS] (raise))` first).
+STAGING_SIGNALS = (HyTorchError, _Break, Return, RecursionError)
+
+
 def loop_break(where):
     raise _Break(where)
 
@@ -166,10 +173,51 @@ def _in_block(st, frame, vars, reads, fn, *args):
     return block, result
 
 
+class _Raises:
+    """What a staged block gives when it ends in a `raise`: no value at all."""
+
+    def __repr__(self):
+        return "<raises>"
+
+
+RAISES = _Raises()
+
+# A raising branch's result in the IR, in the kind of the other branch (never used).
+_RAISING_BRANCH_RESULT = {None: None, "missing": None, "bool": False, "int": 0, "float": 0.0,
+                          "str": ""}
+
+
 def _block_value(x, where):
-    if isinstance(x, Staged) or x is None or scalar_kind(x) is not None:
+    if isinstance(x, Staged) or x is None or value_kind(x) is not None:
         return atom(x)
     raise StagingError(f"a staged branch cannot produce a {type(x).__name__} ({x!r:.60})", where)
+
+
+def _if_kind(results, where):
+    """The kind of the value of an `if` whose branches gave `results` (one that raises gives
+    none): None when no branch has a value, "missing" when only one has."""
+    kinds = {value_kind(r) for r in results if r is not RAISES}
+    if not kinds or kinds == {None}:
+        return None
+    if None in kinds:
+        return "missing"
+    if "str" in kinds and kinds != {"str"}:
+        raise StagingError("one branch of this staged `if` gives a string and the other a "
+                           "number; a staged value has one type", where)
+    return "str" if "str" in kinds else _join(kinds)
+
+
+def _emit_if(st, test, blocks, results, where):
+    """`(if TEST THEN ELSE)` of two staged blocks; returns its symbol and its kind."""
+    kind = _if_kind(results, where)
+    for block, result in zip(blocks, results):
+        block.result = (_RAISING_BRANCH_RESULT[kind] if result is RAISES
+                        else _block_value(result, where))
+    return st.emit([Sym("if"), test.sym, blocks[0].node(), blocks[1].node()]), kind
+
+
+def _staged_value(sym, kind):
+    return StagedStr(sym) if kind == "str" else Rep(sym, kind)
 
 
 def stage_if(frame, test, then_fn, else_fn, vars, where, both=()):
@@ -184,19 +232,17 @@ def stage_if(frame, test, then_fn, else_fn, vars, where, both=()):
     local = _materialize(frame, vars, st, where, both)
     blocks, results = [], []
     for branch in (then_fn, else_fn):
-        block, result = _in_block(st, frame, vars, vars.names, _guard_loop_exits(branch, where))
-        block.result = _block_value(result, where)
+        block, result = _in_block(st, frame, vars, vars.names, _guard_block(branch, where))
         blocks.append(block)
         results.append(result)
-    sym = st.emit([Sym("if"), test.sym, blocks[0].node(), blocks[1].node()])
+    sym, kind = _emit_if(st, test, blocks, results, where)
     _after_block(frame, vars, local, where)
-    kinds = [scalar_kind(r) for r in results]
-    if kinds == [None, None]:
+    if kind is None:
         return None
-    if None in kinds:
+    if kind == "missing":
         return _Sentinel(f"the `if` at {where} has no value on one of its branches (None), so its "
                          "value cannot be used; give both branches a number")
-    return Rep(sym, _join(kinds))
+    return _staged_value(sym, kind)
 
 
 def _join(kinds):
@@ -204,7 +250,11 @@ def _join(kinds):
     return "float" if "float" in kinds else ("int" if "int" in kinds else "bool")
 
 
-def _guard_loop_exits(fn, where):
+def _guard_block(fn, where):
+    """`fn` as the body of a staged block (a branch, a loop body). A loop exit or a `return`
+    cannot leave it (StagingError). An exception from a `raise` form ends the block with a
+    run-time `(raise TYPE MESSAGE)`, and the block gives RAISES; any other exception is a
+    StagingError, as only the compiled code would know whether to raise it."""
     def guarded(*args):
         try:
             return fn(*args)
@@ -216,12 +266,128 @@ def _guard_loop_exits(fn, where):
             raise StagingError("`return` inside staged control flow is not supported: make the "
                                "value of the `if` (or a variable set before it) the result",
                                where) from None
+        except STAGING_SIGNALS:
+            raise
+        except Exception as e:
+            return _raise_at_run_time(e, where)
     return guarded
 
 
-def stage_while(frame, cond_fn, body_fn, vars, cond_reads, body_reads, where):
-    """`(while cond body)`: runs at generation time while the test is ordinary; once the
-    test is staged, the rest of the loop is emitted as an IR `while`."""
+# ---------------------------------------------------------------- raise and try
+
+_RAISED_AT = "_hytorch_raised_at"
+
+
+def raising(exception, where):
+    """`(raise EXC)` in defstaged code raises EXC marked as the program's own, with the place
+    of the form: raised inside a staged block, it becomes `(raise TYPE MESSAGE)` in the IR."""
+    if isinstance(exception, type) and issubclass(exception, BaseException):
+        exception = exception()
+    if isinstance(exception, BaseException):
+        setattr(exception, _RAISED_AT, where)
+    return exception
+
+
+def exception_name(cls):
+    """How the IR names an exception class: `ValueError`, or `module.Class` if not built in."""
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _raise_at_run_time(exception, block_where):
+    where = getattr(exception, _RAISED_AT, None)
+    if where is None:
+        raise StagingError(
+            f"{type(exception).__name__}: {exception} was raised while staging code that runs "
+            f"only when a staged condition holds (the block at {block_where}); only a `raise` "
+            "form in defstaged code can become an error of the compiled code",
+            traceback_location(exception.__traceback__) or block_where) from exception
+    if any(isinstance(a, (Staged, StagedFormat)) for a in exception.args):
+        raise StagingError("the message of a `raise` in staged code must be known while staging; "
+                           "it cannot show a staged value", where)
+    args = exception.args
+    message = args[0] if len(args) == 1 and isinstance(args[0], str) else str(exception)
+    builder.current().emit([Sym("raise"), exception_name(type(exception)), message])
+    return RAISES
+
+
+class try_body:
+    """The body of a `try` in staged code, `(try (with [(_hyt.try-body WHERE)] BODY...) ...)`.
+    The body runs while staging, where its handlers catch what it raises; what it stages must
+    not fail when the compiled code runs, where nothing catches: a StagingError if it may."""
+
+    def __init__(self, where):
+        self.where = where
+        self.st = builder.current()
+
+    def __enter__(self):
+        if self.st is not None:
+            self.block = self.st.blocks[-1]
+            self.start = len(self.block.lets)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.st is None or exc_type is not None:
+            return False
+        node, reason = _failing_node(self.block.lets[self.start:], self.st)
+        if node is not None:
+            text = print_ir(node)
+            raise StagingError(
+                f"this `try` cannot catch what its body stages: `{text:.80}` fails only when the "
+                f"compiled code runs ({reason}), and compiled code has no `try`; test for that "
+                "case with an `if` instead", self.where)
+        return False
+
+
+_DIVISIONS = ("/", "//", "%")
+_SHIFTS = ("<<", ">>")
+
+
+def _failing_node(lets, st):
+    """The first node staged in `lets` (or in the blocks inside them) that can fail when the
+    compiled code runs, and why; (None, None) if none can. These are the run-time checks
+    backend/c_render.hy emits."""
+    staged_functions = {d.sym for d in st.staged_defs.values()}
+    stack = [rhs for _, rhs in reversed(lets)]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, list) or not node:
+            continue
+        reason = _failure(node, staged_functions)
+        if reason is not None:
+            return node, reason
+        stack.extend(reversed(node))
+    return None, None
+
+
+def _failure(node, staged_functions):
+    head = node[0]
+    if not isinstance(head, Sym):
+        return None
+    if head == "raise":
+        return "a `raise` under staged control flow"
+    if head in _DIVISIONS and not _nonzero_constant(node[2]):
+        return "division by a value that may be zero"
+    if head in _SHIFTS and not (isinstance(node[2], int) and node[2] >= 0):
+        return "a shift by a count that may be negative"
+    if head == "call" and node[1] in staged_functions:
+        return "a staged function, whose calls are bounded in depth"
+    return None
+
+
+def _nonzero_constant(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x != 0
+
+
+# ---------------------------------------------------------------- loops
+
+def stage_while(frame, cond_fn, body_fn, vars, cond_reads, body_reads, where, else_fn=None,
+                cond_assigns=()):
+    """`(while cond body (else ...))`: runs at generation time while the test is ordinary;
+    once the test is staged, the rest of the loop is emitted as an IR `while`. `else_fn`
+    runs after a loop that ended without `break` (a staged loop cannot break);
+    `cond_assigns` names the variables the test assigns (with `setx`)."""
     st = builder.current()
     vars = vars or _NO_VARS
     while True:
@@ -230,19 +396,25 @@ def stage_while(frame, cond_fn, body_fn, vars, cond_reads, body_reads, where):
         if is_staged(test):
             st.rollback(point)
             vars.set(values)
-            return _emit_while(st, frame, cond_fn, body_fn, vars, cond_reads, body_reads, where)
+            _emit_while(st, frame, cond_fn, body_fn, vars, cond_reads, body_reads, where,
+                        cond_assigns)
+            break
         if not test:
-            return None
+            break
         try:
             body_fn()
         except _Continue:
             continue
         except _Break:
             return None
+    if else_fn is not None:
+        else_fn()
+    return None
 
 
-def _emit_while(st, frame, cond_fn, body_fn, vars, cond_reads, body_reads, where):
-    local = _materialize(frame, vars, st, where)
+def _emit_while(st, frame, cond_fn, body_fn, vars, cond_reads, body_reads, where, cond_assigns):
+    # What the test assigns is set before each run of the body: a cell even if unbound.
+    local = _materialize(frame, vars, st, where, cond_assigns)
 
     def cond():
         test = cond_fn()
@@ -252,15 +424,16 @@ def _emit_while(st, frame, cond_fn, body_fn, vars, cond_reads, body_reads, where
 
     cond_block, test = _in_block(st, frame, vars, cond_reads, cond)
     cond_block.result = atom(test)
-    body_block, _ = _in_block(st, frame, vars, body_reads, _guard_loop_exits(body_fn, where))
+    body_block, _ = _in_block(st, frame, vars, body_reads, _guard_block(body_fn, where))
     st.emit([Sym("while"), cond_block.node(), body_block.node()])
     _after_block(frame, vars, local, where)
     return None
 
 
-def stage_for(frame, iterable, body_fn, vars, body_reads, where):
-    """`(for [x xs] body)`: unrolled over an ordinary iterable; a staged iterable (a
-    `range` with a staged bound, a data loader) emits its own loop."""
+def stage_for(frame, iterable, body_fn, vars, body_reads, where, else_fn=None):
+    """`(for [x xs] body (else ...))`: unrolled over an ordinary iterable; a staged iterable
+    (a `range` with a staged bound, a data loader) emits its own loop. `else_fn` runs after
+    a loop that ended without `break` (a staged loop cannot break)."""
     vars = vars or _NO_VARS
     iterable = stand_in(iterable)
     emit_loop = getattr(iterable, "__staged_for__", None)
@@ -271,16 +444,18 @@ def stage_for(frame, iterable, body_fn, vars, body_reads, where):
         def run_block(fn):
             return _in_block(st, frame, vars, body_reads, fn)[0]
 
-        emit_loop(run_block, _guard_loop_exits(body_fn, where), where)
+        emit_loop(run_block, _guard_block(body_fn, where), where)
         _after_block(frame, vars, local, where)
-        return None
-    for item in iterable:
-        try:
-            body_fn(item)
-        except _Continue:
-            continue
-        except _Break:
-            break
+    else:
+        for item in iterable:
+            try:
+                body_fn(item)
+            except _Continue:
+                continue
+            except _Break:
+                return None
+    if else_fn is not None:
+        else_fn()
     return None
 
 
@@ -291,6 +466,11 @@ class StagedRange:
         if scalar_kind(step) != "int" or is_staged(step) or step == 0:
             raise StagingError("a staged range needs a constant, non-zero integer step")
         self.start, self.stop, self.step = start, stop, step
+
+    def __iter__(self):
+        raise StagingError("a `range` with a staged bound is a loop of the compiled code: only a "
+                           "`for` can go over it (not a comprehension, `list`, `sum`, ...)",
+                           user_location())
 
     def __staged_for__(self, run_block, body, where):
         st = builder.current()
@@ -311,6 +491,11 @@ class StagedRange:
 def range(*args):
     """`range` that becomes a staged loop when a bound is staged."""
     if any(is_staged(a) for a in args):
+        for a in args:
+            if scalar_kind(a) not in ("int", "bool"):
+                # Python raises TypeError for a float bound, whatever its value.
+                raise StagingError(f"range() takes ints; a {scalar_kind(a) or type(a).__name__} "
+                                   "bound would raise TypeError", user_location())
         start, stop, step = (0, args[0], 1) if len(args) == 1 else (tuple(args) + (1,))[:3]
         return StagedRange(start, stop, step)
     return _builtin_range(*args)
@@ -327,17 +512,23 @@ def enumerate(iterable, start=0):
 def stage_choice(test, then_fn, else_fn):
     """An IR `if` on staged `test` whose value is that of `then_fn()` or `else_fn()`."""
     st = builder.current()
-    blocks, kinds = [], []
+    where = user_location()
+    _check_truth(test)
+    blocks, results = [], []
     for branch in (then_fn, else_fn):
         with st.block() as block:
-            value = st.check_result(branch())
-            block.result = _block_value(value, None)
+            results.append(st.check_result(_guard_block(branch, where)()))
         blocks.append(block)
-        kinds.append(scalar_kind(value))
-    if None in kinds:
-        raise StagingError("`and`/`or` of staged values needs numbers on both sides",
-                           user_location())
-    return Rep(st.emit([Sym("if"), test.sym, blocks[0].node(), blocks[1].node()]), _join(kinds))
+    if any(value_kind(r) in (None, "str") for r in results if r is not RAISES):
+        raise StagingError("`and`/`or` of staged values needs numbers on both sides", where)
+    sym, kind = _emit_if(st, test, blocks, results, where)
+    return None if kind is None else Rep(sym, kind)
+
+
+def _check_truth(x):
+    """A staged value whose truth can be staged: a number (not a string or a tensor)."""
+    if scalar_kind(x) is None:
+        x._refuse("as a truth value (only a staged number's truth can be staged)")
 
 
 def stage_and(first, *rest_fns):
@@ -364,9 +555,9 @@ def stage_or(first, *rest_fns):
 
 def stage_not(x):
     if is_staged(x):
+        _check_truth(x)
         return Rep(builder.current().emit([Sym("=="), x.sym, 0]), "bool")
     return not x
 
 
 from hytorch.staged_function import staged  # noqa: E402  (re-exported for the rewrite)
-from hytorch.staged_print import stage_format, stage_print  # noqa: E402

@@ -5,8 +5,9 @@ during a staging run.
     (power 2 10)                       ; => 1024, plain Python
     (hytorch.lms-compile (fn [n] (power n 3)))   ; => (def ... (* in 1) ...)
 """
-import ast
+import contextlib
 import functools
+import sys
 import types
 
 from hytorch import builder, staged_recursion
@@ -14,11 +15,28 @@ from hytorch.lift import stand_in
 from hytorch.values import Staged
 
 
+# Staged code nests as deep as the user's (an `if` in an `if` in ...), and rewriting,
+# compiling and staging it take several Python frames a level: room for a few hundred levels.
+RECURSION_LIMIT = 10_000
+
+
+@contextlib.contextmanager
+def deeper_recursion(limit=RECURSION_LIMIT):
+    """Python's recursion limit raised to `limit` (never lowered) for the duration."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def _abstract(value):
     """What a call's argument contributes to its identity while staging."""
     if isinstance(value, Staged):
-        return ("staged", type(value).__name__, getattr(value, "kind", None),
-                getattr(value, "shape", None))
+        # A tensor's TensorType (shape, dtype, batch); vars() spares other staged values'
+        # __getattr__, which makes a StagingError.
+        return ("staged", type(value).__name__, value.kind, vars(value).get("type"))
     try:
         hash(value)
         return ("value", type(value), value)
@@ -29,12 +47,12 @@ def _abstract(value):
 class StagedFunction:
     """A `defstaged` function: `plain` is the defn as written, `staged` its rewrite."""
 
-    def __init__(self, plain, staged, name, source, staged_form, where):
+    def __init__(self, plain, staged, name, source, staged_source, where):
         functools.update_wrapper(self, plain)
         self.plain, self.staged = plain, staged
         self.name, self.where = name, where
         self.original_source = source
-        self._staged_form = staged_form
+        self.staged_source = staged_source
 
     def __call__(self, *args, **kwargs):
         st = builder.current()
@@ -58,23 +76,16 @@ class StagedFunction:
             return staged_recursion.call(self, st, key, args, kwargs)
         st.active_calls.append((key, st.depth))
         try:
-            return self.staged(*args, **kwargs)
+            with deeper_recursion():
+                return self.staged(*args, **kwargs)
         finally:
             st.active_calls.pop()
-
-    @property
-    def staged_source(self):
-        """The Python of the staged rewrite, as `hy2py` shows it."""
-        import hy
-        from hy.compiler import hy_compile
-        module = types.ModuleType("_hytorch_staged_source")
-        tree = hy_compile(hy.read_many(self._staged_form), module, import_stdlib=False)
-        return ast.unparse(tree)
 
     def __repr__(self):
         return f"<defstaged {self.name} at {self.where}>"
 
 
-def staged(staged_fn, name, source, staged_form, where):
-    """Decorator used by `defstaged`'s expansion."""
-    return lambda plain: StagedFunction(plain, staged_fn, name, source, staged_form, where)
+def staged(staged_fn, name, source, staged_source, where):
+    """Decorator used by `defstaged`'s expansion; `staged_source` is the Python of the
+    rewrite, as `hy2py` shows it."""
+    return lambda plain: StagedFunction(plain, staged_fn, name, source, staged_source, where)

@@ -10,7 +10,7 @@ from hytorch.backend.ir import Sym
 from hytorch.backend.printf import format_pieces
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
-from hytorch.values import Staged, _Sentinel, is_staged, scalar_kind
+from hytorch.values import Staged, StagedStr, _Sentinel, is_staged, scalar_kind, value_kind
 
 
 class StagedFormat:
@@ -27,15 +27,32 @@ def _escape(text):
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _staged_field(spec, value):
+def _staged_field(spec, value, conversion=None):
+    if isinstance(value, StagedStr):
+        raise StagingError("a staged string can be printed on its own, (print s), but not "
+                           "formatted or printed with other values", user_location())
     if scalar_kind(value) is None:
         raise StagingError(f"a staged {value.kind} cannot be formatted; format a scalar "
                            "(for a tensor element use (.item t))", user_location())
+    field = "{" + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
     try:
-        format_pieces("{:" + spec + "}" if spec else "{}", [value.kind])
+        format_pieces(field, [value.kind])
     except ValueError as e:
         raise StagingError(str(e), user_location()) from None
-    return "{:" + spec + "}" if spec else "{}"
+    return field
+
+
+class _Blank:
+    """Formats as nothing whatever the spec: stands for the arguments while Python checks a
+    format string's fields."""
+
+    def __format__(self, spec):
+        return ""
+
+    __str__ = __repr__ = lambda self: ""
+
+
+_BLANK = _Blank()
 
 
 def stage_format(template, *args, **kwargs):
@@ -45,6 +62,10 @@ def stage_format(template, *args, **kwargs):
     if kwargs:
         raise StagingError("named arguments to .format cannot be staged; use {} fields",
                            user_location())
+    try:  # the fields' numbering, checked by Python itself ("{} {0}" is an error)
+        template.format(*[_BLANK] * len(args))
+    except (ValueError, IndexError) as e:
+        raise StagingError(f"the format string {template!r}: {e}", user_location()) from None
     out, staged_args, auto = [], [], 0
     for text, field, spec, conversion in Formatter().parse(template):
         out.append(_escape(text))
@@ -63,7 +84,7 @@ def stage_format(template, *args, **kwargs):
         if is_staged(value):
             if conversion not in (None, "s", "r"):
                 raise StagingError(f"conversion !{conversion} cannot be staged", user_location())
-            out.append(_staged_field(spec, value))
+            out.append(_staged_field(spec, value, conversion))
             staged_args.append(value)
         else:
             shown = {"r": repr, "a": ascii, "s": str}.get(conversion, lambda v: v)(value)
@@ -90,7 +111,7 @@ def stage_print(*values, sep=" ", end="\n", file=None, flush=False):
     if file is not None or end != "\n" or not isinstance(sep, str):
         raise StagingError("print in staged code supports only the default `file` and `end`",
                            user_location())
-    if len(values) == 1 and isinstance(values[0], Staged) and scalar_kind(values[0]):
+    if len(values) == 1 and isinstance(values[0], Staged) and value_kind(values[0]):
         st.emit([Sym("print"), values[0].sym])
         return None
     if not any(isinstance(v, (Staged, StagedFormat, _Sentinel)) for v in values):

@@ -1,13 +1,21 @@
 "The defstaged rewrite: a function body, macro-expanded, with its control flow turned into
 calls to `hytorch.control` (imported as `_hyt`) that run at generation time or emit IR.
+The names the rewrite introduces (`_hyt`, `_hyt_frame_0`, ...) start with a prefix that no
+symbol of the function starts with (`_hyt`, else `_hyt_`, `_hyt__`, ...), so any name a user
+writes keeps its meaning.
 
   (while (< i n) (setv i (+ i 1)))
   ;; becomes
   (_hyt.stage-while _hyt_frame (fn [] (< i n)) (fn [] (nonlocal i) (setv i (.assign _hyt_frame \"i\" (+ i 1))))
-                    (_hyt.Vars [\"i\"] (fn [] [i]) (fn [v] (nonlocal i) (setv [i] v))) [\"i\"] [\"i\"] \"f.hy:3:5\")"
+                    (_hyt.Vars [\"i\"] (fn [] [i]) (fn [v] (nonlocal i) (setv [i] v))) [\"i\"] [\"i\"] \"f.hy:3:5\"
+                    None [])"
 
-(import hy
-        hy.models [Expression Symbol List Tuple Set Dict Keyword String])
+(import ast
+        hy
+        hy.core.result-macros [_hy-macros :as SPECIAL-FORMS]
+        hy.models [Expression Symbol List Tuple Set Dict Keyword String]
+        hy.scoping [ResolveOuterVars]
+        hytorch.staged-function [deeper-recursion])
 
 (setv _OPAQUE #{"quote" "quasiquote" "import" "require" "defmacro" "defreader" "eval-when-compile"
                 "eval-and-compile" "py" "pys" "pragma" "global" "nonlocal" "defclass" "del"})
@@ -16,6 +24,10 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
                   "@=" "@"  "&=" "&"  "|=" "|"  "^=" "^"  "<<=" "<<"  ">>=" ">>"})
 (setv _CHAINABLE #{"<" "<=" ">" ">=" "=" "!="})
 (setv _UNSUPPORTED #{"yield" "yield-from" "await"})
+;; Special forms whose compilation does something at once (so `expand-all` compiles them).
+(setv _COMPILE-TIME #{"require" "defmacro" "defreader" "eval-when-compile" "eval-and-compile"
+                      "pragma"})
+(setv _TRY-CLAUSES #{"except" "except*" "else" "finally"})
 
 
 (defn _head [form]
@@ -29,20 +41,55 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
             (+ "." (str (get head 2))))))
 
 
-(defn _rt [name]
-  "`_hyt.NAME`: a function of hytorch.control in generated code."
-  (Expression [(Symbol ".") (Symbol "_hyt") (Symbol name)]))
+(defn symbol-names [forms]
+  "The mangled names of every symbol in `forms`, quoted code included:
+  (symbol-names '[(setv a-b (f x))]) => #{\"setv\" \"a_b\" \"f\" \"x\"}"
+  (setv out (set) stack (list forms))
+  (while stack
+    (setv form (.pop stack))
+    (cond (isinstance form Symbol) (.add out (hy.mangle form))
+          (isinstance form #(Expression List Tuple Set Dict)) (.extend stack form)))
+  out)
+
+
+(defn internal-prefix [forms]
+  "The prefix of the names the rewrite introduces in `forms`: `_hyt` made longer with `_`
+  until no symbol of `forms` starts with it. (internal-prefix '[(setv _hyt-frame 1)]) => \"_hyt__\""
+  (setv names (symbol-names forms) prefix "_hyt")
+  (while (any (gfor n names (.startswith n prefix)))
+    (+= prefix "_"))
+  prefix)
 
 
 (defn _rebuild [original items]
-  "A model of the same type as `original` holding `items`, at the same source position."
-  (.replace ((type original) items) original))
+  "A model of the same type as `original` holding `items`, at the same source position
+  (`items` keep theirs: replacing recursively would rebuild the whole tree at each level)."
+  (.replace ((type original) items) original :recursive False))
+
+
+(defn _special-form? [form module]
+  "Whether `form` calls one of Hy's special forms (`if`, `try`, `+`, `else`, ...): expanding
+  one would compile it, subforms and all, and some (`else`) are errors out of place."
+  (setv head (_head form))
+  (and head
+       (in (hy.mangle head) SPECIAL-FORMS)
+       (not-in (hy.mangle head) (getattr module "_hy_macros" {}))
+       (not-in head _COMPILE-TIME)))
+
+
+(defn _expand-call [form module]
+  "`form` with the macro it calls expanded, again and again, until it is not a macro call."
+  (while (and (isinstance form Expression) form (not (_special-form? form module)))
+    (setv expanded (hy.macroexpand-1 form module))
+    (when (is expanded form)
+      (break))
+    (setv form (.replace (hy.as-model expanded) form)))
+  form)
 
 
 (defn expand-all [form module]
   "Expand every macro call in `form` (not inside quotes), keeping source positions."
-  (when (isinstance form Expression)
-    (setv form (.replace (hy.as-model (hy.macroexpand form module)) form)))
+  (setv form (_expand-call form module))
   (cond (in (_head form) #("quote" "quasiquote")) form
         (isinstance form #(Expression List Tuple Set Dict))
           (_rebuild form (lfor x form (expand-all x module)))
@@ -54,22 +101,29 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
 (setv _let-counter (hy.I.itertools.count))
 
 
-(defn _rename-targets [target env]
-  "`target` with each name it binds renamed afresh (recorded in `env`)."
+(defn _rename-targets [target env taken]
+  "`target` with each name it binds renamed afresh (recorded in `env`), to names not in
+  `taken` (the mangled names already in use)."
   (cond (and (isinstance target Symbol) (not-in "." (str target)))
           (do (setv new (Symbol f"{target}_let{(next _let-counter)}"))
+              (while (in (hy.mangle new) taken)
+                (setv new (Symbol f"{target}_let{(next _let-counter)}")))
+              (.add taken (hy.mangle new))
               (setv (get env (str target)) (str new))
               (.replace new target))
-        (isinstance target #(List Tuple)) (_rebuild target (lfor t target (_rename-targets t env)))
+        (isinstance target #(List Tuple))
+          (_rebuild target (lfor t target (_rename-targets t env taken)))
         (= (_head target) "unpack-iterable")
-          (.replace `(unpack-iterable ~(_rename-targets (get target 1) env)) target)
+          (.replace `(unpack-iterable ~(_rename-targets (get target 1) env taken)) target)
         True target))
 
 
-(defn lower-lets [form [env None]]
+(defn lower-lets [form [env None] [taken None]]
   "Every `let` as plain assignments to fresh names, so a staged function has one scope:
-  (let [x 1] (+ x y)) => (do (setv x_let0 1) (+ x_let0 y))."
+  (let [x 1] (+ x y)) => (do (setv x_let0 1) (+ x_let0 y)). `taken` holds the mangled names
+  the new ones must differ from (by default, the symbols of `form`)."
   (setv env (or env {})
+        taken (if (is taken None) (symbol-names [form]) taken)
         head (_head form))
   (cond
     (isinstance form Symbol)
@@ -80,19 +134,19 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
                 inner (dict env)
                 pairs [])
           (for [[target value] (zip (cut bindings 0 None 2) (cut bindings 1 None 2))]
-            (setv value (lower-lets value inner))
-            (.extend pairs [(_rename-targets target inner) value]))
-          (.replace `(do (setv ~@pairs) ~@(lfor b body (lower-lets b inner))) form))
+            (setv value (lower-lets value inner taken))
+            (.extend pairs [(_rename-targets target inner taken) value]))
+          (.replace `(do (setv ~@pairs) ~@(lfor b body (lower-lets b inner taken))) form))
     (= head ".")
       ;; (. obj attr ...): only the object is a variable
-      (_rebuild form [(get form 0) (lower-lets (get form 1) env) #* (cut form 2 None)])
+      (_rebuild form [(get form 0) (lower-lets (get form 1) env taken) #* (cut form 2 None)])
     (and (in head #("fn" "defn")) (isinstance form Expression))
       (do (setv params (next (gfor x (cut form 1 None) :if (isinstance x List) x) None)
                 shadowed (set (param-names (or params [])))
                 inner (dfor [k v] (.items env) :if (not-in k shadowed) k v))
-          (_rebuild form (lfor x form (lower-lets x inner))))
+          (_rebuild form (lfor x form (lower-lets x inner taken))))
     (isinstance form #(Expression List Tuple Set Dict))
-      (_rebuild form (lfor x form (lower-lets x env)))
+      (_rebuild form (lfor x form (lower-lets x env taken)))
     True form))
 
 
@@ -106,6 +160,13 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
         True []))
 
 
+(defn _split-else [body]
+  "A loop's `body` without its final `(else ...)` clause, and the clause's forms (or None)."
+  (if (and body (= (_head (get body -1)) "else"))
+    #((cut body 0 -1) (list (cut (get body -1) 1 None)))
+    #(body None)))
+
+
 (defn _unique [names]
   (list (dict.fromkeys names)))
 
@@ -116,7 +177,7 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
   (defn walk [form]
     (setv head (_head form))
     (cond
-      (in head #("setv" "let"))
+      (in head #("setv" "setx" "let"))
         (do (setv pairs (if (= head "let") (list (get form 1)) (list (cut form 1 None))))
             (for [[target value] (zip (cut pairs 0 None 2) (cut pairs 1 None 2))]
               (.extend out (target-names target))
@@ -192,8 +253,9 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
 (defclass Rewriter []
   "Rewrites one defstaged body. `filename` names the .hy file in error locations."
 
-  (defn __init__ [self filename]
+  (defn __init__ [self filename [prefix "_hyt"]]
     (setv self.filename filename
+          self.prefix prefix
           self.placed #{}
           self.scopes []
           self.position #(0 0)))
@@ -207,6 +269,14 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
 
   (defn scope [self] (get self.scopes -1))
 
+  (defn rt [self name]
+    "`_hyt.NAME` (under this rewrite's prefix): a name of hytorch.control in generated code."
+    (Expression [(Symbol ".") (Symbol self.prefix) (Symbol name)]))
+
+  (defn internal [self name]
+    "A variable of the rewrite's own: `_hyt_NAME` under this rewrite's prefix."
+    (Symbol f"{self.prefix}_{name}"))
+
   (defn frame-of [self name]
     "The frame symbol of the function that owns variable `name`."
     (for [s (reversed self.scopes)]
@@ -218,7 +288,7 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
     "The rewritten statements of a function with `params` and `body` (its docstring first)."
     (when (and (> (len body) 1) (isinstance (get body 0) String))
       (return [(get body 0) #* (self.function-body params (cut body 1 None))]))
-    (setv frame (Symbol f"_hyt_frame_{(len self.scopes)}")
+    (setv frame (self.internal f"frame_{(len self.scopes)}")
           globals (_declared body "global")
           nonlocals (_declared body "nonlocal")
           params (set (param-names params))
@@ -228,15 +298,16 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
     (.append self.scopes (Scope frame params owned nonlocals globals))
     (setv rewritten (lfor f body (self.rewrite f))
           scope (.pop self.scopes)
-          inits (if owned [`(setv ~@(sum (lfor n owned [(Symbol n) '_hyt.UNBOUND]) []))] []))
+          inits (if owned [`(setv ~@(sum (lfor n owned [(Symbol n) (self.rt "UNBOUND")]) []))] []))
     ;; The top-level function imports the runtime itself, so it also works as a method.
-    (setv prelude [#* (if self.scopes [] ['(import hytorch.control :as _hyt)])
-                   `(setv ~frame (_hyt.Frame)) #* inits])
+    (setv prelude [#* (if self.scopes [] [`(import hytorch.control :as ~(Symbol self.prefix))])
+                   `(setv ~frame (~(self.rt "Frame"))) #* inits]
+          caught (self.internal "return"))
     (if scope.returns-escape
       [#* prelude
        `(try (do ~@rewritten)
-          (except [_hyt_return _hyt.Return]
-            (if (is _hyt_return.frame ~frame) _hyt_return.value (raise))))]
+          (except [~caught ~(self.rt "Return")]
+            (if (is (. ~caught frame) ~frame) (. ~caught value) (raise))))]
       [#* prelude #* rewritten]))
 
   (defn rewrite-all [self forms]
@@ -268,18 +339,22 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
       (= head "while") (self.rewrite-while form)
       (= head "for") (self.rewrite-for form)
       (= head "setv") (self.rewrite-setv form)
+      (= head "setx") (self.rewrite-setx form)
+      (= head "try") (self.rewrite-try form)
+      (= head "raise") (self.rewrite-raise form)
+      (= head "assert") (self.rewrite-assert form)
       (in head _AUGMENTED) (self.rewrite-augmented form)
       (= head "fn") (self.rewrite-fn form)
       (= head "defn") (self.rewrite-defn form)
-      (= head "print") `(_hyt.stage-print ~@(self.rewrite-all (cut form 1 None)))
-      (= head ".format") `(_hyt.stage-format ~@(self.rewrite-all (cut form 1 None)))
+      (= head "print") `(~(self.rt "stage-print") ~@(self.rewrite-all (cut form 1 None)))
+      (= head ".format") `(~(self.rt "stage-format") ~@(self.rewrite-all (cut form 1 None)))
       (in head #("and" "or")) (self.rewrite-logic form)
-      (= head "not") `(_hyt.stage-not ~@(self.rewrite-all (cut form 1 None)))
+      (= head "not") `(~(self.rt "stage-not") ~@(self.rewrite-all (cut form 1 None)))
       (and (in head _CHAINABLE) (> (len form) 3)) (self.rewrite-chain form)
-      (in head #("range" "enumerate")) `(~(_rt head) ~@(self.rewrite-all (cut form 1 None)))
+      (in head #("range" "enumerate")) `(~(self.rt head) ~@(self.rewrite-all (cut form 1 None)))
       (= head "return") (self.rewrite-return form)
-      (in head #("break" "continue")) `(~(_rt f"loop-{head}") ~(self.where form))
-      (in head _UNSUPPORTED) `(_hyt.unsupported ~head ~(self.where form))
+      (in head #("break" "continue")) `(~(self.rt f"loop-{head}") ~(self.where form))
+      (in head _UNSUPPORTED) `(~(self.rt "unsupported") ~head ~(self.where form))
       (isinstance form #(Expression List Tuple Set Dict))
         (_rebuild form (self.rewrite-all form))
       True form))
@@ -303,7 +378,7 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
     (if (not names)
       'None
       (do (setv syms (lfor n names (Symbol n)))
-          `(_hyt.Vars [~@(lfor n names (String n))]
+          `(~(self.rt "Vars") [~@(lfor n names (String n))]
                       (fn [] [~@syms])
                       ~(self.setter names)))))
 
@@ -311,10 +386,11 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
     (setv scope (self.scope)
           globals (lfor n names :if (in n scope.globals) (Symbol n))
           locals (lfor n names :if (not-in n scope.globals) (Symbol n)))
-    `(fn [_hyt_values]
+    (setv values (self.internal "values"))
+    `(fn [~values]
        ~@(if globals [`(global ~@globals)] [])
        ~@(if locals [`(nonlocal ~@locals)] [])
-       (setv [~@(lfor n names (Symbol n))] _hyt_values)))
+       (setv [~@(lfor n names (Symbol n))] ~values)))
 
   (defn _reads [self forms names]
     (setv seen (mentioned-names forms))
@@ -333,44 +409,87 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
           where (self.where form)
           names (self._tracked [then else])
           both (lfor n (assigned-names [then]) :if (in n (assigned-names [else])) (String n)))
-    `(_hyt.stage-if ~(. (self.scope) frame) ~(self.rewrite test)
+    `(~(self.rt "stage-if") ~(. (self.scope) frame) ~(self.rewrite test)
                     ~(self.closure names [] [then]) ~(self.closure names [] [else])
                     ~(self.vars-form names) ~where [~@both]))
 
+  (defn else-closure [self names forms]
+    "The closure of a loop's `(else ...)` clause, or None when it has none."
+    (if (is forms None) 'None (self.closure names [] forms)))
+
   (defn rewrite-while [self form]
     (setv where (self.where form)
-          [_ test #* body] form)
-    (when (and body (= (_head (get body -1)) "else"))
-      (return `(_hyt.unsupported "while ... (else ...)" ~where)))
-    (setv names (self._tracked [test #* body]))
-    `(_hyt.stage-while ~(. (self.scope) frame)
+          [_ test #* body] form
+          names (self._tracked [test #* body])
+          [body else-forms] (_split-else body))
+    `(~(self.rt "stage-while") ~(. (self.scope) frame)
                        ~(self.closure names [] [test]) ~(self.closure names [] body)
                        ~(self.vars-form names) ~(self._reads [test] names) ~(self._reads body names)
-                       ~where))
+                       ~where ~(self.else-closure names else-forms)
+                       [~@(lfor n (assigned-names [test]) (String n))]))
 
   (defn rewrite-for [self form]
     (setv where (self.where form)
           [_ clauses #* body] form
-          clauses (list clauses))
+          clauses (list clauses)
+          [body else-forms] (_split-else body))
     (when (or (% (len clauses) 2) (any (gfor c clauses (isinstance c Keyword))))
-      (return `(_hyt.unsupported "for with :async/:if/:do/:setv clauses" ~where)))
-    (when (and body (= (_head (get body -1)) "else"))
-      (return `(_hyt.unsupported "for ... (else ...)" ~where)))
+      (return `(~(self.rt "unsupported") "for with :async/:if/:do/:setv clauses" ~where)))
     (when (> (len clauses) 2)
-      ;; (for [a as b bs] ...) is (for [a as] (for [b bs] ...))
+      ;; (for [a as b bs] ... (else ...)) is (for [a as] (for [b bs] ...) (else ...))
       (return (self.rewrite (.replace `(for [~@(cut clauses 0 2)]
-                                         (for [~@(cut clauses 2 None)] ~@body))
+                                         (for [~@(cut clauses 2 None)] ~@body)
+                                         ~@(if (is else-forms None) [] [`(else ~@else-forms)]))
                                       form))))
     (setv [target iterable] clauses
           names (self._tracked [form])
-          item (Symbol "_hyt_item"))
-    `(_hyt.stage-for ~(. (self.scope) frame) ~(self.rewrite iterable)
+          item (self.internal "item"))
+    `(~(self.rt "stage-for") ~(. (self.scope) frame) ~(self.rewrite iterable)
                      ~(self.closure names [item] [`(setv ~target ~item) #* body])
-                     ~(self.vars-form names) ~(self._reads [target #* body] names) ~where))
+                     ~(self.vars-form names) ~(self._reads [target #* body] names) ~where
+                     ~(self.else-closure names else-forms)))
 
-  (defn assign [self name value]
+  (defn rewrite-try [self form]
+    "`(try BODY... CLAUSES...)` runs while staging, so its handlers catch what the body raises
+    then; the body is inside `_hyt.try-body`, a StagingError if it stages what may fail when
+    the compiled code runs (nothing catches there). Staging's own exceptions pass through."
+    (setv where (self.where form)
+          items (list (cut form 1 None))
+          n (next (gfor [i x] (enumerate items) :if (in (_head x) _TRY-CLAUSES) i) (len items))
+          [body clauses] [(cut items 0 n) (cut items n None)]
+          catches (in "except" (lfor c clauses (_head c))))
+    `(try (with [(~(self.rt "try-body") ~where)] ~@(or (self.rewrite-all body) ['None]))
+          ~@(if catches [`(except [~(self.rt "STAGING-SIGNALS")] (raise))] [])
+          ~@(lfor c clauses (self.rewrite-clause c))))
+
+  (defn rewrite-clause [self clause]
+    "An `except` (its binding list kept), `else` or `finally` clause with its body rewritten."
+    (setv [head #* items] clause
+          kept (if (in (str head) #("except" "except*")) 1 0))
+    (_rebuild clause [head #* (cut items 0 kept) #* (self.rewrite-all (cut items kept None))]))
+
+  (defn rewrite-raise [self form]
+    "`(raise EXC)` raises EXC marked as the program's own, so that raised under staged
+    control flow it becomes a `raise` of the compiled code."
+    (if (> (len form) 1)
+      (_rebuild form [(get form 0) `(~(self.rt "raising") ~(self.rewrite (get form 1)) ~(self.where form))
+                      #* (self.rewrite-all (cut form 2 None))])
+      form))
+
+  (defn rewrite-assert [self form]
+    "`(assert TEST MESSAGE)` as `(if TEST None (raise (AssertionError MESSAGE)))`, so that a
+    staged test is checked by the compiled code."
+    (setv [_ test #* message] form)
+    (self.rewrite (.replace `(if ~test None (raise (AssertionError ~@message))) form)))
+
+  (defn assign [self name value [form 'setv]]
     (setv sym (Symbol name))
-    `(setv ~sym (.assign ~(self.frame-of name) ~name ~value)))
+    `(~form ~sym (.assign ~(self.frame-of name) ~name ~value)))
+
+  (defn rewrite-setx [self form]
+    "`(setx NAME VALUE)`, Python's `:=`: an assignment that is an expression."
+    (setv [_ target value] form)
+    (self.assign (str target) (self.rewrite value) 'setx))
 
   (defn rewrite-setv [self form]
     (setv items (list (cut form 1 None)))
@@ -393,7 +512,7 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
               (.append out `(setv ~(temp-pattern target) ~value))
               (for [[name temp] (.items temps)]
                 (.append out (self.assign name temp))))
-        True (.append out `(setv ~target (_hyt.store-outside-blocks ~value ~(self.where target))))))
+        True (.append out `(setv ~target (~(self.rt "store-outside-blocks") ~value ~(self.where target))))))
     (if (= (len out) 1) (get out 0) `(do ~@out None)))
 
   (defn rewrite-augmented [self form]
@@ -418,7 +537,7 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
     (setv [op first #* rest] form)
     (if (not rest)
       (self.rewrite first)
-      `(~(_rt f"stage-{op}") ~(self.rewrite first)
+      `(~(self.rt f"stage-{op}") ~(self.rewrite first)
          ~@(lfor r rest (self.closure [] [] [r])))))
 
   (defn rewrite-chain [self form]
@@ -430,7 +549,7 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
           value (if (> (len form) 1) (self.rewrite (get form 1)) 'None))
     (if scope.closures
       (do (setv scope.returns-escape True)
-          `(_hyt.return-from ~scope.frame ~value ~(self.where form)))
+          `(~(self.rt "return-from") ~scope.frame ~value ~(self.where form)))
       `(return ~value))))
 
 
@@ -449,18 +568,38 @@ calls to `hytorch.control` (imported as `_hyt`) that run at generation time or e
 
 
 (defn expand-defstaged [compiler name params body]
-  "The code `(defstaged NAME PARAMS BODY...)` expands to: the plain `defn`, decorated with
-  its staged rewrite."
+  "What `(defstaged NAME PARAMS BODY...)` is: the plain `defn`, decorated with its staged
+  rewrite (`_staged_NAME`), and the rewrite's Python for `.staged-source`. It is compiled
+  here, with room for deep recursion: code nested 100 `if`s deep takes more than Python's
+  default limit."
   (setv form compiler.this
-        filename (or compiler.filename "<string>")
-        rewriter (Rewriter filename)
-        where (rewriter.where form)
-        expanded (lfor f body (lower-lets (expand-all f compiler.module)))
-        staged-body (rewriter.function-body params expanded)
         staged-name (Symbol f"_staged_{(hy.mangle name)}"))
-  `(do
-     (import hytorch.control :as _hyt)
-     (defn ~staged-name ~params ~@staged-body)
-     (defn [(_hyt.staged ~staged-name ~(hy.mangle name) ~(_source-text compiler form)
-                         ~(cut (hy.repr `(defn ~name ~params ~@staged-body)) 1 None) ~where)]
-       ~name ~params ~@body)))
+  (with [(deeper-recursion)]
+    (setv expanded (lfor f body (expand-all f compiler.module))
+          taken (symbol-names [params #* expanded])
+          expanded (lfor f expanded (lower-lets f None taken))
+          rewriter (Rewriter (or compiler.filename "<string>")
+                             (internal-prefix [params #* expanded]))
+          where (rewriter.where form)
+          staged (.compile compiler (.replace `(defn ~staged-name ~params
+                                                 ~@(rewriter.function-body params expanded))
+                                              form))
+          ;; No module-level name of the rewrite's own: the decorator is reached through `hy.I`.
+          plain (.compile compiler (.replace `(defn [(hy.I.hytorch.staged
+                                                       ~staged-name ~(hy.mangle name)
+                                                       ~(_source-text compiler form)
+                                                       ~(_python-of staged name)
+                                                       ~where)]
+                                                ~name ~params ~@body)
+                                             form)))
+    (+ staged plain)))
+
+
+(defn _python-of [result name]
+  "The Python of the staged function compiled into `result`, as `hy2py` shows it, under the
+  name `name`. Hy decides between `nonlocal` and `global` once the module is compiled; the
+  staged function, compiled whole, can be decided now."
+  (setv function (get result.stmts -1))
+  (ResolveOuterVars.generic-visit (ResolveOuterVars) function)
+  (setv [header #* lines] (.splitlines (ast.unparse function)))
+  (.join "\n" [(.replace header (str function.name) (hy.mangle name) 1) #* lines]))

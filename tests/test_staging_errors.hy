@@ -3,7 +3,7 @@
 (require hytorch [defstaged])
 (import hytorch
         os
-        pytest)
+        pytest torch)
 
 (setv HERE (os.path.abspath __file__))
 
@@ -91,3 +91,44 @@
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile bad-format float))
   (assert (.endswith e.value.where "test_staging_errors.hy:88:10")))
+
+(defstaged adds-a-string [n]
+  (+ "n is " n))
+
+(defstaged comprehension-over-a-staged-range [n]
+  (sum (lfor i (range n) (* i i))))
+
+(defstaged int-method [n]
+  (.bit-length n))
+
+(defn test-what-a-staged-scalar-cannot-do-names-the-form []
+  (for [[f message where] [[adds-a-string "`+` of a staged int and str 'n is '" 96]
+                           [comprehension-over-a-staged-range "only a `for` can go over it" 99]
+                           [int-method "`.bit_length` of a staged int is not supported" 102]]]
+    (with [e (pytest.raises hytorch.StagingError)]
+      (hytorch.lms-compile f))
+    (assert (in message (str e.value)))
+    (assert (in f"test_staging_errors.hy:{where}:" e.value.where))))
+
+(defstaged transposed [x] (.t x))
+(defstaged transposed-property [x] x.T)
+(defstaged as-float [x] (.float x))
+(defstaged clamped [x] (.clamp x 0 1))
+(defstaged clamped-by-torch [x] (torch.clamp x 0 1))
+(defstaged centered [x] (- x (.mean x)))
+(defstaged float-equality [x] (.eq x x))
+
+(defn test-what-a-staged-tensor-cannot-do-names-the-form []
+  (setv x (torch.ones 2 3))
+  (assert (torch.equal (centered x) (torch.zeros 2 3)) "eagerly, PyTorch broadcasts")
+  (for [[f message where] [[transposed "`.t` of a staged tensor" 113]
+                           [transposed-property "`.T` of a staged tensor" 114]
+                           [as-float "`.float` of a staged tensor" 115]
+                           [clamped "`.clamp` of a staged tensor" 116]
+                           [clamped-by-torch "`torch.clamp` is not supported" 117]
+                           [centered "`-` of tensors [2, 3] float32 and [] float32" 118]
+                           [float-equality "`==` of tensors [2, 3] float32" 119]]]
+    (with [e (pytest.raises hytorch.StagingError)]
+      (hytorch.lms-compile f x))
+    (assert (in message (str e.value)))
+    (assert (in f"test_staging_errors.hy:{where}:" e.value.where))))

@@ -158,3 +158,19 @@
     (hytorch.lms-compile (fn [n] (unrolled-sum n 5000))))
   (assert (in "grew past 1000 lets" (str e.value)))
   (assert (in "test_staging_semantics.hy" e.value.where)))
+
+
+(defstaged countdown-from [n k]
+  "Recursion that ends only at run time: a staged function."
+  (if (<= n 0) k (countdown-from (- n 1) (+ k 2))))
+
+(defstaged steps-under-a-staged-call [n]
+  ;; The while test is staged once to see whether it is staged, then again as the loop's
+  ;; condition: the staged function first met there must be defined in the program.
+  (setv i 0)
+  (while (and (< i 3) (< i (countdown-from (if (< n 12) n 12) n)))
+    (setv i (+ i 1)))
+  i)
+
+(defn test-a-staged-function-first-called-in-a-while-test []
+  (same steps-under-a-staged-call [int] [0] [1] [5] [-3]))
