@@ -95,7 +95,7 @@ def stage(f, *arg_types):
     program = lms_compile(f, *arg_types)
     from hytorch.native import compile_program
     compiled = compile_program(program)
-    compiled.staged_source = getattr(f, "staged_source", None)
+    compiled.staged_from = f
     return compiled
 
 

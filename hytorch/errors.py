@@ -43,5 +43,10 @@ class CCompileError(HyTorchError):
         super().__init__(f"{message}\nC source kept at: {c_path}\n{compiler_output}")
 
 
+class BuildError(HyTorchError):
+    """Building or loading compiled code failed outside the C compiler: an unusable cache
+    directory, the archiver, a library that does not load."""
+
+
 class ExecutionError(HyTorchError):
     """Compiled code stopped with an error (the message comes from the C runtime)."""

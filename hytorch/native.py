@@ -10,7 +10,9 @@ are copied into the compiled program's state before it runs, and what it trained
 momentum buffers, the loader's random state) is written back afterwards, also when it stops
 on Ctrl-C or an error. torch is imported only when torch objects are involved.
 """
+import builtins
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -20,11 +22,11 @@ import numpy as np
 
 from hytorch.backend.c_render import render_c
 from hytorch.build import build_shared
-from hytorch.errors import ExecutionError, HyTorchError
+from hytorch.errors import BuildError, ExecutionError, HyTorchError
 from hytorch.staged_args import SCALAR_KINDS, is_object_argument
 
-HT_OK, HT_ERROR, HT_INTERRUPTED, HT_ZERO_DIVISION = 0, 1, 2, 3
-_C_TYPES = {"int": "int64_t", "float": "double", "bool": "int"}
+HT_OK, HT_ERROR, HT_INTERRUPTED, HT_ZERO_DIVISION, HT_RAISED = 0, 1, 2, 3, 4
+_C_TYPES = {"int": "int64_t", "float": "double", "bool": "int", "str": "const char *"}
 _NUMPY = {"float32": np.float32, "int64": np.int64}
 
 
@@ -44,6 +46,45 @@ def _sigint_deferred():
 
 class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
     """Compiled code divided by zero."""
+
+
+_STAGED_EXCEPTIONS = {ZeroDivisionError: StagedZeroDivisionError}
+
+
+def _exception_class(name):
+    """The exception class an IR `raise` names (`ValueError`, `package.module.Class`), when
+    it is built in or its module is loaded; else None."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, -1, -1):
+        owner = sys.modules.get(".".join(parts[:i])) if i else builtins
+        if owner is None:
+            continue
+        for part in parts[i:]:
+            owner = getattr(owner, part, None)
+        if isinstance(owner, type) and issubclass(owner, Exception):
+            return owner
+        return None
+    return None
+
+
+def raised_exception(text, program):
+    """The exception for `(raise "TYPE" "MESSAGE")` run by compiled code (`text` is "TYPE:
+    MESSAGE"): of that type and an ExecutionError too, or an ExecutionError naming the type."""
+    name, _, message = text.partition(": ")
+    cls = _exception_class(name)
+    if cls is not None:
+        try:
+            staged = _STAGED_EXCEPTIONS.get(cls)
+            if staged is None:
+                staged = type(f"Staged{cls.__name__}", (ExecutionError, cls),
+                              {"__module__": __name__})
+                _STAGED_EXCEPTIONS[cls] = staged
+            error = staged(message)
+            error.add_note(f"raised by the compiled {program}")
+            return error
+        except Exception:  # a class that cannot be an ExecutionError, or made from a message
+            pass
+    return ExecutionError(f"{program}: {text}")
 
 
 def _arg_kind(t):
@@ -81,9 +122,8 @@ class CompiledFunction:
     a numpy array); `.ir`, `.c_source`, `.staged_source` and `.so_path` show what it was made
     from, `.tensor(name)` reads a tensor of its state."""
 
-    def __init__(self, program, rendered, build):
+    def __init__(self, program, rendered, build, ffi, lib):
         self.program = program
-        self.ir = str(program)
         self.c_source = rendered["source"]
         self.backward_ir = rendered["backward_ir"]
         self.result_kind = rendered["result_kind"]
@@ -91,11 +131,9 @@ class CompiledFunction:
         self.slots = rendered["slots"]
         self.arg_kinds = [_arg_kind(t) for t in program.arg_types]
         self.so_path, self.cached, self.build_seconds = build.path, build.cached, build.seconds
-        self.staged_source = None
+        self.staged_from = None  # the function staged, when `stage` made it
         self._default_loaders = {}
-        self._ffi = cffi.FFI()
-        self._ffi.cdef(rendered["cdef"])
-        self._lib = self._ffi.dlopen(str(build.path))
+        self._ffi, self._lib = ffi, lib
         self._state = self._lib.ht_new()
         if self._state == self._ffi.NULL:
             raise MemoryError(f"{program.name}: could not allocate the compiled program's state")
@@ -103,6 +141,17 @@ class CompiledFunction:
     @property
     def name(self):
         return self.program.name
+
+    @functools.cached_property
+    def ir(self):
+        """The program's IR text (printed when first read: long for unrolled loops)."""
+        return str(self.program)
+
+    @property
+    def staged_source(self):
+        """The Python of the defstaged rewrite it was staged from (None for other functions),
+        made when first read: it costs more than loading a cached program."""
+        return getattr(self.staged_from, "staged_source", None)
 
     # ---- the state's buffers, as numpy arrays over the C memory
     def _slot_array(self, index, numel, dtype):
@@ -149,6 +198,8 @@ class CompiledFunction:
         if result is None or self.result_kind == "tensor":
             return result
         value = result[0]
+        if self.result_kind == "str":
+            return self._ffi.string(value).decode()
         return bool(value) if self.result_kind == "bool" else value
 
     def _binding(self, sym):
@@ -222,6 +273,7 @@ class CompiledFunction:
             raise ValueError(f"{self.name}: the loader for {s['sym']} gives batches of "
                              f"{spec.batch_size} images of {spec.rows}x{spec.cols}; the program was "
                              f"staged for {staged[0]} of {staged[1]}x{staged[2]}")
+        self._check_loader_size(s["sym"], loader)
         images = np.ascontiguousarray(spec.images)
         labels = np.ascontiguousarray(spec.labels)
         status = self._lib.ht_bind_loader(
@@ -232,6 +284,20 @@ class CompiledFunction:
         if status != HT_OK:
             self._raise(status)
         return (images, labels, loader)
+
+    def _check_loader_size(self, sym, loader):
+        """Python code run while staging may have read the staged loader's size (`len`,
+        `.count`) into the program as constants; another size would silently change them."""
+        binding = self._binding(sym)
+        if binding is None:
+            return
+        staged, given = binding.obj, loader
+        if (staged.count, len(staged)) != (given.count, len(given)):
+            raise ValueError(
+                f"{self.name}: the loader for {sym} holds {given.count} samples in {len(given)} "
+                f"batches; the program was staged with one of {staged.count} samples in "
+                f"{len(staged)} batches, and sizes read while staging are constants in it: "
+                "stage it again with this loader")
 
     def _copy_out(self, args):
         """Write what the run changed back into the objects it came from."""
@@ -261,6 +327,8 @@ class CompiledFunction:
         message = self._ffi.string(self._lib.ht_last_error()).decode(errors="replace")
         if status == HT_INTERRUPTED:
             raise KeyboardInterrupt(f"{self.name}: {message}")
+        if status == HT_RAISED:
+            raise raised_exception(message, self.name)
         if status == HT_ZERO_DIVISION:
             raise StagedZeroDivisionError(f"{self.name}: {message}")
         raise ExecutionError(f"{self.name}: {message}")
@@ -275,8 +343,32 @@ class CompiledFunction:
         return f"<compiled {self.name} from {self.so_path}>"
 
 
+@functools.lru_cache(maxsize=128)
+def _ffi_for(cdef):
+    """One cffi FFI per declaration text: parsing it is most of what loading a cached program
+    costs."""
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    return ffi
+
+
+def _build_and_open(ffi, source, extra_flags):
+    """Build `source` (or find it in the cache) and open the library; a cached library that
+    does not open is rebuilt, once."""
+    build = build_shared(source, extra_flags)
+    while True:
+        try:
+            return build, ffi.dlopen(str(build.path))
+        except OSError as e:
+            if not build.cached:
+                raise BuildError(f"the compiled library {build.path} does not load: {e}") from None
+        build = build_shared(source, extra_flags, replace=True)
+
+
 def compile_program(program, extra_flags=()):
     """Render, build (or reuse) and load an IRProgram."""
     arg_kinds = [_arg_kind(t) for t in program.arg_types]
     rendered = render_c(program.node, arg_kinds, _loader_dims(program))
-    return CompiledFunction(program, rendered, build_shared(rendered["source"], extra_flags))
+    ffi = _ffi_for(rendered["cdef"])
+    build, lib = _build_and_open(ffi, rendered["source"], extra_flags)
+    return CompiledFunction(program, rendered, build, ffi, lib)

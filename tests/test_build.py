@@ -2,6 +2,7 @@
 import os
 import pathlib
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,7 @@ import textwrap
 import pytest
 
 import hytorch
+from hytorch import build
 from hytorch.build import build_shared
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -77,3 +79,45 @@ def test_floats_print_like_python(capfd):
     for v in values:
         show(v)
     assert capfd.readouterr().out.splitlines() == [repr(v) for v in values]
+
+
+class CountingStagedSource:
+    """A function to stage whose `staged_source` counts how often it is made."""
+
+    def __init__(self):
+        self.made = 0
+
+    def __call__(self, n):
+        return n * 4 + 1
+
+    @property
+    def staged_source(self):
+        self.made += 1
+        return "def f(n): ..."
+
+
+def test_staging_makes_the_staged_source_only_when_it_is_read():
+    f = CountingStagedSource()
+    compiled = hytorch.stage(f)
+    assert f.made == 0
+    assert compiled.staged_source == "def f(n): ..." and f.made == 1
+    assert hytorch.stage(lambda n: n).staged_source is None
+
+
+def test_staging_a_cached_program_again_reuses_its_declarations():
+    first, again = hytorch.stage(lambda n: n + 2), hytorch.stage(lambda n: n + 2)
+    assert again.cached and again._ffi is first._ffi
+    assert (first(1), again(1)) == (3, 3)
+
+
+def test_the_runtime_version_follows_the_runtime_sources(tmp_path, monkeypatch):
+    runtime = tmp_path / "c_runtime"
+    shutil.copytree(build.RUNTIME_DIR, runtime)
+    monkeypatch.setattr(build, "RUNTIME_DIR", runtime)
+    version = build.runtime_version()
+    hits = build._hash_of_sources.cache_info().hits
+    assert build.runtime_version() == version
+    assert build._hash_of_sources.cache_info().hits == hits + 1, "not read again while unchanged"
+    with open(runtime / "ht_core.c", "a") as source:
+        source.write("/* changed */\n")
+    assert build.runtime_version() != version
