@@ -274,6 +274,9 @@ HT_INLINE void rank1_sgd_then_dot(float *W, float *buf, const float *dy, const f
                 __mmask16 mask = n - kk >= 16 ? HT_ALL_LANES : ht_lane_mask(n - kk);
                 __m512 g = _mm512_fmadd_ps(dyr, ht_load16(x + kk, mask), zero);
                 __m512 w = ht_sgd_rule_x16(wr + kk, bufr ? bufr + kk : NULL, g, mask, sgd, sgd_variant);
+                /* Lanes past the row hold the rule applied to zeros, NaN when dy is infinite:
+                 * zero them, as nt_tile's masked loads do, so that they add nothing. */
+                w = _mm512_maskz_mov_ps(mask, w);
                 a = _mm512_fmadd_ps(ht_load16(x_next + kk, mask), w, a);
             }
             acc[r] = a;

@@ -56,9 +56,9 @@ HT_EXPORT void ht_sgd_step(float *w, const float *g, float *buf, int64_t numel, 
                            int first_step);
 
 /* ---- activations: ht_activation.c ---- */
-/* y[numel] = max(x, 0) */
+/* y[numel] = max(x, 0); NaN stays NaN, -0.0 stays -0.0 (torch) */
 HT_EXPORT void ht_relu_fwd(float *y, const float *x, int64_t numel);
-/* dx[numel] (= | +=) dy * (y > 0) */
+/* dx[numel] (= | +=) 0 where y <= 0, else dy (so dy where y is NaN, as torch) */
 HT_EXPORT void ht_relu_bwd(float *dx, const float *dy, const float *y, int64_t numel, int accumulate);
 /* y[numel] = 1 / (1 + exp(-x)) */
 HT_EXPORT void ht_sigmoid_fwd(float *y, const float *x, int64_t numel);
@@ -92,7 +92,8 @@ HT_EXPORT void ht_fill(float *y, float value, int64_t numel);
 /* y[numel] = x */
 HT_EXPORT void ht_copy(float *y, const float *x, int64_t numel);
 
-/* ---- softmax family: ht_softmax.c (rows are independent, stable: the row max is subtracted) ---- */
+/* ---- softmax family: ht_softmax.c (rows are independent, stable: the row max is subtracted).
+ * As in torch, a row holding NaN or +inf, or all -inf, comes out all NaN. ---- */
 /* y[rows,cols] = x - max_row(x) - log(sum_row(exp(x - max_row(x)))) */
 HT_EXPORT void ht_log_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols);
 /* dx[rows,cols] (= | +=) dy - exp(y) * sum_row(dy) */

@@ -5,6 +5,8 @@
 
 #include "ht_simd.h"
 
+/* A NaN may be skipped here: it still reaches the row's sum of exponentials, which makes the
+ * whole row NaN, as in torch. */
 static float row_max(const float *x, int64_t cols) {
     float m = x[0];
     for (int64_t j = 1; j < cols; j++) m = x[j] > m ? x[j] : m;

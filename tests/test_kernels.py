@@ -10,58 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from c_harness import RUNTIME_DIR, load_runtime
+from c_harness import BUILDS, KERNELS_CDEF, RUNTIME_DIR, f32, garbage, grads, load_runtime, ptr
 
-# The declarations of ht_kernels.h (test_cdef_matches_header keeps the two in step).
-CDEF = """
-const char *ht_last_error(void);
-
-void ht_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t n, int64_t in, int64_t out);
-void ht_linear_bwd_input(float *dx, const float *dy, const float *W, int64_t n, int64_t in, int64_t out, int accumulate);
-void ht_linear_bwd_weight(float *dW, const float *dy, const float *x, int64_t n, int64_t in, int64_t out);
-void ht_sum_rows(float *db, const float *dy, int64_t n, int64_t cols);
-void ht_linear_bwd_weight_sgd(float *W, float *buf, const float *dy, const float *x, int64_t n, int64_t in, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
-void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
-void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x, int64_t n, int64_t in, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step, float *y_next, const float *x_next, int64_t n_next);
-void ht_sgd_step(float *w, const float *g, float *buf, int64_t numel, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
-
-void ht_relu_fwd(float *y, const float *x, int64_t numel);
-void ht_relu_bwd(float *dx, const float *dy, const float *y, int64_t numel, int accumulate);
-void ht_sigmoid_fwd(float *y, const float *x, int64_t numel);
-void ht_sigmoid_bwd(float *dx, const float *dy, const float *y, int64_t numel, int accumulate);
-void ht_tanh_fwd(float *y, const float *x, int64_t numel);
-void ht_tanh_bwd(float *dx, const float *dy, const float *y, int64_t numel, int accumulate);
-
-void ht_add(float *y, const float *a, const float *b, int64_t numel);
-void ht_sub(float *y, const float *a, const float *b, int64_t numel);
-void ht_mul(float *y, const float *a, const float *b, int64_t numel);
-void ht_mul_bwd(float *da, float *db, const float *dy, const float *a, const float *b, int64_t numel, int accumulate);
-void ht_scale(float *y, const float *x, float s, int64_t numel);
-void ht_add_rowvec(float *y, const float *x, const float *v, int64_t rows, int64_t cols);
-void ht_axpy(float *y, float a, const float *x, int64_t numel);
-void ht_fill(float *y, float value, int64_t numel);
-void ht_copy(float *y, const float *x, int64_t numel);
-
-void ht_log_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols);
-void ht_log_softmax_bwd(float *dx, const float *dy, const float *y, int64_t rows, int64_t cols, int accumulate);
-void ht_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols);
-void ht_softmax_bwd(float *dx, const float *dy, const float *y, int64_t rows, int64_t cols, int accumulate);
-
-int ht_nll_loss_fwd(float *loss, const float *logp, const int64_t *target, int64_t rows, int64_t cols, int mean);
-void ht_nll_loss_bwd(float *dlogp, float dloss, const int64_t *target, int64_t rows, int64_t cols, int mean, int accumulate);
-void ht_mse_loss_fwd(float *loss, const float *x, const float *target, int64_t numel);
-void ht_mse_loss_bwd(float *dx, float dloss, const float *x, const float *target, int64_t numel, int accumulate);
-
-void ht_sum_all(float *out, const float *x, int64_t numel);
-void ht_sum_all_bwd(float *dx, float dout, int64_t numel, int accumulate);
-void ht_mean_all(float *out, const float *x, int64_t numel);
-void ht_mean_all_bwd(float *dx, float dout, int64_t numel, int accumulate);
-
-void ht_argmax_rows(int64_t *idx, const float *x, int64_t rows, int64_t cols);
-int64_t ht_count_equal(const int64_t *a, const int64_t *b, int64_t n);
-"""
-
-BUILDS = {"native": (), "portable": ("-mno-avx512f",)}
 
 # Tolerances against torch (float32 throughout).
 ELEMENTWISE_RTOL, ELEMENTWISE_ATOL = 1e-5, 1e-6  # one or two roundings apart
@@ -89,37 +39,11 @@ SGD_STEPS = 4
 
 @pytest.fixture(scope="module", params=list(BUILDS))
 def rt(request):
-    return load_runtime(CDEF, BUILDS[request.param])
-
-
-def f32(a):
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def ptr(ffi, a):
-    """A C pointer into numpy array `a` (float32 or int64), or NULL for None."""
-    if a is None:
-        return ffi.NULL
-    kind = {np.dtype(np.float32): "float[]", np.dtype(np.int64): "int64_t[]"}[a.dtype]
-    assert a.flags.c_contiguous
-    return ffi.from_buffer(kind, a)
-
-
-def garbage(shape):
-    """An output buffer that must be overwritten, not read."""
-    return np.full(shape, np.nan, dtype=np.float32)
+    return load_runtime(KERNELS_CDEF, BUILDS[request.param])
 
 
 def random_f32(rng, *shape, scale=1.0):
     return f32(rng.uniform(-scale, scale, size=shape))
-
-
-def grads(fn, *inputs, dy):
-    """fn(*inputs) and the gradients of (fn(*inputs) * dy).sum() w.r.t. each input, via autograd."""
-    ts = [torch.tensor(a, requires_grad=True) for a in inputs]
-    out = fn(*ts)
-    out.backward(torch.tensor(dy))
-    return out.detach().numpy(), [t.grad.numpy() for t in ts]
 
 
 def sgd_args(cfg, first_step):
@@ -135,7 +59,7 @@ def test_cdef_matches_header():
         return {" ".join(d.split()) for d in text.split(";") if d.strip()}
 
     header = declarations((RUNTIME_DIR / "ht_kernels.h").read_text())
-    cdef = declarations(CDEF) - {"const char *ht_last_error(void)"}
+    cdef = declarations(KERNELS_CDEF) - {"const char *ht_last_error(void)"}
     assert header == cdef
 
 
