@@ -223,7 +223,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     out.lines) and put a pending forward op on the tape."
     (setv binding
           (cond out.declared (Binding out.expr out.type #** out.info)
-                (is-not out.expr None)
+                (and (is-not out.expr None) (!= out.type "none"))
                   (do (setv cname (self.names.fresh name))
                       (.append out.lines f"{(get C-VALUE-TYPES out.type)} {cname} = {out.expr};")
                       (Binding cname out.type #** out.info))
@@ -274,6 +274,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
   (defn rhs [self node scope target]
     "Render the value of `(let TARGET NODE ...)`."
+    (when (and (isinstance node list) node (not (isinstance (get node 0) Sym)))
+      (raise (IRError f"malformed IR node {(excerpt node)}: a node starts with its name")))
     (match node
       "new" (self.new-cell target)
       ["def" name params body] :if (isinstance params list) (self.def-node name params body target)

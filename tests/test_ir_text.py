@@ -83,3 +83,17 @@ def test_printf_of_a_symbol_is_not_a_format_string():
     # A symbol is not a string literal, though both are Python strings (found by fuzzing).
     with pytest.raises(hytorch.IRError):
         hytorch.compile_ir("(def f (in) (begin (begin (let x0 (printf (in in)) None))))")
+
+
+@pytest.mark.parametrize("body", [
+    "(let x0 ((<< a) get in) None)",                        # a node whose head is a list
+    "(let x0 (print in) (let x1 x0 (let x2 x1 None)))",     # a let of a let of nothing
+])
+def test_odd_ir_is_an_ir_error_or_compiles(body):
+    # Found by fuzzing IR text: these raised TypeError / KeyError inside the renderer.
+    text = f"(def f (in) (begin (begin {body})))"
+    try:
+        f = hytorch.compile_ir(text)
+    except hytorch.IRError:
+        return
+    assert f(1) is None
