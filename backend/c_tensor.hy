@@ -100,6 +100,11 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn tensor-node [self dims dtype target]
     (when self.nested
       (raise (IRError "a (tensor ...) node must be at the top level of the program")))
+    (when (not (and (isinstance dims list)
+                    (all (gfor d dims (and (isinstance d int) (not (isinstance d bool)) (>= d 0))))))
+      (raise (IRError f"a tensor's shape is a list of sizes, such as (tensor (50 784)), not {(excerpt dims)}")))
+    (when (not-in dtype C-ELEMENT)
+      (raise (IRError (+ f"unknown tensor element type {dtype}: one of " (.join ", " C-ELEMENT)))))
     (setv t (TensorType (list dims) dtype)
           [expr field] (self.state-field target f"{(get C-ELEMENT dtype)} *" f"(tensor {dims})")
           bytes (* (max t.numel 1) (get ELEMENT-BYTES dtype)))

@@ -97,3 +97,11 @@ def test_odd_ir_is_an_ir_error_or_compiles(body):
     except hytorch.IRError:
         return
     assert f(1) is None
+
+
+@pytest.mark.parametrize("node", ['(tensor ("{:01}{:d}" 0 1))', "(tensor 0 0)", "(tensor (2 x1))",
+                                  "(tensor (2 3) float64)", "(tensor (2 -1))"])
+def test_a_malformed_tensor_node_is_an_ir_error(node):
+    # Found by fuzzing IR text: raw TypeErrors from the renderer before.
+    with pytest.raises(hytorch.IRError):
+        hytorch.compile_ir(f"(def f (in) (begin (begin (let x0 {node} None))))")
