@@ -3,7 +3,7 @@
 
 #include <math.h>
 
-#ifdef __AVX512F__
+#ifdef __AVX2__
 #include <immintrin.h>
 #endif
 
@@ -53,32 +53,49 @@ void ht_loader_begin_epoch(ht_loader *l) {
     if (l->shuffle) ht_rng_shuffle(&l->rng, l->order, l->count);
 }
 
-/* dst[k] = pixel_table[src[k]]. With AVX-512 the table's own float32 operations are done
- * 16 pixels at a time instead of looked up: IEEE operations give the same bits, and it is
- * several times faster than 16 scalar loads (this runs once per image of every step). */
+/* dst[k] = pixel_table[src[k]], with AVX2 (and AVX-512) 8 pixels at a time by a gather from
+ * the table: the table's bits, twice as fast as scalar loads or as redoing its float32
+ * divisions in vectors (this runs once per image of every step). */
 static void normalise_pixels(float *dst, const uint8_t *src, int64_t pixels, const ht_loader *l) {
     int64_t k = 0;
-#ifdef __AVX512F__
-    const __m512 scale = _mm512_set1_ps(255.0f), mean = _mm512_set1_ps(l->mean),
-                 std = _mm512_set1_ps(l->std);
-    for (; k + 16 <= pixels; k += 16) {
-        __m512 p = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + k))));
-        _mm512_storeu_ps(dst + k, _mm512_div_ps(_mm512_sub_ps(_mm512_div_ps(p, scale), mean), std));
+#ifdef __AVX2__
+    for (; k + 8 <= pixels; k += 8) {
+        __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)(src + k));
+        _mm256_storeu_ps(dst + k, _mm256_i32gather_ps(l->pixel_table, _mm256_cvtepu8_epi32(bytes), 4));
     }
 #endif
     for (; k < pixels; k++) dst[k] = l->pixel_table[src[k]];
 }
 
-int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y) {
+/* The number of samples in `batch` (0 past the end). */
+static int64_t batch_rows(const ht_loader *l, int64_t batch) {
     if (batch < 0 || batch >= ht_loader_len(l)) return 0;
     int64_t start = batch * l->batch_size;
-    int64_t n = l->count - start < l->batch_size ? l->count - start : l->batch_size;
-    int64_t pixels = l->rows * l->cols;
+    return l->count - start < l->batch_size ? l->count - start : l->batch_size;
+}
+
+/* Asks the caches for the images of `batch`: they are read a training step later, in a
+ * shuffled order that the hardware prefetchers cannot guess (at batch 1, waiting for one
+ * image from memory took a tenth of the step). Inlined: gcc deems a function that only
+ * prefetches pure, and drops calls of it. */
+static inline __attribute__((always_inline)) void prefetch_batch(const ht_loader *l,
+                                                                 int64_t batch) {
+    int64_t n = batch_rows(l, batch), pixels = l->rows * l->cols;
     for (int64_t r = 0; r < n; r++) {
-        int64_t sample = l->order[start + r];
+        const uint8_t *image = l->images + l->order[batch * l->batch_size + r] * pixels;
+        for (int64_t at = 0; at < pixels; at += 64) __builtin_prefetch(image + at);
+        __builtin_prefetch(image + pixels - 1);
+    }
+}
+
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y) {
+    int64_t n = batch_rows(l, batch), pixels = l->rows * l->cols;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t sample = l->order[batch * l->batch_size + r];
         normalise_pixels(x + r * pixels, l->images + sample * pixels, pixels, l);
         y[r] = l->labels[sample];
     }
+    prefetch_batch(l, batch + 1);
     return n;
 }
 

@@ -1,7 +1,5 @@
-/* ht_gemm.h (private to c_runtime): the matrix-product engines behind ht_linear*.c.
- * ht_gemm_avx512.c implements them with AVX-512 register blocking, ht_gemm_portable.c in
- * plain C for other CPUs; exactly one of the two is compiled in. All matrices are row-major
- * with contiguous rows. */
+/* ht_gemm.h (private to c_runtime): the matrix-product engines behind ht_linear*.c, in
+ * ht_gemm.c. All matrices are row-major with contiguous rows. */
 #ifndef HT_GEMM_H
 #define HT_GEMM_H
 
@@ -20,6 +18,10 @@ typedef enum {
     HT_EPI_SGD    /* ht_sgd_rule(&C[i,j], &buf[i,j], g, sgd): C holds the parameters */
 } ht_epilogue;
 
+/* The products of a batch of at least 16 samples (the rows of A in ht_gemm_nt; `batch`, rows
+ * or k, in ht_gemm_nn) are split over up to ht_get_num_threads() threads when they are big
+ * enough; the results do not depend on it. */
+
 /* C[m,n] = A[m,k] @ B[n,k]^T (+ bias[n] unless bias is NULL) */
 HT_INTERNAL void ht_gemm_nt(float *C, const float *A, const float *B, const float *bias,
                             int64_t m, int64_t n, int64_t k);
@@ -28,9 +30,15 @@ HT_INTERNAL void ht_gemm_nt(float *C, const float *A, const float *B, const floa
  * applied to C[m,n] (and buf[m,n] for HT_EPI_SGD, may be NULL when sgd.momentum == 0). */
 HT_INTERNAL void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_stride,
                             int64_t a_col_stride, const float *B, int64_t m, int64_t n, int64_t k,
-                            ht_epilogue epilogue, ht_sgd_params sgd);
+                            int64_t batch, ht_epilogue epilogue, ht_sgd_params sgd);
 
-/* W[m,n] <- SGD step with g = dy[m] (x) x[n] (as ht_gemm_nn with k = 1), then
+/* W[m,n] <- SGD step with g = dy[k,m]^T @ x[k,n] (as ht_gemm_nn), then y[k_next,m] =
+ * x_next[k_next,n] @ W^T with the updated W (as ht_gemm_nt); W in cache between the two. */
+HT_INTERNAL void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x,
+                                     int64_t m, int64_t n, int64_t k, ht_sgd_params sgd, float *y,
+                                     const float *x_next, int64_t k_next);
+
+/* W[m,n] <- SGD step with g = dy[m] (x) x[n] (as ht_gemm_nn with k = 1, on one thread), then
  * y[m] = W[m,n] @ x_next[n] with the updated W (as ht_gemm_nt with one row): one pass over W. */
 HT_INTERNAL void ht_gemm_rank1_sgd_then_nt(float *W, float *buf, const float *dy, const float *x,
                                            int64_t m, int64_t n, ht_sgd_params sgd, float *y,

@@ -11,7 +11,7 @@ void ht_linear_bwd_weight_sgd(float *W, float *buf, const float *dy, const float
                               float momentum, float dampening, float weight_decay,
                               int nesterov, int first_step) {
     ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
-    ht_gemm_nn(W, buf, dy, 1, out, x, out, in, n, HT_EPI_SGD, sgd);
+    ht_gemm_nn(W, buf, dy, 1, out, x, out, in, n, n, HT_EPI_SGD, sgd);
 }
 
 void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n, int64_t out,
@@ -26,12 +26,9 @@ void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const f
                                   float dampening, float weight_decay, int nesterov,
                                   int first_step, float *y_next, const float *x_next,
                                   int64_t n_next) {
-    if (n == 1 && n_next == 1) {
-        ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
+    ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
+    if (n == 1 && n_next == 1)
         ht_gemm_rank1_sgd_then_nt(W, buf, dy, x, out, in, sgd, y_next, x_next);
-        return;
-    }
-    ht_linear_bwd_weight_sgd(W, buf, dy, x, n, in, out, lr, momentum, dampening, weight_decay,
-                             nesterov, first_step);
-    if (n_next > 0) ht_linear_fwd(y_next, x_next, W, NULL, n_next, in, out);
+    else
+        ht_gemm_sgd_then_nt(W, buf, dy, x, out, in, n, sgd, y_next, x_next, n_next);
 }

@@ -3,13 +3,12 @@
 #ifndef HT_SGD_RULE_H
 #define HT_SGD_RULE_H
 
-#include <math.h>
+#include "ht_vec.h"
 
-#include "ht_simd.h"
-
-/* a*b + c, fused where the CPU has FMA: torch's vectorised add(alpha=) fuses, so both the
- * scalar and the vector rule then match torch.optim.SGD bit for bit. */
-#ifdef FP_FAST_FMAF
+/* a*b+c, fused where the CPU has FMA (HT_HAS_FMA, as ht_vfma): torch's vectorised
+ * add(alpha=) fuses, so both the scalar and the vector rule then match torch.optim.SGD bit
+ * for bit. */
+#if HT_HAS_FMA
 #define HT_FMA(a, b, c) fmaf((a), (b), (c))
 #else
 #define HT_FMA(a, b, c) ((a) * (b) + (c))
@@ -36,7 +35,6 @@ static inline void ht_sgd_rule(float *w, float *buf, float g, ht_sgd_params p) {
     *w = HT_FMA(g, -p.lr, *w);
 }
 
-#ifdef __AVX512F__
 /* Which optional terms of the rule are active. Streaming loops are instantiated once per
  * variant (HT_SGD_VARIANTS) so that the per-vector work has no branches. */
 enum { HT_SGD_DECAY = 1, HT_SGD_MOMENTUM = 2, HT_SGD_FIRST = 4, HT_SGD_NESTEROV = 8 };
@@ -53,26 +51,34 @@ static inline int ht_sgd_variant(ht_sgd_params p) {
     case 2: CASE(2); case 3: CASE(3); case 6: CASE(6); case 7: CASE(7);                       \
     case 10: CASE(10); case 11: CASE(11); case 14: CASE(14); case 15: CASE(15);
 
-/* The rule on the lanes of `mask`, with the same FMAs as ht_sgd_rule.
- * `variant` is ht_sgd_variant(p), a constant in the specialised loops. */
-static inline __attribute__((always_inline)) __m512
-ht_sgd_rule_x16(float *w, float *buf, __m512 g, __mmask16 mask, ht_sgd_params p, int variant) {
-    __m512 wv = ht_load16(w, mask);
-    if (variant & HT_SGD_DECAY) g = _mm512_fmadd_ps(wv, _mm512_set1_ps(p.weight_decay), g);
+/* The rule on a vector of HT_VL parameters at w (and momenta at buf), with the FMAs of
+ * ht_sgd_rule; returns the updated parameters. `count` < HT_VL updates only the first
+ * `count` (lanes past them are computed from zeros and not stored). `variant` is
+ * ht_sgd_variant(p), a constant in the specialised loops. */
+HT_INLINE ht_vf ht_sgd_rule_v(float *w, float *buf, ht_vf g, int64_t count, ht_sgd_params p,
+                              const int variant) {
+    const int whole = count >= HT_VL;
+    ht_vf wv = whole ? ht_vload(w) : ht_vload_first(w, count);
+    if (variant & HT_SGD_DECAY) g = ht_vfma(wv, ht_vsplat(p.weight_decay), g);
     if (variant & HT_SGD_MOMENTUM) {
-        __m512 m = _mm512_set1_ps(p.momentum);
-        __m512 b = g;
+        ht_vf m = ht_vsplat(p.momentum);
+        ht_vf b = g;
         if (!(variant & HT_SGD_FIRST)) {
-            __m512 decayed = _mm512_mul_ps(ht_load16(buf, mask), m);
-            b = _mm512_fmadd_ps(g, _mm512_set1_ps(1.0f - p.dampening), decayed);
+            ht_vf decayed = (whole ? ht_vload(buf) : ht_vload_first(buf, count)) * m;
+            b = ht_vfma(g, ht_vsplat(1.0f - p.dampening), decayed);
         }
-        ht_store16(buf, b, mask);
-        g = (variant & HT_SGD_NESTEROV) ? _mm512_fmadd_ps(b, m, g) : b;
+        if (whole)
+            ht_vstore(buf, b);
+        else
+            ht_vstore_first(buf, b, count);
+        g = (variant & HT_SGD_NESTEROV) ? ht_vfma(b, m, g) : b;
     }
-    __m512 updated = _mm512_fmadd_ps(g, _mm512_set1_ps(-p.lr), wv);
-    ht_store16(w, updated, mask);
+    ht_vf updated = ht_vfma(g, ht_vsplat(-p.lr), wv);
+    if (whole)
+        ht_vstore(w, updated);
+    else
+        ht_vstore_first(w, updated, count);
     return updated;
 }
-#endif
 
 #endif

@@ -8,6 +8,7 @@
 #include "ht_scalar.h"
 #include "ht_print.h"
 #include "ht_kernels.h"
+#include "ht_machine.h"
 #include "ht_int_ops.h"
 #include "ht_data.h"
 

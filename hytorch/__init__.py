@@ -19,11 +19,12 @@ _hy_macros = {"defstaged": _defstaged_module._hy_macros["defstaged"]}
 
 _API = {"lms_compile": "hytorch.api", "stage": "hytorch.api", "compile_ir": "hytorch.api",
         "parse_ir": "hytorch.api", "IRProgram": "hytorch.api",
-        "staged": "hytorch.control"}  # `staged`: the decorator `defstaged` expands to
+        "staged": "hytorch.control",  # `staged`: the decorator `defstaged` expands to
+        "set_num_threads": "hytorch.machine", "get_num_threads": "hytorch.machine"}
 
 
 def __getattr__(name):
-    # The staging API pulls in the backend; load it on first use, not on import.
+    # The staging API pulls in the backend; load it (and the rest) on first use, not on import.
     if name in _API:
         import importlib
         value = getattr(importlib.import_module(_API[name]), name)
@@ -32,6 +33,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'hytorch' has no attribute {name!r}")
 
 
-__all__ = ["lms_compile", "stage", "compile_ir", "parse_ir", "StagingError", "HyTorchError",
-           "IRSyntaxError", "IRError", "CCompileError", "CompilerNotFound", "BuildError",
-           "ExecutionError"]
+__all__ = ["lms_compile", "stage", "compile_ir", "parse_ir", "set_num_threads", "get_num_threads",
+           "StagingError", "HyTorchError", "IRSyntaxError", "IRError", "CCompileError",
+           "CompilerNotFound", "BuildError", "ExecutionError"]

@@ -28,7 +28,14 @@ import time
 from hytorch.c_runtime import SOURCE_DIR as RUNTIME_DIR
 from hytorch.errors import BuildError, CCompileError, CompilerNotFound
 
-FLAGS = ["-O2", "-march=native", "-fPIC", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-fwrapv"]
+# -march=native: the runtime's kernels are written once with vector extensions and take the
+# widest vector unit the CPU has (AVX-512, AVX2, NEON, ...; see c_runtime/ht_vec.h). -O2, not
+# -O3: the kernels are vectorised and register-blocked by hand, -O3 (with link-time
+# optimisation, too) made them no faster, and it compiles slower. No -ffast-math: NaN and
+# infinities behave as in torch.
+# -pthread: the matrix products run on the runtime's worker threads (ht_machine.c).
+FLAGS = ["-O2", "-march=native", "-fPIC", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-fwrapv",
+         "-pthread"]
 
 # gcc's optimisers take time superlinear in a function's length. Python loops unrolled while
 # staging make functions of tens of thousands of lines: at -O2, 24,000 lines of unrolled

@@ -23,6 +23,7 @@ import numpy as np
 from hytorch.backend.c_render import render_c
 from hytorch.build import build_shared
 from hytorch.errors import BuildError, ExecutionError, HyTorchError
+from hytorch.machine import RUNTIME_CDEF, get_num_threads
 from hytorch.staged_args import SCALAR_KINDS, is_object_argument
 
 HT_OK, HT_ERROR, HT_INTERRUPTED, HT_ZERO_DIVISION, HT_RAISED = 0, 1, 2, 3, 4
@@ -134,6 +135,7 @@ class CompiledFunction:
         self.staged_from = None  # the function staged, when `stage` made it
         self._default_loaders = {}
         self._ffi, self._lib = ffi, lib
+        self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
         self._state = self._lib.ht_new()
         if self._state == self._ffi.NULL:
             raise MemoryError(f"{program.name}: could not allocate the compiled program's state")
@@ -176,6 +178,8 @@ class CompiledFunction:
                             f"but {len(args)} were given")
         c_args = [_convert(a, k, i + 1) for i, (a, k) in enumerate(zip(args, self.arg_kinds))
                   if k != "object"]
+        if self._set_num_threads is not None:
+            self._set_num_threads(get_num_threads())
         result = None
         if self.result_kind == "tensor":
             shape, dtype = self.result_shape
@@ -343,6 +347,15 @@ class CompiledFunction:
         return f"<compiled {self.name} from {self.so_path}>"
 
 
+def _runtime_function(lib, name):
+    """The runtime's function `name` in a model's library, or None: the linker leaves out the
+    runtime's parts a model does not use (ht_machine.c comes with the matrix products)."""
+    try:
+        return getattr(lib, name)
+    except AttributeError:
+        return None
+
+
 @functools.lru_cache(maxsize=128)
 def _ffi_for(cdef):
     """One cffi FFI per declaration text: parsing it is most of what loading a cached program
@@ -369,6 +382,6 @@ def compile_program(program, extra_flags=()):
     """Render, build (or reuse) and load an IRProgram."""
     arg_kinds = [_arg_kind(t) for t in program.arg_types]
     rendered = render_c(program.node, arg_kinds, _loader_dims(program))
-    ffi = _ffi_for(rendered["cdef"])
+    ffi = _ffi_for(rendered["cdef"] + RUNTIME_CDEF)
     build, lib = _build_and_open(ffi, rendered["source"], extra_flags)
     return CompiledFunction(program, rendered, build, ffi, lib)

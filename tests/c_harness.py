@@ -7,6 +7,7 @@ load KERNELS_CDEF for each of BUILDS and call kernels on numpy arrays through pt
 """
 import os
 import pathlib
+import platform
 import subprocess
 import tempfile
 
@@ -93,9 +94,34 @@ void ht_argmax_rows(int64_t *idx, const float *x, int64_t rows, int64_t cols);
 int64_t ht_count_equal(const int64_t *a, const int64_t *b, int64_t n);
 """
 
-# Every kernel test runs against two builds of the runtime: the native one (AVX-512 kernels on
-# CPUs that have it) and one with AVX-512 disabled, which compiles the portable fallbacks.
-BUILDS = {"native": (), "portable": ("-mno-avx512f",)}
+def vector_isa(extra_flags=()):
+    """The vector ISA (ht_vec.h's HT_VEC_ISA: "avx512", "avx2", "sse2", "neon", ...) the runtime
+    compiles for with these extra flags."""
+    cc = os.environ.get("CC", "cc")
+    cmd = [cc, *FLAGS, *extra_flags, "-I", str(RUNTIME_DIR), "-E", "-P", "-x", "c", "-"]
+    out = subprocess.run(cmd, input='#include "ht_vec.h"\nHT_VEC_ISA\n', capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()[-1].strip('"')
+
+
+def _kernel_builds():
+    """The native build, and on x86-64 the narrower vector paths that users' CPUs take: AVX2
+    (AVX-512 switched off) and SSE2 (baseline x86-64), each kept when it compiles to a vector
+    ISA that the builds before it do not (on an AVX2 laptop the native build is the AVX2 one)."""
+    candidates = {"native": ()}
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        candidates.update(avx2=("-mno-avx512f",), sse2=("-march=x86-64",))
+    builds, isas = {}, set()
+    for name, flags in candidates.items():
+        isa = vector_isa(flags)
+        if isa not in isas:
+            builds[name], isas = flags, isas | {isa}
+    return builds
+
+
+# Every kernel test runs against each of these builds of the runtime (name -> extra flags), so
+# that the code a user's CPU takes is the tested code.
+BUILDS = _kernel_builds()
 
 
 def f32(a):

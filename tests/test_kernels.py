@@ -1,7 +1,7 @@
 """The C kernels of c_runtime/ (ht_kernels.h) against torch.autograd and torch.optim.SGD.
 
-Every test runs against two builds of the runtime: the native one (AVX-512 kernels on CPUs that
-have it) and one with AVX-512 disabled, which compiles the portable fallbacks.
+Every test runs against each of c_harness.BUILDS: the native build and, on x86-64, the AVX2 and
+SSE2 vector paths that CPUs without AVX-512 (or without AVX) take.
 """
 import re
 
@@ -120,6 +120,32 @@ def test_linear_backward(rt, shape):
         db = db0.copy()
         lib.ht_sum_rows(ptr(ffi, db), ptr(ffi, dy), n, out)
         np.testing.assert_allclose(db, db0 + gb, rtol=REDUCTION_RTOL, atol=REDUCTION_ATOL)
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 3), (2, 0, 3), (2, 5, 0), (0, 0, 0), (1, 0, 4)])
+def test_linear_kernels_with_an_empty_dimension(rt, shape):
+    """A sum of nothing is zero (or the bias); an empty output is left alone."""
+    ffi, lib = rt
+    n, inp, out = shape
+    rng = np.random.default_rng(0)
+    x, W, b, dy = (random_f32(rng, *s) for s in [(n, inp), (out, inp), (out,), (n, out)])
+    y, dx = garbage((n, out)), garbage((n, inp))
+    dW, db = np.ones((out, inp), np.float32), np.ones(out, np.float32)
+    lib.ht_linear_fwd(ptr(ffi, y), ptr(ffi, x), ptr(ffi, W), ptr(ffi, b), n, inp, out)
+    lib.ht_linear_bwd_input(ptr(ffi, dx), ptr(ffi, dy), ptr(ffi, W), n, inp, out, 0)
+    lib.ht_linear_bwd_weight(ptr(ffi, dW), ptr(ffi, dy), ptr(ffi, x), n, inp, out)
+    lib.ht_sum_rows(ptr(ffi, db), ptr(ffi, dy), n, out)
+    np.testing.assert_array_equal(y, np.broadcast_to(b, (n, out)))
+    np.testing.assert_array_equal(dx, np.zeros((n, inp)))
+    np.testing.assert_array_equal(dW, 1 + dy.T @ x)
+    np.testing.assert_allclose(db, 1 + dy.sum(axis=0), rtol=REDUCTION_RTOL, atol=REDUCTION_ATOL)
+    W_after, y_next = W.copy(), garbage((n, out))
+    for n_next in (0, n):  # a zero gradient when n == 0 or in == 0
+        lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W_after), ffi.NULL, ptr(ffi, dy), ptr(ffi, x), n,
+                                         inp, out, *sgd_args(SGD_CONFIGS[0], True),
+                                         ptr(ffi, y_next), ptr(ffi, x), n_next)
+    np.testing.assert_array_equal(W_after, W)
+    np.testing.assert_array_equal(y_next, np.zeros((n, out)))
 
 
 # ---- SGD ----

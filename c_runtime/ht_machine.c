@@ -1,0 +1,194 @@
+/* ht_machine.c: see ht_machine.h and ht_parallel.h.
+ *
+ * The caller and the worker threads claim the tasks of a job one at a time from a shared
+ * counter, so a worker that the system has not scheduled yet holds nothing up: the caller
+ * runs its tasks (on a shared machine a thread can wait milliseconds for a core). Workers
+ * are started on first use with every signal blocked, spin for a while after a job (a
+ * training step's products follow each other within microseconds; waking a sleeping thread
+ * takes tens), yielding the core now and then, and then sleep. They are stopped and joined
+ * when the library is unloaded, and forgotten in a forked child. */
+#include "ht_machine.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "ht_parallel.h"
+#include "ht_vec.h"
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+#define WORKER_NAME "hytorch-worker"
+
+const char *ht_vector_isa(void) { return HT_VEC_ISA; }
+
+static atomic_int num_threads = 1;
+
+void ht_set_num_threads(int n) {
+    atomic_store(&num_threads, n < 1 ? 1 : n > HT_MAX_THREADS ? HT_MAX_THREADS : n);
+}
+
+int ht_get_num_threads(void) { return atomic_load(&num_threads); }
+
+/* How long an idle worker spins before it sleeps. */
+#define SPIN_NANOSECONDS 200000
+
+/* The job's claim word: its number (bits 32-63), its task count (16-31) and the next task
+ * not yet claimed (0-15). A claim is a compare-and-swap of the whole word, so a worker that
+ * looks late, when the job is over and the next one started, cannot claim a task of the old
+ * one, nor read the new one's task and argument before they are written. */
+#define JOB(word) ((uint32_t)((word) >> 32))
+#define TASKS(word) ((int)(((word) >> 16) & 0xFFFF))
+#define NEXT(word) ((int)((word)&0xFFFF))
+
+static struct {
+    pthread_mutex_t lock; /* guards the sleep/wake hand-over */
+    pthread_cond_t wake;
+    _Alignas(64) _Atomic uint64_t claim;
+    _Alignas(64) atomic_int finished; /* tasks of the job done */
+    atomic_int sleepers, stop;
+    atomic_flag busy; /* held by the caller that owns the job */
+    ht_task task;
+    void *arg;
+    int started;
+    pthread_t threads[HT_MAX_THREADS - 1];
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+          .busy = ATOMIC_FLAG_INIT};
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Runs the unclaimed tasks of job `job`, if it is still the current one. */
+static void run_tasks_of(uint32_t job) {
+    uint64_t word = atomic_load(&pool.claim);
+    while (JOB(word) == job && NEXT(word) < TASKS(word)) {
+        if (!atomic_compare_exchange_weak(&pool.claim, &word, word + 1)) continue;
+        /* Claimed: the job cannot end (and its task and argument change) before this one. */
+        pool.task(pool.arg, NEXT(word), TASKS(word));
+        atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
+        word = atomic_load(&pool.claim);
+    }
+}
+
+/* Whether there is a job after `seen` (or the workers should stop). Sequentially consistent,
+ * with the owner's publication of a job and its look at `sleepers`: either the owner sees
+ * this worker asleep and wakes it, or the worker sees the job. */
+static int news_after(uint32_t seen) {
+    return JOB(atomic_load(&pool.claim)) != seen || atomic_load(&pool.stop);
+}
+
+/* Spins, yielding the core now and then (on a busy machine the thread it would hold up may
+ * be the caller's, on the same core), then sleeps. */
+static void wait_for_news(uint32_t seen) {
+    int64_t deadline = now_ns() + SPIN_NANOSECONDS;
+    for (unsigned spins = 1; !news_after(seen); spins++) {
+        if (spins % 64 != 0) {
+            cpu_relax();
+            continue;
+        }
+        if (now_ns() < deadline) {
+            sched_yield();
+            continue;
+        }
+        pthread_mutex_lock(&pool.lock);
+        atomic_fetch_add(&pool.sleepers, 1);
+        while (!news_after(seen)) pthread_cond_wait(&pool.wake, &pool.lock);
+        atomic_fetch_sub(&pool.sleepers, 1);
+        pthread_mutex_unlock(&pool.lock);
+        return;
+    }
+}
+
+static void *work(void *unused) {
+    (void)unused;
+#ifdef __linux__
+    prctl(PR_SET_NAME, WORKER_NAME); /* as top -H and /proc show it */
+#endif
+    uint32_t seen = JOB(atomic_load(&pool.claim));
+    for (;;) {
+        wait_for_news(seen);
+        if (atomic_load(&pool.stop)) return NULL;
+        seen = JOB(atomic_load(&pool.claim));
+        run_tasks_of(seen);
+    }
+}
+
+/* In a forked child the workers do not exist: start afresh (the parent's are untouched). */
+static void forget_workers_in_child(void) {
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    atomic_store(&pool.sleepers, 0);
+    atomic_flag_clear(&pool.busy);
+    pool.started = 0;
+}
+
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, forget_workers_in_child); }
+
+/* Starts workers until `count` run (fewer if the system refuses). They block every signal:
+ * Ctrl-C must reach the threads that expect it (Python's, and the caller's while compiled
+ * code runs), not a worker. */
+static void start_workers(int count) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handler);
+    if (pool.started >= count) return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (pool.started < count &&
+           pthread_create(&pool.threads[pool.started], NULL, work, NULL) == 0)
+        pool.started++;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void ht_parallel(int tasks, ht_task task, void *arg) {
+    if (tasks > 0xFFFF) tasks = 0xFFFF;
+    if (tasks <= 1 || atomic_flag_test_and_set(&pool.busy)) {
+        for (int t = 0; t < tasks; t++) task(arg, t, tasks);
+        return;
+    }
+    start_workers(tasks - 1 < ht_get_num_threads() - 1 ? tasks - 1 : ht_get_num_threads() - 1);
+    pool.task = task;
+    pool.arg = arg;
+    atomic_store(&pool.finished, 0);
+    uint32_t job = JOB(atomic_load(&pool.claim)) + 1;
+    atomic_store(&pool.claim, (uint64_t)job << 32 | (uint64_t)tasks << 16);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    run_tasks_of(job);
+    for (unsigned spins = 1; atomic_load_explicit(&pool.finished, memory_order_acquire) < tasks;
+         spins++) {
+        if (spins % 1024 == 0)
+            sched_yield(); /* a worker that claimed a task was descheduled: let it run */
+        else
+            cpu_relax();
+    }
+    atomic_flag_clear(&pool.busy);
+}
+
+/* Unloading the library (or exiting) stops the workers first: their code is about to go. */
+__attribute__((destructor)) static void stop_workers(void) {
+    if (pool.started == 0) return;
+    pthread_mutex_lock(&pool.lock);
+    atomic_store(&pool.stop, 1);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 0; i < pool.started; i++) pthread_join(pool.threads[i], NULL);
+    pool.started = 0;
+}

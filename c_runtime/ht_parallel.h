@@ -1,0 +1,16 @@
+/* ht_parallel.h (private to c_runtime): running independent tasks on the runtime's threads
+ * (ht_machine.c). */
+#ifndef HT_PARALLEL_H
+#define HT_PARALLEL_H
+
+#include "ht_machine.h"
+
+/* Calls task(arg, t, tasks) once for each t in [0, tasks), on the calling thread and up to
+ * ht_get_num_threads() - 1 worker threads, and returns when all have returned. Tasks must
+ * not depend on each other or on which thread runs them: any thread may run any task, and
+ * when the workers are busy (another caller, or a call from inside a task) or cannot be
+ * started, the caller runs them all in turn. */
+typedef void (*ht_task)(void *arg, int t, int tasks);
+__attribute__((visibility("hidden"))) void ht_parallel(int tasks, ht_task task, void *arg);
+
+#endif

@@ -1,0 +1,209 @@
+"""Threads: hytorch.set_num_threads / $HYTORCH_THREADS reach every compiled model, and the
+matrix products give the same bits whatever the thread count.
+
+The products split over threads are those of a batch of at least 16 rows with enough work
+for each thread; the shapes below are drawn large enough that every product of a linear
+layer is split (shapes decide how, and the test draws both kinds of split).
+"""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hytorch
+from c_harness import BUILDS, KERNELS_CDEF, RUNTIME_DIR, f32, garbage, load_runtime, ptr
+from hytorch import machine
+
+THREAD_COUNTS = [2, 3, 8]  # more threads than cores is slower, never different
+
+SGD_ARGS = (0.05, 0.9, 0.0, 1e-2, 0)  # lr, momentum, dampening, weight decay, nesterov
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
+def rt(request):
+    ffi, lib = load_runtime(KERNELS_CDEF + machine.RUNTIME_CDEF, BUILDS[request.param])
+    yield ffi, lib
+    lib.ht_set_num_threads(1)
+
+
+def test_machine_cdef_matches_header():
+    def declarations(text):
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        return {" ".join(d.replace("HT_EXPORT", "").split()) for d in text.split(";") if d.strip()}
+
+    header = (RUNTIME_DIR / "ht_machine.h").read_text()
+    assert declarations(header) == declarations(machine.RUNTIME_CDEF)
+    assert f"#define HT_MAX_THREADS {machine.MAX_THREADS}\n" in header
+
+
+# ---- the setting
+
+@pytest.fixture
+def fresh_setting(monkeypatch):
+    """No set_num_threads call and no $HYTORCH_THREADS, restored afterwards."""
+    monkeypatch.setattr(machine, "_chosen", None)
+    monkeypatch.delenv(machine.ENVIRONMENT_VARIABLE, raising=False)
+    return monkeypatch
+
+
+def test_one_thread_by_default(fresh_setting):
+    assert hytorch.get_num_threads() == 1
+
+
+@given(n=st.integers(1, machine.MAX_THREADS))
+def test_environment_sets_the_default(n):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(machine, "_chosen", None)
+        mp.setenv(machine.ENVIRONMENT_VARIABLE, f" {n} ")
+        assert hytorch.get_num_threads() == n
+        hytorch.set_num_threads(1)
+        assert hytorch.get_num_threads() == 1  # the call overrides the environment
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two", "1.5", "65"])
+def test_a_bad_environment_value_is_named(fresh_setting, text):
+    fresh_setting.setenv(machine.ENVIRONMENT_VARIABLE, text)
+    with pytest.raises(ValueError, match=rf"\$HYTORCH_THREADS='{re.escape(text)}'.* from 1 to 64"):
+        hytorch.get_num_threads()
+
+
+@pytest.mark.parametrize("n", [0, -1, 65, 2.0, True, "2", None])
+def test_set_num_threads_rejects_what_is_not_a_thread_count(fresh_setting, n):
+    with pytest.raises(ValueError, match="set_num_threads: the number of threads must be"):
+        hytorch.set_num_threads(n)
+    assert hytorch.get_num_threads() == 1
+
+
+def test_the_runtime_clamps_its_setting(rt):
+    _, lib = rt
+    for asked, kept in [(0, 1), (-5, 1), (3, 3), (machine.MAX_THREADS + 1, machine.MAX_THREADS)]:
+        lib.ht_set_num_threads(asked)
+        assert lib.ht_get_num_threads() == kept
+
+
+# ---- the kernels give the same bits for every thread count
+
+@st.composite
+def batch_shapes(draw):
+    """(batch, in, out) with at least 2 * 2**17 multiply-adds in each product of the layer."""
+    batch, out = draw(st.integers(16, 40)), draw(st.integers(41, 90))
+    return batch, draw(st.integers(-(-2 * 2**17 // (batch * out)), 800)), out
+
+
+def layer_products(ffi, lib, case):
+    """Every product of a linear layer, and a fused SGD step with momentum, on copies of case."""
+    x, W, b, dy, buf = (a.copy() for a in case)
+    (n, inp), out = x.shape, W.shape[0]
+    y, dx, dW = garbage((n, out)), garbage((n, inp)), np.zeros((out, inp), np.float32)
+    lib.ht_linear_fwd(ptr(ffi, y), ptr(ffi, x), ptr(ffi, W), ptr(ffi, b), n, inp, out)
+    lib.ht_linear_bwd_input(ptr(ffi, dx), ptr(ffi, dy), ptr(ffi, W), n, inp, out, 0)
+    lib.ht_linear_bwd_weight(ptr(ffi, dW), ptr(ffi, dy), ptr(ffi, x), n, inp, out)
+    lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), ptr(ffi, x), n, inp,
+                                     out, *SGD_ARGS, 0, ptr(ffi, y), ptr(ffi, x), n)
+    return y, dx, dW, W, buf
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=batch_shapes(), seed=st.integers(0, 2**32 - 1))
+def test_products_do_not_depend_on_the_thread_count(rt, shape, seed):
+    ffi, lib = rt
+    n, inp, out = shape
+    rng = np.random.default_rng(seed)
+    shapes = [(n, inp), (out, inp), (out,), (n, out), (out, inp)]  # x, W, b, dy, momentum
+    case = [f32(rng.uniform(-1, 1, shape)) for shape in shapes]
+    lib.ht_set_num_threads(1)
+    expected = layer_products(ffi, lib, case)
+    for threads in THREAD_COUNTS:
+        lib.ht_set_num_threads(threads)
+        for got, want in zip(layer_products(ffi, lib, case), expected):
+            np.testing.assert_array_equal(got, want)
+
+
+# ---- the setting reaches every compiled model
+
+def train_mnist_mlp(batch_size, threads):
+    """The demo's model trained one short epoch at `threads` threads: its parameters, and the
+    thread count its compiled code was given."""
+    from hytorch.data import MNIST
+    from hytorch.examples.mnist_mlp import Net, train
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+    loader = MNIST(train=True, batch_size=batch_size, shuffle=True, seed=3, limit=20 * batch_size)
+    trainer = hytorch.stage(train, model, optimizer, loader, int, int)
+    hytorch.set_num_threads(threads)
+    trainer(model, optimizer, loader, 1, 10**9)
+    return [p.detach().clone() for p in model.parameters()], trainer._lib.ht_get_num_threads()
+
+
+def test_a_model_trains_to_the_same_bits_on_two_threads(fresh_setting, capfd):
+    one, seen_one = train_mnist_mlp(64, 1)
+    two, seen_two = train_mnist_mlp(64, 2)
+    other, seen_other = train_mnist_mlp(32, 3)  # another model: its own copy of the runtime
+    assert (seen_one, seen_two, seen_other) == (1, 2, 3)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+
+
+# ---- the workers' life: signals, a forked child, an unloaded library
+
+LIFE_SCRIPT = """
+import os, shutil, sys, time
+import numpy as np
+sys.path.insert(0, {tests!r})
+from c_harness import KERNELS_CDEF, _build, ptr
+from hytorch.machine import RUNTIME_CDEF
+import cffi
+
+def product(lib, ffi):
+    x, W = np.ones((64, 784), np.float32), np.ones((50, 784), np.float32)
+    y = np.zeros((64, 50), np.float32)
+    lib.ht_set_num_threads(2)
+    lib.ht_linear_fwd(ptr(ffi, y), ptr(ffi, x), ptr(ffi, W), ffi.NULL, 64, 784, 50)
+    assert (y == 784).all()
+
+def workers_block_sigint():  # every runtime worker (once it runs): Ctrl-C must not land there
+    for _ in range(1000):
+        masks = []
+        for task in os.listdir("/proc/self/task"):
+            status = open(f"/proc/self/task/{{task}}/status").read()
+            if "Name:\thytorch-worker" in status:
+                blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+                masks.append(blocked >> 1 & 1)  # SIGINT is signal 2
+        if masks:
+            return all(masks)
+        time.sleep(0.01)
+    return False
+
+ffi = cffi.FFI()
+ffi.cdef(KERNELS_CDEF + RUNTIME_CDEF)
+for copy in range(3):  # a private copy of the library each time, so that dlclose unloads it
+    path = os.path.join({tmp!r}, f"runtime{{copy}}.so")
+    shutil.copy(_build(()), path)
+    lib = ffi.dlopen(path)
+    product(lib, ffi)
+    assert sys.platform != "linux" or workers_block_sigint()
+    if copy == 1:  # a child forked after the workers started has none: it must not wait for them
+        pid = os.fork()
+        if pid == 0:
+            product(lib, ffi)
+            sys.exit(0)  # and the runtime's exit handlers run
+        assert os.waitpid(pid, 0)[1] == 0
+    ffi.dlclose(lib)  # the workers were spinning in its code: they must be stopped first
+print("done")
+"""
+
+
+def test_workers_block_signals_and_survive_fork_and_unloading(tmp_path):
+    """Runs in a child process: a hang or a crash there fails this test, not the test run."""
+    script = LIFE_SCRIPT.format(tests=str(RUNTIME_DIR.parent / "tests"), tmp=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout == "done\n", run.stdout + run.stderr
