@@ -18,7 +18,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.ir [Sym print-ir INT64-MIN INT64-MAX]
         hytorch.backend.printf [format-pieces c-spec c-string c-print-text]
         hytorch.backend.scope [Binding Scope CNames]
-        hytorch.errors [IRError])
+        hytorch.errors [IRError show-int])
 
 (setv C-TYPES {"int" "int64_t" "float" "double" "bool" "int"})
 ;; Values that are not numbers: a string constant, chosen by a staged `if` (no NUL inside).
@@ -252,7 +252,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
   (defn int-literal [self x]
     (cond (not (<= INT64-MIN x INT64-MAX))
-            (raise (IRError f"the integer {x} does not fit in 64 bits (-2**63 .. 2**63-1)"))
+            (raise (IRError f"the integer {(show-int x)} does not fit in 64 bits (-2**63 .. 2**63-1)"))
           (= x INT64-MIN) "INT64_MIN"
           (<= (- (** 2 31)) x (- (** 2 31) 1)) (str x)
           True f"INT64_C({x})"))
@@ -261,6 +261,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (cond (!= x x) "NAN"
           (= x (float "inf")) "INFINITY"
           (= x (float "-inf")) "(-INFINITY)"
+          (and (= x 0.0) (= (str x) "0.0")) "ht_positive_zero()"  ; see ht_scalar.h
           True (repr x)))
 
   (defn scalar [self x scope]
@@ -323,16 +324,23 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["print" value] (self.print-node value scope)
       ["printf" [fmt #* args]] :if (and (isinstance fmt str) (not (isinstance fmt Sym))) (self.printf-node fmt args scope)
       [(Sym) #* _args] (raise (IRError f"unknown IR node `{(get node 0)}` in {(excerpt node)}"))
-      _ (if (isinstance node list)
-          (raise (IRError f"malformed IR node {(excerpt node)}"))
-          (do (setv [expr kind] (self.atom node scope)) (Out [] expr kind)))))
+      _ (cond (isinstance node list) (raise (IRError f"malformed IR node {(excerpt node)}"))
+              (self.names-a-non-value node scope)
+                ;; another name for a cell, function, tensor, loader...: the same thing
+                (do (setv b (.lookup scope node))
+                    (Out [] b.cname b.type :declared True :info b.info))
+              True (do (setv [expr kind] (self.atom node scope)) (Out [] expr kind)))))
+
+  (defn names-a-non-value [self node scope]
+    (and (isinstance node Sym) (not-in (. (.lookup scope node) type) #(#* C-VALUE-TYPES "none"))))
 
   ;; ------------------------------------------------------------ staged functions
 
   (defn declare-functions [self body scope]
     "Bind the program's staged functions (`(let F (def F (PARAMS) BODY) ...)` at its top level)
     before rendering anything, so they can call each other in any order. Their parameter and
-    result kinds come from the calls and bodies of the previous pass (int and bool at first)."
+    result kinds come from the calls and bodies of the previous pass (bool at first, the narrowest
+    number kind, widened as calls and bodies show)."
     (setv self.functions (Scope)
           chain body)
     (while (and (isinstance chain list) chain (= (get chain 0) "begin") (= (len chain) 2))
@@ -343,7 +351,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         ["def" f params _] :if (isinstance params list)
           (do (setv key (str f)
                     [kinds result] (.get self.function-kinds key #([] "bool"))
-                    kinds (if (= (len kinds) (len params)) kinds (lfor _ params "int")))
+                    kinds (if (= (len kinds) (len params)) kinds (lfor _ params "bool")))
               (setv (get self.function-kinds key) #(kinds result))
               (.bind self.functions name
                      (Binding (self.names.fresh f"fn_{f}") "function" :name key)))
@@ -398,7 +406,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           values (lfor a args (self.scalar a scope)))
     (when (!= (len values) (len kinds))
       (raise (IRError f"{f} takes {(len kinds)} argument(s), given {(len values)}")))
-    (setv seen (lfor [[_ k] old] (zip values kinds) (join-kinds old (if (= k "bool") "int" k)))
+    (setv seen (lfor [[_ k] old] (zip values kinds) (join-kinds old k))
           key (get b.info "name"))
     (when (!= seen kinds)
       (setv (get self.function-kinds key) #(seen result)
@@ -536,8 +544,10 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
   (defn while-node [self cond body scope]
     (setv mark (self.names.fresh "arena_mark")
-          [cond-lines cond-expr _] (self.nested-block cond scope)
+          [cond-lines cond-expr cond-kind] (self.nested-block cond scope)
           [body-lines _ _] (self.nested-block body scope))
+    (when (not-in cond-kind C-TYPES)
+      (raise (IRError f"a while's test is a {cond-kind}, not a number: {(excerpt cond)}")))
     (Out ["for (;;) {"
           "  if (ht_interrupted) return ht_interrupt_status();"
           f"  size_t {mark} = ht_s->arena.top;"

@@ -7,24 +7,60 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Does the decimal m * 10**exp10 read back as x? */
+static int reads_back(uint64_t m, int exp10, double x) {
+    char text[40];
+    snprintf(text, sizeof text, "%" PRIu64 "e%d", m, exp10);
+    return strtod(text, NULL) == x;
+}
+
+/* The shortest decimal significand m (of `precision` digits) and exponent that read back as
+ * x >= 0; of two such, the nearer to x, as Python's repr. At each precision the correctly
+ * rounded digits are the nearest candidate; when they do not read back, the one other candidate
+ * is the next decimal on the other side of x, which can: just below a power of two the doubles
+ * are twice as close, so the rounding interval is lopsided (2**-24 is 5.960464477539063e-08,
+ * where rounding the 17 digits ...0625 half to even gives ...062, which reads back as another). */
+static void shortest_digits(double x, uint64_t *m_out, int *exponent_out) {
+    for (int precision = 1;; precision++) {
+        char sci[40];
+        snprintf(sci, sizeof sci, "%.*e", precision - 1, x);
+        uint64_t m = 0;
+        const char *p = sci;
+        for (; *p != 'e'; p++)
+            if (*p != '.') m = m * 10 + (uint64_t)(*p - '0');
+        int exponent = atoi(p + 1), exp10 = exponent - (precision - 1);
+        uint64_t low = 1;
+        for (int i = 1; i < precision; i++) low *= 10;
+        if (reads_back(m, exp10, x) || precision == 17) {
+            *m_out = m, *exponent_out = exponent;
+            return;
+        }
+        if (strtod(sci, NULL) < x) {
+            uint64_t up = m + 1;
+            if (up == low * 10 ? reads_back(low, exp10 + 1, x) : reads_back(up, exp10, x)) {
+                *m_out = up == low * 10 ? low : up;
+                *exponent_out = up == low * 10 ? exponent + 1 : exponent;
+                return;
+            }
+        } else if (m > low ? reads_back(m - 1, exp10, x)
+                           : reads_back(low * 10 - 1, exp10 - 1, x)) {
+            *m_out = m > low ? m - 1 : low * 10 - 1;
+            *exponent_out = m > low ? exponent : exponent - 1;
+            return;
+        }
+    }
+}
+
 /* Shortest digits that read back as x, laid out the way Python's float repr does:
  * fixed notation for exponents in [-4, 16), otherwise d.ddde+XX. */
 void ht_format_repr(char *buf, double x) {
     if (isnan(x)) { strcpy(buf, "nan"); return; }
     if (isinf(x)) { strcpy(buf, x < 0 ? "-inf" : "inf"); return; }
-    char sci[40];
-    int precision = 1;
-    for (; precision <= 17; precision++) {
-        snprintf(sci, sizeof sci, "%.*e", precision - 1, x);
-        if (strtod(sci, NULL) == x) break;
-    }
-    /* sci is [-]d[.ddd]e[+-]XX: collect the digits and the exponent. */
+    uint64_t m;
+    int exponent, negative = signbit(x) != 0;
+    shortest_digits(fabs(x), &m, &exponent);
     char digits[24];
-    int n = 0, negative = sci[0] == '-';
-    const char *p = sci + negative;
-    for (; *p && *p != 'e'; p++)
-        if (*p != '.') digits[n++] = *p;
-    int exponent = atoi(p + 1);
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, m);
     while (n > 1 && digits[n - 1] == '0') n--;
     digits[n] = '\0';
 

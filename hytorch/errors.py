@@ -1,4 +1,5 @@
 """The exceptions HyTorch raises. All derive from HyTorchError."""
+import math
 
 
 class HyTorchError(Exception):
@@ -50,3 +51,19 @@ class BuildError(HyTorchError):
 
 class ExecutionError(HyTorchError):
     """Compiled code stopped with an error (the message comes from the C runtime)."""
+
+
+def show_int(x):
+    """An integer as an error message shows it: in full up to 40 digits, else by its size
+    (Python refuses str() of ints over 4300 digits).
+
+    >>> show_int(2**64)
+    '18446744073709551616'
+    >>> show_int(-10**5000)
+    '-~10**5000 (16610 bits)'
+    """
+    if abs(x) < 10**40:
+        return str(x)
+    sign = "-" if x < 0 else ""
+    bits = abs(x).bit_length()
+    return f"{sign}~10**{int(math.log10(abs(x)))} ({bits} bits)"

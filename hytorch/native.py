@@ -22,7 +22,7 @@ import numpy as np
 
 from hytorch.backend.c_render import render_c
 from hytorch.build import build_shared
-from hytorch.errors import BuildError, ExecutionError, HyTorchError
+from hytorch.errors import BuildError, ExecutionError, HyTorchError, show_int
 from hytorch.machine import RUNTIME_CDEF, get_num_threads
 from hytorch.staged_args import SCALAR_KINDS, is_object_argument
 
@@ -102,7 +102,7 @@ def _convert(value, kind, position):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"argument {position} must be an int, not {type(value).__name__}")
         if not -2**63 <= value < 2**63:
-            raise OverflowError(f"argument {position} ({value}) does not fit in 64 bits")
+            raise OverflowError(f"argument {position} ({show_int(value)}) does not fit in 64 bits")
         return value
     if kind == "float":
         if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -39,9 +39,19 @@ def _abstract(value):
         return ("staged", type(value).__name__, value.kind, vars(value).get("type"))
     try:
         hash(value)
-        return ("value", type(value), value)
     except TypeError:
         return ("object", id(value))
+    return ("value", type(value), _comparable(value))
+
+
+def _comparable(value):
+    """`value` as a key that equals another exactly when the two are the same constant: NaN
+    equals NaN (the recursion `(f (- n 1) nan)` must be seen to repeat) and 0.0 is not -0.0."""
+    if isinstance(value, float):
+        return value.hex()
+    if isinstance(value, tuple):
+        return tuple((type(v), _comparable(v)) for v in value)
+    return value
 
 
 class StagedFunction:

@@ -6,7 +6,7 @@
 """
 from hytorch import builder
 from hytorch.backend.ir import Sym
-from hytorch.errors import StagingError
+from hytorch.errors import StagingError, show_int
 from hytorch.source_location import user_location
 
 NUMERIC_KINDS = ("bool", "int", "float")
@@ -50,7 +50,7 @@ def atom(x, what="value"):
     if isinstance(x, _Sentinel):
         x._fail()
     if isinstance(x, int) and not isinstance(x, bool) and not INT64_MIN <= x <= INT64_MAX:
-        raise StagingError(f"the integer {x} does not fit in the 64 bits compiled code computes with",
+        raise StagingError(f"the integer {show_int(x)} does not fit in the 64 bits compiled code computes with",
                            user_location())
     if isinstance(x, str) and "\0" in x:
         raise StagingError(f"the string {x!r:.60} holds a NUL character, which a staged string "

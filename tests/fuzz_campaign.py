@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import random
+import signal
 import sys
 import time
 import traceback
@@ -105,6 +106,11 @@ def main():
         if time.monotonic() > end:
             raise TimeUp()
         check(case)
+
+    def stop(*_):       # SIGTERM ends the campaign as its time would, with its summary
+        nonlocal end
+        end = 0
+    signal.signal(signal.SIGTERM, stop)
 
     with log.open("a", encoding="utf-8") as log_file:
         log_file.write(f"\n##### campaign {options.target} started {time.ctime()} "

@@ -104,7 +104,7 @@ class IRCase:
 
 class Vars:
     """The generator's view of a scope: name -> what it holds (a kind, 'none', 'cell',
-    'counter' for a loop's cell, or ('function', arity, returns_value))."""
+    'counter' for a loop's cell, or ('function', arity, returns a value, recursive))."""
 
     def __init__(self, parent=None):
         self.parent, self.table = parent, {}
@@ -131,6 +131,9 @@ MAX_LETS = 40
 
 
 class IRGenerator:
+    """Draws one well-formed program (its kinds are tracked only as far as choosing operands
+    needs: the reference evaluator decides what the program means)."""
+
     def __init__(self, draw, bitwise):
         self.draw, self.bitwise = draw, bitwise
         self.lets_left = draw(st.integers(3, MAX_LETS))
@@ -189,7 +192,9 @@ class IRGenerator:
         held = scope.all()
         cells = sorted(n for n, v in held.items() if v == "cell")
         functions = sorted(n for n, v in held.items() if isinstance(v, tuple))
-        choices = ["arith", "compare", "cell", "print", "printf", "atom"]
+        choices = ["arith", "compare", "cell", "print", "printf", "atom", "none"]
+        if any(v != "counter" for v in held.values()):
+            choices.append("alias")
         if self.bitwise:
             choices.append("bitwise")
         if cells:
@@ -219,6 +224,11 @@ class IRGenerator:
         if choice == "atom":
             x = self.scalar(scope)
             return [(name, x, self.kind_of(x, scope))]
+        if choice == "alias":       # another name for a value, a None, a cell or a function
+            other = draw(st.sampled_from(sorted(n for n, v in held.items() if v != "counter")))
+            return [(name, Sym(other), held[other])]
+        if choice == "none":
+            return [(name, None, "none")]
         if choice == "cell":
             out = [(name, Sym("new"), "cell")]
             if draw(st.integers(0, 3)):

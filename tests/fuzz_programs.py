@@ -168,7 +168,7 @@ for _name in ("__add__ __radd__ __sub__ __rsub__ __mul__ __rmul__ __floordiv__ _
 INT_EDGES = [0, 1, -1, 2, 3, -7, 63, 64, 255, 2**31 - 1, -2**31, 2**32, 2**53, 2**53 + 1,
              -(2**53) - 1, 10**18, 2**62, INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1]
 FLOAT_EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, 2.5, -7.25, 0.1, 1e16, 2.0**53, 123.456, 1e308,
-               -1e308, 5e-324, 1e-300, math.inf, -math.inf, math.nan]
+               -1e308, 5e-324, 1e-300, 2.0**-24, math.inf, -math.inf, math.nan]
 
 
 def int_values():

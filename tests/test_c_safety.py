@@ -372,6 +372,23 @@ def test_print_of_a_value_is_python_print(capfdbinary, kind, values):
         assert printed_by(capfdbinary, f, v) == python_print(v)
 
 
+def powers_of_two_and_neighbours():
+    """Doubles next to a power of two, where the rounding interval is lopsided."""
+    return st.builds(lambda e, step: math.nextafter(2.0 ** e, step * math.inf) if step else 2.0 ** e,
+                     st.integers(-1074, 1023), st.sampled_from([-1, 0, 1]))
+
+
+@examples(400)
+@given(x=st.one_of(st.floats(), powers_of_two_and_neighbours()))
+@example(x=2.0 ** -24)
+@example(x=9.5367431640625e-07)
+def test_a_printed_float_is_pythons_repr(capfdbinary, compiled, x):
+    if "print float" not in compiled:
+        body = lets(("x0", [Sym("print"), Sym("in")]), result=None)
+        compiled["print float"] = hytorch.compile_ir(program(body), float)
+    assert printed_by(capfdbinary, compiled["print float"], x) == python_print(x)
+
+
 @pytest.mark.parametrize("field", ["{:99999999999999999999d}", "{:.2147483648f}", "{:z}", "{:.3d}",
                                    "{:s}", "{:=s}", "{:,}", "{:x}", "{!r:>5}"])
 def test_a_spec_python_refuses_or_staged_code_does_not_support_is_a_staging_error(field):

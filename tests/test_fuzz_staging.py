@@ -29,21 +29,24 @@ def _raised_by_program(error, case_file):
     return bool(frames) and frames[-1].filename == case_file
 
 
-def _acceptable_refusal(error, case, case_file):
+def _acceptable_refusal(error, case, case_file, eager):
     """Whether staging may refuse the program with `error`: a StagingError for a format spec
-    that staged code does not support (or Python rejects), or a documented limit; an error
-    of the program's own generation-time code."""
+    that staged code does not support (or Python rejects), a documented limit, or a program
+    that recurses without end in Python too; an error of the program's own generation-time
+    code."""
     if isinstance(error, StagingError):
         return (bool(case.labels & {"unsupported", "invalid"})
                 or any(text in str(error) for text in _DOCUMENTED)
-                or _raised_by_program(error.__cause__, case_file))
+                or _raised_by_program(error.__cause__, case_file)
+                or any(isinstance(e and e.error, RecursionError) for e in eager))
     if isinstance(error, (ValueError, IndexError, KeyError)) and "invalid" in case.labels:
         return True     # Python's own str.format, on constants, while staging
     return _raised_by_program(error, case_file)
 
 
-def stage_case(case, fn, case_file):
-    """The compiled function, or None when staging refused the program acceptably."""
+def stage_case(case, fn, case_file, eager):
+    """The compiled function, or None when staging refused the program acceptably (`eager`:
+    the outcomes of the eager calls)."""
     try:
         return hytorch.stage(fn, *case.types)
     except CCompileError as e:
@@ -51,7 +54,7 @@ def stage_case(case, fn, case_file):
         fail(f"staging:CCompileError:{normalize(first.split('error:')[-1])}",
              f"{case.describe()}\nthe backend emitted C that does not compile:\n{e}")
     except Exception as e:  # noqa: BLE001  (judged below)
-        if _acceptable_refusal(e, case, case_file):
+        if _acceptable_refusal(e, case, case_file, eager):
             STATS["staging_refused"] += 1
             return None
         message = e.message if isinstance(e, StagingError) else str(e)
@@ -77,7 +80,7 @@ def check_case(case):
         except OutOfInt64:
             STATS["skipped_overflow"] += 1
             eager.append(None)
-    compiled = stage_case(case, module.fuzzed, module.__file__)
+    compiled = stage_case(case, module.fuzzed, module.__file__, eager)
     if compiled is None:
         return
     for args, expected in zip(case.argsets, eager):

@@ -105,3 +105,21 @@ def test_a_malformed_tensor_node_is_an_ir_error(node):
     # Found by fuzzing IR text: raw TypeErrors from the renderer before.
     with pytest.raises(hytorch.IRError):
         hytorch.compile_ir(f"(def f (in) (begin (begin (let x0 {node} None))))")
+
+
+@pytest.mark.parametrize("test, kind", [("None", "none"), ("c", "cell"), ("g", "function"),
+                                        ('"text"', "str")])
+def test_a_while_test_that_is_not_a_number_is_an_ir_error(test, kind):
+    # Found by fuzzing IR text: these compiled, and a function's address looped for ever.
+    body = (f"(let g (def g (a) (begin a)) (let c new "
+            f"(let w (while (begin {test}) (begin None)) 0)))")
+    with pytest.raises(hytorch.IRError, match=f"a while's test is a {kind}, not a number"):
+        hytorch.compile_ir(f"(def f (in) (begin (begin {body})))")
+
+
+@pytest.mark.parametrize("alias", ["c", "g", "n"])
+def test_a_let_of_a_cell_function_or_none_is_another_name_for_it(alias):
+    # Found by fuzzing IR text: a KeyError in the renderer.
+    text = ("(def f (in) (begin (begin (let g (def g (a) (begin (let b (+ a 1) b))) (let c new (let n None "
+            f"(let y {alias} (let s (set c in) (let r (get c) (let q (call g (r)) q))))))))))")
+    assert hytorch.compile_ir(text)(4) == 5

@@ -6,11 +6,13 @@
         pytest)
 
 (defn same [f types #* argsets]
-  "f compiled gives what f gives eagerly, for each argument list."
+  "f compiled gives what f gives eagerly, for each argument list: the same type and repr
+  (False is not 0, -0.0 is not 0.0, nan is nan)."
   (setv compiled (hytorch.stage f #* types))
   (for [args argsets]
     (setv eager (f #* args) got (compiled #* args))
-    (assert (= got eager) f"{f.__name__}{args}: compiled {got !r}, eager {eager !r}")))
+    (assert (and (is (type got) (type eager)) (= (repr got) (repr eager)))
+            f"{f.__name__}{args}: compiled {got !r}, eager {eager !r}")))
 
 (defstaged shadowing-let [n]
   (setv x n)
@@ -58,7 +60,7 @@
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile value-of-when))
   (assert (in "has no value on one of its branches" (str e.value)))
-  (assert (.endswith e.value.where "test_staging_semantics.hy:55:3")))
+  (assert (.endswith e.value.where "test_staging_semantics.hy:57:3")))
 
 (defstaged as-a-string [n]
   (print (+ "n is " (str n))))
@@ -91,11 +93,11 @@
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile store-into-a-dict))
   (assert (in "changes the Python object once, while staging" (str e.value)))
-  (assert (.endswith e.value.where "test_staging_semantics.hy:82:28"))
+  (assert (.endswith e.value.where "test_staging_semantics.hy:84:28"))
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile keep-in-a-list))
   (assert (in "used after that block ended" (str e.value)))
-  (assert (.endswith e.value.where "test_staging_semantics.hy:88:3")))
+  (assert (.endswith e.value.where "test_staging_semantics.hy:90:3")))
 
 (defstaged powers [n] (+ (** n 3) (abs (- n 5))))
 
@@ -104,10 +106,41 @@
 
 (defstaged huge-constant [n] (+ n 100000000000000000000000))
 
+(defstaged huger-than-python-prints [n] (+ n (** 10 5000)))
+
 (defn test-an-integer-constant-beyond-64-bits []
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile huge-constant))
-  (assert (in "does not fit in the 64 bits" (str e.value))))
+  (assert (in "does not fit in the 64 bits" (str e.value)))
+  ;; str() of an int over 4300 digits is a ValueError: the message must not need it
+  (with [e (pytest.raises hytorch.StagingError)]
+    (hytorch.lms-compile huger-than-python-prints))
+  (assert (in "~10**5000 (16610 bits) does not fit in the 64 bits" (str e.value))))
+
+(defstaged nan-accumulate [n acc] (if (<= n 0) acc (nan-accumulate (- n 1) (- acc))))
+(defstaged start-from-nan [n] (nan-accumulate n (float "nan")))
+(defstaged sign-of-zero-accumulate [n acc] (if (<= n 0) acc (sign-of-zero-accumulate (- n 1) acc)))
+(defstaged start-from-minus-zero [n] (+ (sign-of-zero-accumulate n -0.0) (sign-of-zero-accumulate n 0.0)))
+
+(defn test-recursion-on-a-nan-or-signed-zero-constant-is-found []
+  "A constant argument is part of a call's identity: NaN repeats (NaN != NaN must not hide the
+  recursion), -0.0 and 0.0 are different calls."
+  (same start-from-nan [int] [0] [3])
+  (same start-from-minus-zero [int] [0] [2]))
+
+(defstaged pass-bool [n b] (if (<= n 0) b (pass-bool (- n 1) (not n))))
+(defstaged start-pass-bool [n] (pass-bool n False))
+
+(defn test-a-bool-through-a-staged-recursion-stays-a-bool []
+  (same start-pass-bool [int] [0] [1] [2] [5]))
+
+(defstaged zero-minus [n] (- 0.0 n))
+
+(defn test-zero-minus-an-int-zero-is-plus-zero []
+  "gcc folds `0.0 - (double)i` into `-(double)i` (-0.0 for i = 0) unless the constant is hidden."
+  (same zero-minus [int] [0] [3] [-3])
+  (same zero-minus [bool] [False] [True])
+  (same zero-minus [float] [0.0] [-0.0] [2.5]))
 
 (defn test-int64-min-floor-division-by-minus-one-wraps []
   (setv div (hytorch.stage (fn [a b] (// a b)) int int)
