@@ -6,9 +6,9 @@ A mixin of CRenderer (c_render.hy)."
 
 (import hytorch.backend.c_out [Out c-float excerpt indent]
         hytorch.backend.printf [c-string]
-        hytorch.backend.ir [Sym]
+        hytorch.ir.syntax [Sym]
         hytorch.backend.scope [Binding]
-        hytorch.backend.shapes [TensorType]
+        hytorch.ir.types [TensorType]
         hytorch.errors [IRError])
 
 

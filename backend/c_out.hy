@@ -1,6 +1,6 @@
 "What rendering one let's right-hand side gives the C renderer."
 
-(import hytorch.backend.ir [print-ir])
+(import hytorch.ir.syntax [print-ir])
 
 
 (defclass Out []

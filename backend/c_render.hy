@@ -15,7 +15,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.c-data [DataRendering]
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering]
-        hytorch.backend.ir [Sym print-ir INT64-MIN INT64-MAX]
+        hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
         hytorch.backend.printf [format-pieces c-spec c-string c-print-text]
         hytorch.backend.scope [Binding Scope CNames]
         hytorch.errors [IRError show-int])

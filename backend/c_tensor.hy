@@ -10,10 +10,10 @@ a data loader has its first dimension set by the rows of the current batch (`bat
 (import math
         hytorch.backend.c_out [Out c-float c-comment excerpt indent]
         hytorch.backend.c_train [Param]
-        hytorch.backend.ir [Sym print-ir]
+        hytorch.ir.syntax [Sym print-ir]
         hytorch.backend.scope [Binding]
-        hytorch.backend.shapes :as shapes
-        hytorch.backend.shapes [TensorType ShapeError]
+        hytorch.ir.types :as shapes
+        hytorch.ir.types [TensorType ShapeError]
         hytorch.backend.grad [Record]
         hytorch.errors [IRError])
 

@@ -4,10 +4,10 @@ and applying the step during the backward pass where a block's zero_grad/backwar
 it. A mixin of CRenderer (c_render.hy)."
 
 (import hytorch.backend.c_out [Out c-float c-comment]
-        hytorch.backend.ir [Sym print-ir]
+        hytorch.ir.syntax [Sym print-ir]
         hytorch.backend.scope [Binding]
-        hytorch.backend.shapes :as shapes
-        hytorch.backend.shapes [TensorType]
+        hytorch.ir.types :as shapes
+        hytorch.ir.types [TensorType]
         hytorch.backend.grad [backward-lets]
         hytorch.errors [IRError])
 

@@ -27,7 +27,7 @@ backward of l is
   (let g0 (call ones_like (l)) (let g1 (call sum_grad (g0 z)) (let g2 (call relu_grad (g1 z))
    (let g3 (call grad_accumulate_dot (w g2 x)) ...))))"
 
-(import hytorch.backend.ir [Sym])
+(import hytorch.ir.syntax [Sym])
 
 (setv CALL (Sym "call"))
 (setv _ACTIVATIONS #{"relu" "sigmoid" "tanh"})

@@ -7,7 +7,7 @@ and IR text to either (`parse_ir`, `compile_ir`).
 import sys
 
 from hytorch import builder
-from hytorch.backend.ir import Sym, parse_ir as _parse, print_ir
+from hytorch.ir.syntax import Sym, parse_ir as _parse, print_ir
 from hytorch.errors import IRError, StagingError
 from hytorch.staged_args import describe_type, param_names, staged_argument
 from hytorch.values import atom

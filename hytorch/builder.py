@@ -9,7 +9,7 @@ parent resumes from the same number when the block ends.
 """
 from contextlib import contextmanager
 
-from hytorch.backend.ir import Sym
+from hytorch.ir.syntax import Sym
 
 LET, BEGIN = Sym("let"), Sym("begin")
 MAX_LETS = 1_000_000  # beyond this, staging is unrolling something it should not

@@ -13,7 +13,7 @@ straight-line code the last value set is forwarded, so a cell is read (`get`) on
 block starts or after a staged construct that may have changed it.
 """
 from hytorch import builder
-from hytorch.backend.ir import Sym, print_ir
+from hytorch.ir.syntax import Sym, print_ir
 from hytorch.errors import HyTorchError, StagingError
 from hytorch.lift import stand_in
 from hytorch.source_location import traceback_location, user_location

@@ -8,8 +8,8 @@ compiled code can be given its current value when called (and write trained valu
 import sys
 
 from hytorch import builder
-from hytorch.backend.ir import Sym
-from hytorch.backend.shapes import TensorType
+from hytorch.ir.syntax import Sym
+from hytorch.ir.types import TensorType
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
 from hytorch.values import Rep, Staged

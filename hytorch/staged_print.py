@@ -6,7 +6,7 @@
 from string import Formatter
 
 from hytorch import builder
-from hytorch.backend.ir import Sym
+from hytorch.ir.syntax import Sym
 from hytorch.backend.printf import format_pieces
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location

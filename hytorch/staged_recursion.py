@@ -9,7 +9,7 @@ with `call`, as snek-LMS did.
 Arguments that are staged scalars become the function's parameters; ordinary arguments are
 part of its identity (calls with other ordinary values are other functions or inline).
 """
-from hytorch.backend.ir import Sym
+from hytorch.ir.syntax import Sym
 from hytorch.errors import StagingError
 from hytorch.staged_args import param_names
 from hytorch.values import Rep, Staged, atom, scalar_kind

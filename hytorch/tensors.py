@@ -5,15 +5,15 @@ unchanged: `(F.relu x)`, `(torch.flatten x 1)` and an `nn.Linear` module called 
 `(call relu (x))`, a `view` and `(dot W x)` `(+ .. b)`; the module's parameters are lifted
 into the staging run with PyTorch's own values (see lift.py).
 
-Shapes are checked as the program stages (backend/shapes.hy), so a mismatch is a
+Shapes are checked as the program stages (hytorch/ir/types.hy), so a mismatch is a
 StagingError naming the .hy form that caused it.
 """
 import torch
 import torch.nn.functional as F
 
 from hytorch import builder
-from hytorch.backend import shapes
-from hytorch.backend.ir import Sym
+from hytorch.ir import types as shapes
+from hytorch.ir.syntax import Sym
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
 from hytorch.values import Rep, Staged, scalar_kind

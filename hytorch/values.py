@@ -5,7 +5,7 @@
         (n * 2 + 1).sym        # -> x1, after (let x0 (* in 2) (let x1 (+ x0 1) ...))
 """
 from hytorch import builder
-from hytorch.backend.ir import Sym
+from hytorch.ir.syntax import Sym
 from hytorch.errors import StagingError, show_int
 from hytorch.source_location import user_location
 

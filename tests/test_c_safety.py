@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import hytorch
 from hytorch.api import IRProgram
-from hytorch.backend.ir import Sym, print_ir, read_atom
+from hytorch.ir.syntax import Sym, print_ir, read_atom
 from hytorch.backend.printf import format_pieces
 from hytorch.backend.scope import C_PREFIX
 from hytorch.build import FLAGS, compiler_command

@@ -5,7 +5,7 @@ import re
 import pytest
 
 import hytorch
-from hytorch.backend.ir import Sym, parse_ir as parse_node, print_ir
+from hytorch.ir.syntax import Sym, parse_ir as parse_node, print_ir
 
 def seed_demo_ir():
     """The MNIST demo's IR, copied verbatim from the snek-LMS README (shared/seeds/001)."""

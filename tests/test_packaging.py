@@ -24,7 +24,7 @@ def wheel(tmp_path_factory):
     return path
 
 
-PACKAGE_DIRS = {"hytorch": "hytorch", "hytorch/macros": "macros", "hytorch/backend": "backend",
+PACKAGE_DIRS = {"hytorch": "hytorch", "hytorch/ir": "hytorch/ir", "hytorch/macros": "macros", "hytorch/backend": "backend",
                 "hytorch/c_runtime": "c_runtime", "hytorch/examples": "examples"}
 SOURCE_SUFFIXES = {".py", ".hy", ".c", ".h"}
 
