@@ -317,24 +317,50 @@ def output_difference(expected, got):
     return "text"
 
 
-def compare(expected, got):
-    """None when `got` (compiled) behaves as `expected` (eager Python), else a signature."""
+def value_difference(expected, got):
+    """None when two results are the same value of the same type, else a signature."""
+    ce, cg = value_category(expected), value_category(got)
+    if ce != cg:
+        return f"result-type:{ce}->{cg}"
+    if ce == "float" and not same_float(expected, got):
+        return f"result:float-{float_difference(expected, got)}"
+    if ce in ("int", "bool") and expected != got:
+        return f"result:{ce}"
+    return None
+
+
+def python_error_difference(expected, got):
+    """For a call where Python raised `expected`: None when the compiled call raised the same
+    type (or an ExecutionError, the C runtime's report of it), else a signature."""
+    if got is None:
+        return f"no-error:{type(expected).__name__}"
+    from hytorch.errors import ExecutionError
+    if not isinstance(got, (type(expected), ExecutionError)):
+        return f"other-error:{type(expected).__name__}->{type(got).__name__}"
+    return None
+
+
+def compare(expected, got, error_difference=python_error_difference):
+    """None when `got` (the compiled call's Outcome) behaves as `expected` (eager Python's, or
+    the IR reference's), else a signature. `error_difference(expected_error, got_error)`
+    judges a call that should raise."""
     if expected.error is not None:
-        if got.error is None:
-            return f"no-error:{type(expected.error).__name__}"
-        from hytorch.errors import ExecutionError
-        if not isinstance(got.error, (type(expected.error), ExecutionError)):
-            return f"other-error:{type(expected.error).__name__}->{type(got.error).__name__}"
+        signature = error_difference(expected.error, got.error)
+        if signature:
+            return signature
     elif got.error is not None:
         return f"error:{type(got.error).__name__}:{normalize(got.error, 50)}"
     else:
-        ce, cg = value_category(expected.value), value_category(got.value)
-        if ce != cg:
-            return f"result-type:{ce}->{cg}"
-        if ce == "float" and not same_float(expected.value, got.value):
-            return f"result:float-{float_difference(expected.value, got.value)}"
-        if ce in ("int", "bool") and expected.value != got.value:
-            return f"result:{ce}"
+        signature = value_difference(expected.value, got.value)
+        if signature:
+            return signature
     if expected.output != got.output:
         return f"output:{output_difference(expected.output, got.output)}"
     return None
+
+
+def fail_c_compile(prefix, description, error):
+    """The failure of generated C that the compiler rejected (a CCompileError)."""
+    first = next((line for line in error.compiler_output.splitlines() if "error" in line), "")
+    fail(f"{prefix}:CCompileError:{normalize(first.split('error:')[-1])}",
+         f"{description}\nthe backend emitted C that does not compile:\n{error}")

@@ -11,8 +11,8 @@ import traceback
 from hypothesis import given
 
 import hytorch
-from fuzz_harness import (Outcome, bounded_shrinking, fail, fuzz_settings, normalize,
-                          run_compiled, same_float, value_category)
+from fuzz_harness import (Outcome, bounded_shrinking, compare, fail, fail_c_compile,
+                          fuzz_settings, normalize, run_compiled)
 from fuzz_ir_programs import ir_cases
 from fuzz_programs import BITWISE_OPS
 from hytorch.errors import CCompileError, ExecutionError, IRError, IRSyntaxError
@@ -54,33 +54,19 @@ def compile_case(case):
                  f"{case!r}\nthe backend rejected a well-formed program: {type(e).__name__}: {e}")
         return None
     except CCompileError as e:
-        first = next((line for line in e.compiler_output.splitlines() if "error" in line), "")
-        fail(f"ir:CCompileError:{normalize(first.split('error:')[-1])}",
-             f"{case!r}\nthe backend emitted C that does not compile:\n{e}")
+        fail_c_compile("ir", repr(case), e)
     except Exception as e:  # noqa: BLE001  (a crash of the backend)
         fail(f"ir:crash:{type(e).__name__}:{normalize(e)}",
              f"{case!r}\ncompile_ir raised {type(e).__name__}: {e}\n{traceback.format_exc()}")
 
 
-def compare_run(expected, got):
-    """None when the compiled call `got` did what the reference's run `expected` says."""
-    if expected.error is not None:
-        if not isinstance(got.error, ExecutionError):
-            return f"no-error:{expected.error.kind}"
-        if expected.error.kind == "zero-division" and not isinstance(got.error, ZeroDivisionError):
-            return f"other-error:{expected.error.kind}"
-    elif got.error is not None:
-        return f"error:{type(got.error).__name__}:{normalize(got.error, 50)}"
-    else:
-        ce, cg = value_category(expected.value), value_category(got.value)
-        if ce != cg:
-            return f"result-type:{ce}->{cg}"
-        if ce == "float" and not same_float(expected.value, got.value):
-            return "result:float"
-        if ce in ("int", "bool") and expected.value != got.value:
-            return f"result:{ce}"
-    if expected.output != got.output:
-        return "output"
+def reference_error_difference(expected, got):
+    """For a call where the reference stopped with `expected` (a RefRuntimeError): None when
+    the compiled call raised its ExecutionError (a ZeroDivisionError for a division by zero)."""
+    if not isinstance(got, ExecutionError):
+        return f"no-error:{expected.kind}"
+    if expected.kind == "zero-division" and not isinstance(got, ZeroDivisionError):
+        return f"other-error:{expected.kind}"
     return None
 
 
@@ -108,7 +94,7 @@ def check_ir_case(case):
             continue
         STATS["calls"] += 1
         got = run_compiled(compiled, args)
-        signature = compare_run(expected, got)
+        signature = compare(expected, got, reference_error_difference)
         if signature:
             shown = Outcome(expected.value, expected.error, expected.output).show()
             fail(f"ir:call:{signature}",

@@ -9,8 +9,8 @@ import traceback
 from hypothesis import given
 
 import hytorch
-from fuzz_harness import (bounded_shrinking, compare, fail, fuzz_settings, load_module,
-                          normalize, run_compiled, run_eager)
+from fuzz_harness import (bounded_shrinking, compare, fail, fail_c_compile, fuzz_settings,
+                          load_module, normalize, run_compiled, run_eager)
 from fuzz_programs import OutOfInt64, cases
 from hytorch.errors import CCompileError, StagingError
 
@@ -50,9 +50,7 @@ def stage_case(case, fn, case_file, eager):
     try:
         return hytorch.stage(fn, *case.types)
     except CCompileError as e:
-        first = next((line for line in e.compiler_output.splitlines() if "error" in line), "")
-        fail(f"staging:CCompileError:{normalize(first.split('error:')[-1])}",
-             f"{case.describe()}\nthe backend emitted C that does not compile:\n{e}")
+        fail_c_compile("staging", case.describe(), e)
     except Exception as e:  # noqa: BLE001  (judged below)
         if _acceptable_refusal(e, case, case_file, eager):
             STATS["staging_refused"] += 1
