@@ -117,28 +117,43 @@ Python's own ValueError; one staged code cannot print exactly raises ValueError 
              [(if (= s.type "d") "int" "float") index s])))
 
 
+(defn format-fields [fmt nargs]
+  "The pieces of a format string for `nargs` arguments as str.format reads them: #(text
+  index spec conversion), index None after the last field. ValueError with Python's message
+  for mixed numbering or too few arguments; ValueError for a named field or a nested field in
+  a spec, which staged code does not support.
+  (list (format-fields \"a{}b{:>3}\" 2)) => [#(\"a\" 0 \"\" None) #(\"b\" 1 \">3\" None)]"
+  (setv auto 0 numbering None)
+  (for [[text field spec conversion] (.parse (Formatter) fmt)]
+    (when (is field None)
+      (yield #(text None None None))
+      (continue))
+    (setv this (if (= field "") "automatic" "manual"))
+    (when (and numbering (!= numbering this))
+      ;; Python's own message for "{} {0}"
+      (raise (ValueError (if (= this "manual")
+                           "cannot switch from automatic field numbering to manual field specification"
+                           "cannot switch from manual field specification to automatic field numbering"))))
+    (setv numbering this)
+    (cond (= field "") (do (setv index auto) (+= auto 1))
+          (.isdigit field) (setv index (int field))
+          True (raise (ValueError f"named field {{{field}}} is not supported in staged code; use {{}}")))
+    (when (>= index nargs)
+      ;; Python's message (an IndexError there)
+      (raise (ValueError f"Replacement index {index} out of range for positional args tuple")))
+    (when (in "{" (or spec ""))
+      (raise (ValueError "nested fields in a format spec are not supported")))
+    (yield #(text index (or spec "") conversion))))
+
+
 (defn format-pieces [fmt kinds]
   "Split `fmt` into print pieces for arguments of the given kinds (\"int\" \"float\" \"bool\")."
-  (setv pieces [] auto 0 numbering None)
-  (for [[text field spec conversion] (.parse (Formatter) fmt)]
+  (setv pieces [])
+  (for [[text index spec conversion] (format-fields fmt (len kinds))]
     (when text
       (.append pieces ["text" text]))
-    (when (is-not field None)
-      (setv this (if (= field "") "automatic" "manual"))
-      (when (and numbering (!= numbering this))
-        ;; Python's own message for "{} {0}"
-        (raise (ValueError (if (= this "manual")
-                             "cannot switch from automatic field numbering to manual field specification"
-                             "cannot switch from manual field specification to automatic field numbering"))))
-      (setv numbering this)
-      (cond (= field "") (do (setv index auto) (+= auto 1))
-            (.isdigit field) (setv index (int field))
-            True (raise (ValueError f"named field {{{field}}} is not supported in staged code; use {{}}")))
-      (when (>= index (len kinds))
-        (raise (ValueError f"the format string needs more than {(len kinds)} argument(s)")))
-      (when (in "{" (or spec ""))
-        (raise (ValueError "nested fields in a format spec are not supported")))
-      (.append pieces (_field (or spec "") conversion (get kinds index) index))))
+    (when (is-not index None)
+      (.append pieces (_field spec conversion (get kinds index) index))))
   pieces)
 
 

@@ -3,11 +3,9 @@
     (print (.format "Epoch {} loss {:.4f}" epoch loss))
     ;; staged: (printf ("Epoch {} loss {:.4f}" x3 x9)); constants are formatted right away
 """
-from string import Formatter
-
 from hytorch import builder
 from hytorch.ir.syntax import Sym
-from hytorch.backend.printf import format_pieces
+from hytorch.backend.printf import format_fields, format_pieces
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
 from hytorch.values import Staged, StagedStr, _Sentinel, is_staged, scalar_kind, value_kind
@@ -42,19 +40,6 @@ def _staged_field(spec, value, conversion=None):
     return field
 
 
-class _Blank:
-    """Formats as nothing whatever the spec: stands for the arguments while Python checks a
-    format string's fields."""
-
-    def __format__(self, spec):
-        return ""
-
-    __str__ = __repr__ = lambda self: ""
-
-
-_BLANK = _Blank()
-
-
 def stage_format(template, *args, **kwargs):
     """`(.format template args...)`: Python's result unless an argument is staged."""
     if not isinstance(template, str) or not any(map(is_staged, list(args) + list(kwargs.values()))):
@@ -62,24 +47,15 @@ def stage_format(template, *args, **kwargs):
     if kwargs:
         raise StagingError("named arguments to .format cannot be staged; use {} fields",
                            user_location())
-    try:  # the fields' numbering, checked by Python itself ("{} {0}" is an error)
-        template.format(*[_BLANK] * len(args))
-    except (ValueError, IndexError) as e:
+    try:  # the fields as Python numbers them ("{} {0}" is an error)
+        fields = list(format_fields(template, len(args)))
+    except ValueError as e:
         raise StagingError(f"the format string {template!r}: {e}", user_location()) from None
-    out, staged_args, auto = [], [], 0
-    for text, field, spec, conversion in Formatter().parse(template):
+    out, staged_args = [], []
+    for text, index, spec, conversion in fields:
         out.append(_escape(text))
-        if field is None:
+        if index is None:
             continue
-        if field == "":
-            index, auto = auto, auto + 1
-        elif field.isdigit():
-            index = int(field)
-        else:
-            raise StagingError(f"named field {{{field}}} cannot be staged; use {{}}", user_location())
-        if index >= len(args):
-            raise StagingError(f"the format string {template!r} needs more arguments",
-                               user_location())
         value = args[index]
         if is_staged(value):
             if conversion not in (None, "s", "r"):
