@@ -61,9 +61,33 @@ def sanitizer_flags():
     return (f"-fsanitize={kinds}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g1")
 
 
-def build_flags(extra_flags=()):
-    """FLAGS, then $HYTORCH_SANITIZE's, then `extra_flags`."""
-    return tuple(FLAGS) + sanitizer_flags() + tuple(extra_flags)
+def build_flags(extra_flags=(), argv=None):
+    """FLAGS (-march=native as the compiler `argv`, default $CC, spells it), then
+    $HYTORCH_SANITIZE's, then `extra_flags`."""
+    native = native_cpu_flags(tuple(argv or compiler_command()))
+    flags = [f for flag in FLAGS for f in (native if flag == "-march=native" else (flag,))]
+    return tuple(flags) + sanitizer_flags() + tuple(extra_flags)
+
+
+@functools.lru_cache(maxsize=None)
+def native_cpu_flags(argv):
+    """How the compiler `argv` is told to target this CPU: gcc and clang take -march=native
+    on x86-64 and Linux aarch64, Apple's clang on arm64 only -mcpu=native. A compiler that
+    takes neither builds the portable kernels (correct, slower).
+
+        >>> native_cpu_flags(("gcc",))
+        ('-march=native',)
+    """
+    for flag in ("-march=native", "-mcpu=native"):
+        try:
+            probe = subprocess.run([*argv, flag, "-x", "c", "-c", "-o", os.devnull, "-"],
+                                   input="int ht_probe;\n", capture_output=True, text=True,
+                                   timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return ()
+        if probe.returncode == 0:
+            return (flag,)
+    return ()
 
 
 def largest_function_lines(c_source):
@@ -255,42 +279,75 @@ def _key(*parts):
 # Per ELF class: the struct code of an address, where e_phoff and e_phentsize are in the file
 # header, and where p_offset and p_filesz are in a program header.
 _ELF_LAYOUTS = {1: ("I", 28, 42, 4, 16), 2: ("Q", 32, 54, 8, 32)}
+_MACHO_64 = b"\xcf\xfa\xed\xfe"     # MH_MAGIC_64, little-endian (arm64 and x86-64 macOS)
+_LC_SEGMENT_64 = 0x19
 
 
 def _is_whole_library(path):
-    """Whether `path` is an ELF file holding every byte its headers point to. Loading a
-    truncated library can kill the process (SIGBUS), so it is checked before it is loaded."""
+    """Whether `path` is a shared library (ELF, or Mach-O on macOS) holding every byte its
+    headers point to. Loading a truncated library can kill the process (SIGBUS), so it is
+    checked before it is loaded."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             header = f.read(64)
-            if len(header) < 52 or header[:4] != b"\x7fELF" or header[4] not in _ELF_LAYOUTS:
-                return False
-            word, phoff_at, phentsize_at, offset_at, filesz_at = _ELF_LAYOUTS[header[4]]
-            order = "<" if header[5] == 1 else ">"
-            phoff, shoff = struct.unpack_from(order + word * 2, header, phoff_at)
-            phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "4H", header,
-                                                                    phentsize_at)
-            ends = [phoff + phnum * phentsize, shoff + shnum * shentsize]
-            f.seek(phoff)
-            table = f.read(phnum * phentsize)
-            if len(table) < phnum * phentsize:
-                return False
-            for i in range(phnum):
-                offset, = struct.unpack_from(order + word, table, i * phentsize + offset_at)
-                filesz, = struct.unpack_from(order + word, table, i * phentsize + filesz_at)
-                ends.append(offset + filesz)
-            return max(ends) <= size
-    except (OSError, struct.error):
+            if header[:4] == b"\x7fELF":
+                return _elf_end(f, header) <= size
+            if header[:4] == _MACHO_64:
+                return _macho_end(f, header) <= size
+            return False
+    except (OSError, struct.error, ValueError):
         return False
 
 
-_ARCHIVE_INDEXES = {b"/", b"//", b"/SYM64/", b"__.SYMDEF", b"__.SYMDEF SORTED"}
+def _elf_end(f, header):
+    """Where the last byte an ELF file's headers point to ends."""
+    if len(header) < 52 or header[4] not in _ELF_LAYOUTS:
+        raise ValueError("not an ELF file of a known class")
+    word, phoff_at, phentsize_at, offset_at, filesz_at = _ELF_LAYOUTS[header[4]]
+    order = "<" if header[5] == 1 else ">"
+    phoff, shoff = struct.unpack_from(order + word * 2, header, phoff_at)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "4H", header, phentsize_at)
+    ends = [phoff + phnum * phentsize, shoff + shnum * shentsize]
+    f.seek(phoff)
+    table = f.read(phnum * phentsize)
+    if len(table) < phnum * phentsize:
+        raise ValueError("truncated program headers")
+    for i in range(phnum):
+        offset, = struct.unpack_from(order + word, table, i * phentsize + offset_at)
+        filesz, = struct.unpack_from(order + word, table, i * phentsize + filesz_at)
+        ends.append(offset + filesz)
+    return max(ends)
+
+
+def _macho_end(f, header):
+    """Where the last byte a 64-bit Mach-O file's segments hold ends (the code signature and
+    symbol tables are inside __LINKEDIT)."""
+    ncmds, sizeofcmds = struct.unpack_from("<2I", header, 16)
+    f.seek(32)
+    commands = f.read(sizeofcmds)
+    if len(commands) < sizeofcmds:
+        raise ValueError("truncated load commands")
+    end, at = 32 + sizeofcmds, 0
+    for _ in range(ncmds):
+        cmd, cmdsize = struct.unpack_from("<2I", commands, at)
+        if cmdsize < 8:
+            raise ValueError("malformed load command")
+        if cmd == _LC_SEGMENT_64:
+            fileoff, filesize = struct.unpack_from("<2Q", commands, at + 40)
+            end = max(end, fileoff + filesize)
+        at += cmdsize
+    return end
+
+
+_ARCHIVE_INDEXES = {b"/", b"//", b"/SYM64/", b"__.SYMDEF", b"__.SYMDEF SORTED",
+                    b"__.SYMDEF_64", b"__.SYMDEF_64 SORTED"}
 
 
 def _is_whole_archive(path, members):
-    """Whether `path` is an `ar` archive of `members` whole object files. A truncated one can
-    link without an error into a library that does not load, so it is checked first."""
+    """Whether `path` is an `ar` archive (GNU, or BSD as macOS writes it) of `members` whole
+    object files. A truncated one can link without an error into a library that does not
+    load, so it is checked first."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -303,7 +360,10 @@ def _is_whole_archive(path, members):
                 if len(header) < 60 or header[58:60] != b"`\n":
                     return False
                 length = int(header[48:58])
-                count += header[:16].rstrip() not in _ARCHIVE_INDEXES
+                name = header[:16].rstrip()
+                if name.startswith(b"#1/"):      # BSD: the name is the data's first bytes
+                    name = f.read(int(name[3:])).rstrip(b"\0")
+                count += name not in _ARCHIVE_INDEXES
                 offset += 60 + length + length % 2
             return offset == size and count == members
     except (OSError, ValueError):
@@ -382,7 +442,7 @@ def build_shared(c_source, extra_flags=(), replace=False):
     it even when the cache has it (say, because it did not load)."""
     start = time.perf_counter()
     argv = compiler_command()
-    runtime_flags = build_flags(extra_flags)
+    runtime_flags = build_flags(extra_flags, argv)
     flags = model_flags(c_source, runtime_flags)
     key = _key("model", c_source, _compiler_identity(tuple(argv)), flags, _cpu_identity(),
                runtime_version())
@@ -405,7 +465,8 @@ def build_shared(c_source, extra_flags=(), replace=False):
 def main():
     """`python -m hytorch.build`: build the C runtime for this machine now (setup does it
     once, so that the first model staged later compiles only its own code)."""
-    archive = runtime_archive(compiler_command(), build_flags())
+    argv = compiler_command()
+    archive = runtime_archive(argv, build_flags(argv=argv))
     print(f"C runtime: {archive.path} ({archive.seconds:.2f} s)")
 
 

@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -232,3 +233,75 @@ def test_the_longest_function_is_measured_in_lines():
               "static int f(void) {\n  int a = 1;\n  if (a) {\n    a++;\n  }\n  return a;\n}\n"
               "int g(void)\n{\n  return 0;\n}\n")
     assert build.largest_function_lines(source) == 5
+
+
+# ---- the whole-file checks on macOS's formats (built here byte by byte: no Mach-O tools)
+
+def _macho_dylib():
+    """A 64-bit Mach-O file whose last segment (__LINKEDIT) ends at byte 5096."""
+    def segment(name, fileoff, filesize):
+        return (struct.pack("<2I", 0x19, 72) + name.ljust(16, b"\0")
+                + struct.pack("<4Q2i2I", 0, 4096, fileoff, filesize, 7, 5, 0, 0))
+    commands = segment(b"__TEXT", 0, 4096) + segment(b"__LINKEDIT", 4096, 1000)
+    header = struct.pack("<4s2i5I", b"\xcf\xfa\xed\xfe", 0x0100000C, 0, 6, 2, len(commands), 0, 0)
+    body = header + commands
+    return body + b"\x90" * (5096 - len(body))
+
+
+def _ar_header(name, size):
+    return (name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6) + b"644".ljust(8)
+            + str(size).encode().ljust(10) + b"`\n")
+
+
+def _bsd_archive():
+    """An archive as macOS's ar writes it: long names (#1/N) in front of the data, and a
+    symbol index `__.SYMDEF SORTED` that is not a member."""
+    out = b"!<arch>\n"
+    for name, data in [(b"__.SYMDEF SORTED", b"\0" * 24), (b"ht_core.o", b"\x01" * 33),
+                       (b"ht_gemm.o", b"\x02" * 40)]:
+        padded = name + b"\0" * (-len(name) % 8 or 8)
+        member = padded + data
+        out += _ar_header(b"#1/%d" % len(padded), len(member)) + member + b"\n" * (len(member) % 2)
+    return out
+
+
+@pytest.mark.parametrize("make, check", [
+    (_macho_dylib, lambda path: build._is_whole_library(path)),
+    (_bsd_archive, lambda path: build._is_whole_archive(path, 2)),
+])
+def test_macos_libraries_and_archives_are_whole_unless_cut(tmp_path, make, check):
+    data, path = make(), tmp_path / "file"
+    path.write_bytes(data)
+    assert check(path)
+    for cut in range(0, len(data), 7):
+        path.write_bytes(data[:cut])
+        assert not check(path), f"cut at {cut} of {len(data)} looks whole"
+
+
+def test_a_bsd_archive_of_another_member_count_is_not_whole(tmp_path):
+    path = tmp_path / "runtime.a"
+    path.write_bytes(_bsd_archive())
+    assert not build._is_whole_archive(path, 3)
+
+
+def _compiler_refusing(tmp_path, *flags):
+    """A $CC that is gcc, except that it refuses `flags` as Apple's clang refuses -march=native."""
+    script = tmp_path / "cc-refusing"
+    tests = " ".join(f'[ "$a" = "{flag}" ] && exit 1;' for flag in flags)
+    script.write_text(f'#!/bin/sh\nfor a in "$@"; do {tests} :; done\nexec {shutil.which("gcc")} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("refused, expected", [
+    ((), ("-march=native",)),
+    (("-march=native",), ("-mcpu=native",)),          # Apple's clang on arm64
+    (("-march=native", "-mcpu=native"), ()),
+])
+def test_the_native_cpu_flag_is_the_one_the_compiler_takes(tmp_path, monkeypatch, refused, expected):
+    cc = _compiler_refusing(tmp_path, *refused)
+    flags = build.build_flags(argv=[cc])
+    assert [f for f in flags if f.endswith("=native")] == list(expected)
+    monkeypatch.setenv("CC", cc)
+    monkeypatch.setenv("HYTORCH_CACHE", str(tmp_path / "cache"))
+    assert hytorch.stage(lambda n: n * 11 + 1)(3) == 34
