@@ -1,4 +1,5 @@
-"""MNIST-format (IDX) data: a file reader and a batch loader, matched bit for bit by c_runtime/ht_data.c.
+"""Data for training loops: MNIST-format (IDX) files and a batch loader over them, matched bit for
+bit by c_runtime/ht_data.c; ArrayLoader, batches of the user's own arrays.
 
     >>> loader = MNIST(train=False, batch_size=64, limit=1000)      # Fashion-MNIST test split
     >>> len(loader), loader.count, (loader.rows, loader.cols)
@@ -189,7 +190,40 @@ class CLoaderSpec:
     rng_state: int
 
 
-class MNIST:
+class BatchOrder:
+    """The order in which a loader's `count` samples come in batches: `len` batches an epoch,
+    in order, or, with shuffle, in a fresh permutation each epoch drawn from SplitMix64 seeded by
+    `seed` (as compiled code draws it, so eager and compiled epochs continue one stream)."""
+
+    def _init_order(self, count, batch_size, shuffle, seed, drop_last):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+        self.count, self.batch_size = count, batch_size
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.rng = SplitMix64(seed)
+
+    def __len__(self):
+        full, rest = divmod(self.count, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def epoch_order(self):
+        """The sample order of a new epoch: arange(count), shuffled in place with self.rng when shuffle."""
+        order = np.arange(self.count, dtype=np.int64)
+        if self.shuffle:
+            self.rng.shuffle(order)
+        return order
+
+    def batch_slices(self, order):
+        """The sample indices of each batch of an epoch in `order`."""
+        stop = len(self) * self.batch_size
+        return (order[start:start + self.batch_size] for start in range(0, stop, self.batch_size))
+
+    def set_rng_state(self, state):
+        """Continue from the state C left in the loader's rng, so eager epochs follow compiled ones."""
+        self.rng.state = int(state) & MASK64
+
+
+class MNIST(BatchOrder):
     """Batches of an MNIST-format split as (data float32 [B,1,rows,cols], target int64 [B]) tensors.
 
     Like torchvision's MNIST with ToTensor() and Normalize(mean, std) in a DataLoader, but with its
@@ -206,8 +240,7 @@ class MNIST:
 
     def __init__(self, root=None, train=True, batch_size=1, shuffle=False, seed=0,
                  normalize=(0.1307, 0.3081), drop_last=False, limit=None):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+        self._init_order(0, batch_size, shuffle, seed, drop_last)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be None or a non-negative integer, got {limit!r}")
         self.mean, self.std = (0.0, 1.0) if normalize is None else (float(normalize[0]), float(normalize[1]))
@@ -229,8 +262,6 @@ class MNIST:
         self.images, self.labels = images[:limit], labels[:limit]
         self.count, self.rows, self.cols = self.images.shape
         self.num_classes = int(self.labels.max()) + 1 if self.count else 0
-        self.batch_size, self.shuffle, self.drop_last = batch_size, bool(shuffle), bool(drop_last)
-        self.rng = SplitMix64(seed)
         self.pixel_table = pixel_table(self.mean, self.std)
         self._labels64 = self.labels.astype(np.int64)
 
@@ -238,23 +269,12 @@ class MNIST:
         return (f"MNIST({self.images_path!r}, count={self.count}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last})")
 
-    def __len__(self):
-        full, rest = divmod(self.count, self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
-
     def __iter__(self):
         """A new epoch of torch tensor batches (the permutation is drawn now, not at the first batch)."""
         import torch
 
         from_numpy = torch.from_numpy
         return ((from_numpy(x), from_numpy(y)) for x, y in self.batches_numpy())
-
-    def epoch_order(self):
-        """The sample order of a new epoch: arange(count), shuffled in place with self.rng when shuffle."""
-        order = np.arange(self.count, dtype=np.int64)
-        if self.shuffle:
-            self.rng.shuffle(order)
-        return order
 
     def batches_numpy(self):
         """A new epoch of (data float32 [B,1,rows,cols], target int64 [B]) numpy batches."""
@@ -279,6 +299,55 @@ class MNIST:
             shuffle=self.shuffle, drop_last=self.drop_last,
             mean=float(np.float32(self.mean)), std=float(np.float32(self.std)), rng_state=self.rng.state)
 
-    def set_rng_state(self, state):
-        """Continue from the state C left in ht_loader.rng, so eager epochs follow compiled ones."""
-        self.rng.state = int(state) & MASK64
+
+class ArrayLoader(BatchOrder):
+    """Batches of the user's own data: `inputs` [count, ...] and `targets` [count, ...], NumPy
+    arrays or torch tensors, as (input batch, target batch) torch tensors, like a torch
+    DataLoader over a TensorDataset but with its own shuffle (see BatchOrder). Floating data
+    becomes float32 and integer (or bool) data int64, the types compiled code computes with, so
+    NumPy's float64 arrays train a float32 model as they are.
+
+        >>> xs, ys = np.arange(12.0).reshape(6, 2), np.array([0, 1, 0, 1, 1, 0])
+        >>> loader = ArrayLoader(xs, ys, batch_size=4)
+        >>> [(tuple(x.shape), x.dtype, tuple(y.shape), y.dtype) for x, y in loader]
+        [((4, 2), torch.float32, (4,), torch.int64), ((2, 2), torch.float32, (2,), torch.int64)]
+    """
+
+    def __init__(self, inputs, targets, batch_size=1, shuffle=False, seed=0, drop_last=False):
+        self.inputs = _training_array(inputs, "inputs")
+        self.targets = _training_array(targets, "targets")
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"inputs hold {len(self.inputs)} samples but targets hold "
+                             f"{len(self.targets)}")
+        self._init_order(len(self.inputs), batch_size, shuffle, seed, drop_last)
+
+    def __repr__(self):
+        return (f"ArrayLoader(inputs {list(self.inputs.shape)} {self.inputs.dtype}, targets "
+                f"{list(self.targets.shape)} {self.targets.dtype}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last})")
+
+    def __iter__(self):
+        """A new epoch of torch tensor batches (the permutation is drawn now)."""
+        import torch
+
+        return ((torch.from_numpy(x), torch.from_numpy(y)) for x, y in self.batches_numpy())
+
+    def batches_numpy(self):
+        """A new epoch of (inputs, targets) NumPy batches, fresh arrays each."""
+        for index in self.batch_slices(self.epoch_order()):
+            yield self.inputs[index], self.targets[index]
+
+
+def _training_array(data, what):
+    """`data` (a NumPy array, a torch tensor or nested lists) as a C-contiguous float32 or
+    int64 array; a ValueError naming `what` for other element types."""
+    if hasattr(data, "detach") and hasattr(data, "cpu"):   # a torch tensor
+        data = data.detach().cpu().numpy()
+    array = np.asarray(data)
+    if array.ndim == 0:
+        raise ValueError(f"{what} need a first dimension: one row per sample")
+    if array.dtype.kind == "f":
+        return np.ascontiguousarray(array, dtype=np.float32)
+    if array.dtype.kind in "iub":
+        return np.ascontiguousarray(array, dtype=np.int64)
+    raise ValueError(f"{what} must hold numbers (float or integer), got {array.dtype}")
