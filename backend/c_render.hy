@@ -254,7 +254,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (cond (not (<= INT64-MIN x INT64-MAX))
             (raise (IRError f"the integer {(show-int x)} does not fit in 64 bits (-2**63 .. 2**63-1)"))
           (= x INT64-MIN) "INT64_MIN"
-          (<= (- (** 2 31)) x (- (** 2 31) 1)) (str x)
+          ;; A plain literal is a C int, and so is a bool: (+ 1 2147483647) or (* b 65536)
+          ;; would overflow 32 bits. Below 2**15 neither sum nor product of two can.
+          (< (abs x) (** 2 15)) (str x)
           True f"INT64_C({x})"))
 
   (defn float-literal [self x]

@@ -425,7 +425,7 @@ class Reference:
         params, result = self.kinds_of(f)
         scope = self.functions.child()
         for p, k in zip(f.params, params):
-            scope.bind(p, self.value(k or "int"))
+            scope.bind(p, self.value(k or "bool"))
         kind = self.type_block(f.body, scope)
         if kind not in (*SCALARS, "none"):
             raise RefIRError(f"staged function {f.name} returns a {kind}")
@@ -436,7 +436,8 @@ class Reference:
         params, result = self.kinds_of(f)
         if len(args) != len(f.params):
             raise RefIRError(f"{f.name} takes {len(f.params)} arguments")
-        seen = [join(old, numeric(self.scalar_kind(a, scope))) for a, old in zip(args, params)]
+        # a parameter's kind is the join of its arguments' (a bool stays a bool, as in Python)
+        seen = [join(old, self.scalar_kind(a, scope)) for a, old in zip(args, params)]
         self.update(self.function_kinds, f.name, (seen, result))
         return result or "int"
 
@@ -560,7 +561,7 @@ class Reference:
 
     def eval_call(self, f, args, scope):
         params, result = self.kinds_of(f)
-        values = [coerce(self.atom(a, scope).value, k or "int") for a, k in zip(args, params)]
+        values = [coerce(self.atom(a, scope).value, k or "bool") for a, k in zip(args, params)]
         self.depth += 1
         try:
             if self.depth > MAX_CALL_DEPTH:
@@ -569,7 +570,7 @@ class Reference:
                 raise Exhausted("calls nested deeper than the reference follows")
             body = self.functions.child()
             for p, k, v in zip(f.params, params, values):
-                body.bind(p, Entry("value", k or "int", v))
+                body.bind(p, Entry("value", k or "bool", v))
             value = self.eval_block(f.body, body)
         finally:
             self.depth -= 1

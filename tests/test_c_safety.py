@@ -555,3 +555,30 @@ def test_staged_format_checks_its_fields_as_python_does(fmt):
     with pytest.raises(hytorch.StagingError) as staged:
         hytorch.lms_compile(lambda n: stage_print(stage_format(fmt, n)))
     assert str(python.value) in str(staged.value)
+
+
+def wrap64(n):
+    return (n - INT64_MIN) % 2**64 + INT64_MIN
+
+
+SMALL_C_OPERANDS = st.one_of(st.integers(-2**33, 2**33),
+                             st.sampled_from([2**15 - 1, 2**15, -2**15, 2**31 - 1, -2**31, 65536]),
+                             st.sampled_from(["b"]))
+
+
+@examples(25)
+@given(terms=st.lists(st.tuples(st.sampled_from(["+", "-", "*"]), SMALL_C_OPERANDS,
+                                SMALL_C_OPERANDS), min_size=1, max_size=8),
+       flag=st.booleans())
+@example(terms=[("+", 1, 2**31 - 1), ("*", 65536, 32768), ("+", "b", 2**31 - 1)], flag=True)
+def test_literals_and_bools_compute_in_64_bits(capfdbinary, terms, flag):
+    """Found by fuzzing IR text: (+ 1 2147483647) gave -2147483648, two C ints added in 32 bits.
+    Literals and bools (C ints) are operands; every result is an int64 as in Python."""
+    pairs, expected = [], []
+    for i, (op, a, c) in enumerate(terms):
+        pairs += [(f"x{i}", [Sym(op), Sym("b") if a == "b" else a, Sym("b") if c == "b" else c]),
+                  (f"p{i}", [Sym("print"), Sym(f"x{i}")])]
+        a, c = (flag if v == "b" else v for v in (a, c))
+        expected.append(str(wrap64({"+": a + c, "-": a - c, "*": a * c}[op])))
+    f = hytorch.compile_ir(program(lets(*pairs, result=None), "b"), bool)
+    assert printed_by(capfdbinary, f, flag) == "".join(e + "\n" for e in expected).encode()
