@@ -7,8 +7,9 @@ Scalars: int → int64_t, float → double, bool → int, with Python's arithmet
 ht_scalar.h) and printing (ht_print.h). A `let` declares a C variable (named by CNames, so
 no IR name can clash with another or with C's); `new`
 declares a cell (its type is the join of the values `set` into it, found by rendering again
-until no cell's type changes); blocks become C blocks. Tensor nodes are in c_tensor.hy,
-loaders in c_data.hy, the optimizer and gradients in c_train.hy.
+until no cell's type changes); blocks become C blocks. Tensor nodes are in c_tensor.hy (an op
+of the table in hytorch/ir/ops.hy is one clause of `rhs`, rendered from its entry), loaders in
+c_data.hy, the optimizer and gradients in c_train.hy.
 Errors return a status that Python turns into an exception; loops poll for Ctrl-C."
 
 (import hytorch.backend.c-out [Out indent excerpt c-comment]
@@ -16,6 +17,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering]
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
+        hytorch.ir.ops [OPS]
         hytorch.backend.printf [format-pieces c-spec c-string c-print-text]
         hytorch.backend.scope [Binding Scope CNames]
         hytorch.errors [IRError show-int])
@@ -27,11 +29,12 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 (setv SHIFTS {"<<" "ht_shl_i64" ">>" "ht_shr_i64"})
 (setv ARITHMETIC #{"+" "-" "*" "/" "//" "%" "**"})
 (setv COMPARISON #{"==" "!=" "<" "<=" ">" ">="})
-(setv ACTIVATIONS #{"relu" "sigmoid" "tanh"})
-(setv GRAD-NODES #{"ones_like" "relu_grad" "sigmoid_grad" "tanh_grad" "log_softmax_grad"
-                   "softmax_grad" "dot_grad_input" "sum_rows" "nll_loss_grad" "mse_loss_grad"
-                   "sum_grad" "mean_grad" "mul_grad" "add_grads" "grad_accumulate"
-                   "grad_accumulate_dot" "grad_accumulate_rows" "sgd_dot_weight" "sgd_rows"})
+;; The ops of the table with kernels (the others are IR nodes of their own, below).
+(setv KERNEL-OPS (dfor [name op] (.items OPS) :if (is-not op.forward None) name op))
+;; Nodes of the backward pass that are not ops: a trainable variable's gradient kept, or the
+;; optimizer's step applied to it right away (c_train.hy).
+(setv FUSED-NODES #{"grad_accumulate" "grad_accumulate_dot" "grad_accumulate_rows"
+                    "sgd_dot_weight" "sgd_rows"})
 (setv _MAX-PASSES 4)
 
 
@@ -299,18 +302,14 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["~" a] (self.invert a scope node)
       ["raise" exception message] :if (and (isinstance exception str) (isinstance message str))
         (Out [f"return ht_raise({(c-string exception)}, {(c-string message)});"] None "none")
-      ["call" f [x]] :if (in f ACTIVATIONS) (self.unary f x scope target node)
-      ["call" f [x dim]] :if (in f #("log_softmax" "softmax")) (self.softmax-like f x dim scope target node)
-      ["call" "nll_loss" [p t mean]] (self.nll-loss p t mean scope target node)
-      ["call" "mse_loss" [x t]] (self.mse-loss x t scope target node)
-      ["call" f [x]] :if (in f #("sum" "mean")) (self.reduce-all f x scope target node)
-      ["call" "scale" [x s]] (self.scale x s scope target node)
-      ["call" "argmax" [x dim]] (self.argmax x dim scope target)
+      ["call" f args] :if (and (isinstance f Sym) (isinstance args list) (in f KERNEL-OPS))
+        (self.table-op (get KERNEL-OPS f) args scope target node)
       ["call" x "view" dims] :if (isinstance dims list) (self.view x dims scope target node)
       ["call" x "backward"] (self.backward-node x scope node)
       ["call" o "zero_grad"] (self.zero-grad o scope)
       ["call" o "step"] (self.step o scope)
-      ["call" f args] :if (and (in f GRAD-NODES) (isinstance args list)) (self.grad-node f args scope target)
+      ["call" f args] :if (and (isinstance f Sym) (in f FUSED-NODES) (isinstance args list))
+        (self.fused-node f args scope target)
       ["array-get" x "data" index] (self.array-get x index scope)
       ["SGD" settings] (self.sgd-node settings None scope target)
       ["SGD" settings params] (self.sgd-node settings params scope target)

@@ -1,4 +1,5 @@
-"Rendering the IR's tensor nodes to C: storage and the forward ops' kernel calls. A mixin of
+"Rendering the IR's tensor nodes to C: storage, the kernel calls of the op table
+(hytorch/ir/ops.hy) and the bespoke ops (dot, + - * of tensors, ==, view). A mixin of
 CRenderer (c_render.hy), whose `rhs` dispatches to these; loaders are in c_data.hy, the
 optimizer and the backward pass in c_train.hy.
 
@@ -14,6 +15,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
         hytorch.backend.scope [Binding]
         hytorch.ir.types :as shapes
         hytorch.ir.types [TensorType ShapeError]
+        hytorch.ir.ops [dot-type elementwise-type compare-type view-type]
         hytorch.backend.grad [Record]
         hytorch.errors [IRError])
 
@@ -148,7 +150,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
 
   (defn dot [self w x scope target node]
     (setv wb (self.tensor w scope "dot") xb (self.tensor x scope "dot")
-          t (self.shape-checked shapes.dot-type (self.ttype wb) (self.ttype xb))
+          t (self.shape-checked dot-type (self.ttype wb) (self.ttype xb))
           [out in] (. (self.ttype wb) shape)
           [rows _] (self.rows-cols (self.ttype xb))
           pipelined (and self.pipeline (= (get self.pipeline "dot") target)))
@@ -165,7 +167,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn elementwise [self op a b scope target node]
     (setv ab (self.tensor a scope op) bb (self.tensor b scope op)
           ta (self.ttype ab) tb (self.ttype bb)
-          t (self.shape-checked shapes.elementwise-type ta tb "combine")
+          t (self.shape-checked elementwise-type ta tb "combine")
           [lines y] (self.alloc target t)
           kernel (get {"+" "ht_add" "-" "ht_sub" "*" "ht_mul"} op))
     (when (or (!= ta.dtype "float32") (!= tb.dtype "float32"))
@@ -186,66 +188,61 @@ a data loader has its first dimension set by the rows of the current batch (`bat
     (self.record node target [a b] row-vectors)
     (self.tensor-out lines y t (self.requires ab bb)))
 
-  (defn unary [self f x scope target node]
-    (setv b (self.tensor x scope f)
-          t (self.shape-checked shapes.unary-type (self.ttype b) f)
+  (defn table-op [self op args scope target node]
+    "An op of the table (hytorch/ir/ops.hy): `(call NAME (INPUTS... ATTRS...))`, rendered as
+    its kernel calls; put on the tape when it has a gradient."
+    (when (!= (len args) (len op.operands))
+      (raise (IRError (+ f"`{op.name}` takes {(len op.operands)} operand(s) ("
+                         (.join " " op.operands) f"), got {(excerpt [(Sym "call") (Sym op.name) args])}"))))
+    (setv n (len op.inputs)
+          inputs (lfor x (cut args n) (self.tensor x scope op.name))
+          attrs (cut args n None)
+          types (lfor b inputs (self.ttype b))
+          operands (dict (zip op.operands
+                              [#* (lfor [b u] (zip inputs types) #(b.cname u))
+                               #* (lfor [a name] (zip attrs op.attrs) #((self.c-constant op a name) None))]))
+          t (self.shape-checked op.result-type types attrs)
+          calls (self.shape-checked op.kernel-calls types)
           [lines y] (self.alloc target t))
-    (self.record node target [x])
-    (self.tensor-out [#* lines f"ht_{f}_fwd({y}, {b.cname}, {(self.numel t)});"] y t (self.requires b)))
+    (when op.differentiable
+      (self.record node target (cut args n)))
+    (self.tensor-out [#* lines #* (lfor form calls (self.kernel-statement form {"out" #(y t) #** operands}))]
+                     y t (and op.differentiable (self.requires #* inputs))))
 
-  (defn softmax-like [self f x dim scope target node]
-    (setv b (self.tensor x scope f)
-          t (self.shape-checked shapes.last-dim-type (self.ttype b) dim f)
-          [rows cols] (self.rows-cols t)
-          [lines y] (self.alloc target t))
-    (self.record node target [x])
-    (self.tensor-out [#* lines f"ht_{f}_fwd({y}, {b.cname}, {rows}, {cols});"] y t (self.requires b)))
+  (defn c-constant [self op x name]
+    "An attribute of a table op as a C constant."
+    (cond (isinstance x bool) (if x "1" "0")
+          (isinstance x int) (str x)
+          (isinstance x float) (c-float x)
+          True (raise (IRError f"`{op.name}`'s {name} must be a number, got {(excerpt x)}"))))
 
-  (defn nll-loss [self p tg mean scope target node]
-    (setv pb (self.tensor p scope "nll_loss") tb (self.tensor tg scope "nll_loss")
-          t (self.shape-checked shapes.nll-loss-type (self.ttype pb) (self.ttype tb))
-          [rows cols] (self.rows-cols (self.ttype pb))
-          [lines y] (self.alloc target t))
-    (self.record node target [p tg])
-    (self.tensor-out
-      [#* lines f"if (ht_nll_loss_fwd({y}, {pb.cname}, {tb.cname}, {rows}, {cols}, {(int (bool mean))}) != HT_OK) return HT_ERROR;"]
-      y t (self.requires pb)))
+  (defn kernel-statement [self form env]
+    "The C statement of a kernel-call form of the op table, `env` holding each word's
+    #(C expression, TensorType or None): (ht_relu_fwd out x (numel x)) => ht_relu_fwd(y, x, 6);"
+    (if (= (get form 0) "check")
+      f"if ({(self.kernel-call (get form 1) env)} != HT_OK) return HT_ERROR;"
+      (+ (self.kernel-call form env) ";")))
 
-  (defn mse-loss [self x tg scope target node]
-    (setv xb (self.tensor x scope "mse_loss") tb (self.tensor tg scope "mse_loss")
-          t (self.shape-checked shapes.mse-loss-type (self.ttype xb) (self.ttype tb))
-          [lines y] (self.alloc target t))
-    (self.record node target [x tg])
-    (self.tensor-out [#* lines f"ht_mse_loss_fwd({y}, {xb.cname}, {tb.cname}, {(self.numel (self.ttype xb))});"]
-                     y t (self.requires xb tb)))
+  (defn kernel-call [self form env]
+    (setv [kernel #* args] form)
+    (+ kernel "(" (.join ", " (gfor a args (self.kernel-arg a env))) ")"))
 
-  (defn reduce-all [self f x scope target node]
-    (setv b (self.tensor x scope f)
-          t (self.shape-checked shapes.reduce-type (self.ttype b) f)
-          [lines y] (self.alloc target t)
-          kernel (if (= (. (self.ttype b) dtype) "int64") f"ht_{f}_all_i64" f"ht_{f}_all"))
-    (self.record node target [x])
-    (self.tensor-out [#* lines f"{kernel}({y}, {b.cname}, {(self.numel (self.ttype b))});"]
-                     y t (self.requires b)))
-
-  (defn scale [self x s scope target node]
-    (setv b (self.tensor x scope "scale")
-          t (self.ttype b)
-          [lines y] (self.alloc target t))
-    (self.record node target [x])
-    (self.tensor-out [#* lines f"ht_scale({y}, {b.cname}, {(c-float s)}, {(self.numel t)});"]
-                     y t (self.requires b)))
-
-  (defn argmax [self x dim scope target]
-    (setv b (self.tensor x scope "argmax")
-          t (self.shape-checked shapes.argmax-type (self.ttype b) dim)
-          [rows cols] (self.rows-cols (self.ttype b))
-          [lines y] (self.alloc target t))
-    (self.tensor-out [#* lines f"ht_argmax_rows({y}, {b.cname}, {rows}, {cols});"] y t False))
+  (defn kernel-arg [self a env]
+    (defn type-of [x] (get (get env x) 1))
+    (match a
+      ["numel" x] (self.numel (type-of x))
+      ["rows" x] (get (self.rows-cols (type-of x)) 0)
+      ["cols" x] (str (get (self.rows-cols (type-of x)) 1))
+      ["dim" x i] (str (get (. (type-of x) shape) i))
+      ["item" x] f"{(get (get env x) 0)}[0]"
+      "NULL" "NULL"
+      _ (cond (isinstance a Sym) (get (get env a) 0)
+              (isinstance a float) (c-float a)
+              True (str a))))
 
   (defn tensor-compare [self op a b scope target]
     (setv ab (self.tensor a scope op) bb (self.tensor b scope op)
-          t (self.shape-checked shapes.compare-type (self.ttype ab) (self.ttype bb)))
+          t (self.shape-checked compare-type (self.ttype ab) (self.ttype bb)))
     (when (or (!= op "==") (!= (. (self.ttype ab) shape) (. (self.ttype bb) shape))
               (!= (. (self.ttype ab) dtype) "int64") (!= (. (self.ttype bb) dtype) "int64"))
       (raise (IRError "comparing tensors is supported as == of int64 tensors of one shape")))
@@ -254,6 +251,6 @@ a data loader has its first dimension set by the rows of the current batch (`bat
 
   (defn view [self x dims scope target node]
     (setv b (self.tensor x scope "view")
-          t (self.shape-checked shapes.view-type (self.ttype b) dims))
+          t (self.shape-checked view-type (self.ttype b) dims))
     (self.record node target [x] :input-shape (. (self.ttype b) shape))
     (self.tensor-out [] b.cname t (self.requires b))))

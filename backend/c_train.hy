@@ -7,7 +7,6 @@ it. A mixin of CRenderer (c_render.hy)."
         hytorch.ir.syntax [Sym print-ir]
         hytorch.backend.scope [Binding]
         hytorch.ir.types :as shapes
-        hytorch.ir.types [TensorType]
         hytorch.backend.grad [backward-lets]
         hytorch.errors [IRError])
 
@@ -152,49 +151,12 @@ it. A mixin of CRenderer (c_render.hy)."
       (raise (IRError f"`{v}` is not a trainable variable")))
     info)
 
-  (defn grad-node [self f args scope target]
-    "The nodes the backward pass is made of (see grad.hy)."
+  (defn fused-node [self f args scope target]
+    "The nodes of the backward pass that are not ops of the table (see grad.hy): a trainable
+    variable's gradient kept, or its optimizer's step applied right away."
     (defn t-of [x] (self.ttype (self.tensor x scope f)))
     (defn c [x] (. (self.tensor x scope f) cname))
-    (defn new [t] (self.alloc target t))
     (match [f #* args]
-      ["ones_like" l]
-        (do (setv [lines y] (new (t-of l)))
-            (self.tensor-out [#* lines f"{y}[0] = 1.0f;"] y (t-of l) False))
-      [(| "relu_grad" "sigmoid_grad" "tanh_grad") gy y]
-        (do (setv t (t-of y) [lines dx] (new t) kernel (+ "ht_" (cut f 0 -5) "_bwd"))
-            (self.tensor-out [#* lines f"{kernel}({dx}, {(c gy)}, {(c y)}, {(self.numel t)}, 0);"] dx t False))
-      [(| "log_softmax_grad" "softmax_grad") gy y]
-        (do (setv t (t-of y) [rows cols] (self.rows-cols t) [lines dx] (new t)
-                  kernel (+ "ht_" (cut f 0 -5) "_bwd"))
-            (self.tensor-out [#* lines f"{kernel}({dx}, {(c gy)}, {(c y)}, {rows}, {cols}, 0);"] dx t False))
-      ["dot_grad_input" gy w]
-        (do (setv tg (t-of gy) [out in] (. (t-of w) shape)
-                  t (TensorType [#* (cut tg.shape 0 -1) in] "float32" tg.batched)
-                  [rows _] (self.rows-cols tg) [lines dx] (new t))
-            (self.tensor-out [#* lines f"ht_linear_bwd_input({dx}, {(c gy)}, {(c w)}, {rows}, {in}, {out}, 0);"]
-                             dx t False))
-      ["sum_rows" gy v]
-        (do (setv t (t-of v) [rows cols] (self.rows-cols (t-of gy)) [lines dv] (new t))
-            (self.tensor-out [#* lines f"ht_fill({dv}, 0.0f, {cols});" f"ht_sum_rows({dv}, {(c gy)}, {rows}, {cols});"]
-                             dv t False))
-      ["nll_loss_grad" gl p tg mean]
-        (do (setv t (t-of p) [rows cols] (self.rows-cols t) [lines dp] (new t))
-            (self.tensor-out [#* lines f"ht_nll_loss_bwd({dp}, {(c gl)}[0], {(c tg)}, {rows}, {cols}, {(int (bool mean))}, 0);"]
-                             dp t False))
-      ["mse_loss_grad" gl x tg]
-        (do (setv t (t-of x) [lines dx] (new t))
-            (self.tensor-out [#* lines f"ht_mse_loss_bwd({dx}, {(c gl)}[0], {(c x)}, {(c tg)}, {(self.numel t)}, 0);"]
-                             dx t False))
-      [(| "sum_grad" "mean_grad") gl x]
-        (do (setv t (t-of x) [lines dx] (new t) kernel (+ "ht_" (cut f 0 -5) "_all_bwd"))
-            (self.tensor-out [#* lines f"{kernel}({dx}, {(c gl)}[0], {(self.numel t)}, 0);"] dx t False))
-      ["mul_grad" gy other]
-        (do (setv t (t-of gy) [lines dx] (new t))
-            (self.tensor-out [#* lines f"ht_mul({dx}, {(c gy)}, {(c other)}, {(self.numel t)});"] dx t False))
-      ["add_grads" g1 g2]
-        (do (setv t (t-of g1) [lines y] (new t))
-            (self.tensor-out [#* lines f"ht_add({y}, {(c g1)}, {(c g2)}, {(self.numel t)});"] y t False))
       ["grad_accumulate" v g]
         (do (setv p (self.param-of v scope) n p.numel)
             (Out [f"if ({p.has}) ht_axpy({p.grad}, 1.0f, {(c g)}, {n}); else ht_copy({p.grad}, {(c g)}, {n});"
@@ -228,4 +190,4 @@ it. A mixin of CRenderer (c_render.hy)."
             (Out [f"ht_bias_bwd_sgd({p.data}, {(or p.mom "NULL")}, {(c gy)}, {rows}, {cols}, {hyper}, (int){p.first});"
                   f"{p.first} = 0;"]
                  None "none"))
-      _ None)))
+      _ (raise (IRError f"malformed {f} node: {(print-ir [(Sym "call") (Sym f) args])}")))))

@@ -2,13 +2,13 @@
 
 The renderer keeps a tape of the tensor ops it has rendered (op, output name, input names).
 `backward-lets` walks it from the loss back to the leaves and returns the backward pass as
-IR: one let per gradient, built from these nodes (each rendered by one kernel call):
+IR: one let per gradient. An op of the table (hytorch/ir/ops.hy) gives its gradient as IR in
+its entry, e.g. `(call relu_grad (GY Y))` for `(call relu (X))`; the bespoke ops' gradients
+are here, made of the table's backward ops:
 
   (call ones_like (L))                 dL/dL
-  (call relu_grad (GY Y))              also sigmoid_grad, tanh_grad, log_softmax_grad, softmax_grad
   (call dot_grad_input (GY W))         dX of (dot W X)
   (call sum_rows (GY V))               dV of a row vector V broadcast over GY's rows
-  (call nll_loss_grad (GL P T MEAN))   mse_loss_grad, sum_grad, mean_grad likewise
   (call mul_grad (GY OTHER))           (* A B): dA = GY * B
   (call scale (GY S))                  (- A B): dB = -GY
   (call GY view (DIMS))                a view's gradient is the same elements, reshaped
@@ -27,14 +27,10 @@ backward of l is
   (let g0 (call ones_like (l)) (let g1 (call sum_grad (g0 z)) (let g2 (call relu_grad (g1 z))
    (let g3 (call grad_accumulate_dot (w g2 x)) ...))))"
 
-(import hytorch.ir.syntax [Sym])
+(import hytorch.ir.syntax [Sym]
+        hytorch.ir.ops [OPS call])
 
 (setv CALL (Sym "call"))
-(setv _ACTIVATIONS #{"relu" "sigmoid" "tanh"})
-
-
-(defn _call [name #* args]
-  [CALL (Sym name) (list args)])
 
 
 (defclass Record []
@@ -69,11 +65,17 @@ backward of l is
     (.append self.lets [sym rhs])
     sym)
 
+  (defn emit-node [self node]
+    "Emit a gradient of the op table, `(call NAME (OPERANDS...))` whose operands may be such
+    nodes themselves (emitted first, each in a let of its own)."
+    (setv [head f operands] node)
+    (self.emit [head f (lfor o operands (if (isinstance o list) (self.emit-node o) o))]))
+
   (defn add [self name grad]
     "Add `grad` (a symbol) to the gradient of `name`."
     (setv key (str name))
     (if (in key self.grads)
-      (setv (get self.grads key) (self.emit (_call "add_grads" (get self.grads key) grad)))
+      (setv (get self.grads key) (self.emit (call "add_grads" (get self.grads key) grad)))
       (setv (get self.grads key) grad)))
 
   (defn leaf [self name fused-node plain-node]
@@ -99,14 +101,14 @@ backward of l is
     "The backward lets, and the names of the variables whose step was fused into them."
     (setv records (self.reachable))
     (self.count-contributions records)
-    (setv (get self.grads (str self.loss)) (self.emit (_call "ones_like" self.loss)))
+    (setv (get self.grads (str self.loss)) (self.emit (call "ones_like" self.loss)))
     (for [r (reversed records)]
       (setv gy (.get self.grads (str r.out)))
       (when (is-not gy None)
         (self.rule r gy)))
     (for [[name grad] (list (.items self.grads))]
       (when (and (self.trainable name) (!= name (str self.loss)))
-        (self.emit (_call "grad_accumulate" (Sym name) grad))))
+        (self.emit (call "grad_accumulate" (Sym name) grad))))
     #(self.lets self.fused-done))
 
   (defn reachable [self]
@@ -129,11 +131,11 @@ backward of l is
     (match node
       ["dot" w x]
         (do (when (self.needs x)
-              (self.into x (self.emit (_call "dot_grad_input" gy w))))
+              (self.into x (self.emit (call "dot_grad_input" gy w))))
             (when (self.needs w)
               (if (self.trainable w)
-                (self.leaf w (fn [optimizer] (_call "sgd_dot_weight" w optimizer gy x))
-                           (_call "grad_accumulate_dot" w gy x))
+                (self.leaf w (fn [optimizer] (call "sgd_dot_weight" w optimizer gy x))
+                           (call "grad_accumulate_dot" w gy x))
                 (raise (ValueError "only a trainable variable can be the weight of a dot")))))
       [(| "+" "-") a b]
         (for [[operand sign] [[a 1] [b (if (= (get node 0) "+") 1 -1)]]]
@@ -141,34 +143,24 @@ backward of l is
             (setv rows-of-other (.broadcast r operand))
             (cond
               (and rows-of-other (self.trainable operand) (= sign 1))
-                (self.leaf operand (fn [optimizer] (_call "sgd_rows" operand optimizer gy))
-                           (_call "grad_accumulate_rows" operand gy))
+                (self.leaf operand (fn [optimizer] (call "sgd_rows" operand optimizer gy))
+                           (call "grad_accumulate_rows" operand gy))
               rows-of-other
-                (self.into operand (self.signed (self.emit (_call "sum_rows" gy operand)) sign))
+                (self.into operand (self.signed (self.emit (call "sum_rows" gy operand)) sign))
               True (self.into operand (self.signed gy sign)))))
       ["*" a b]
-        (do (when (self.needs a) (self.into a (self.emit (_call "mul_grad" gy b))))
-            (when (self.needs b) (self.into b (self.emit (_call "mul_grad" gy a)))))
-      ["call" "scale" [x s]]
-        (self.into x (self.emit (_call "scale" gy s)))
-      ["call" f [x]] :if (in f _ACTIVATIONS)
-        (self.into x (self.emit (_call f"{f}_grad" gy r.out)))
-      ["call" f [x dim]] :if (in f #("log_softmax" "softmax"))
-        (self.into x (self.emit (_call f"{f}_grad" gy r.out)))
-      ["call" "nll_loss" [p t mean]]
-        (self.into p (self.emit (_call "nll_loss_grad" gy p t mean)))
-      ["call" "mse_loss" [x t]]
-        (do (when (self.needs x) (self.into x (self.emit (_call "mse_loss_grad" gy x t))))
-            (when (self.needs t)
-              (self.into t (self.emit (_call "scale" (self.emit (_call "mse_loss_grad" gy x t)) -1.0)))))
-      ["call" f [x]] :if (in f #("sum" "mean"))
-        (self.into x (self.emit (_call f"{f}_grad" gy x)))
+        (do (when (self.needs a) (self.into a (self.emit (call "mul_grad" gy b))))
+            (when (self.needs b) (self.into b (self.emit (call "mul_grad" gy a)))))
+      ["call" f operands] :if (and (isinstance operands list) (in f OPS) (. (get OPS f) differentiable))
+        (for [[x g] (zip operands (.gradients (get OPS f) gy r.out operands))]
+          (when (and (is-not g None) (self.needs x))
+            (self.into x (self.emit-node g))))
       ["call" x "view" dims]
         (self.into x (self.emit [CALL gy (Sym "view") (.input-dims r)]))
       _ None))
 
   (defn signed [self g sign]
-    (if (= sign 1) g (self.emit (_call "scale" g -1.0)))))
+    (if (= sign 1) g (self.emit (call "scale" g -1.0)))))
 
 
 (defn backward-lets [tape loss fresh live requires-grad trainable fused]

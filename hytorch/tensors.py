@@ -5,14 +5,17 @@ unchanged: `(F.relu x)`, `(torch.flatten x 1)` and an `nn.Linear` module called 
 `(call relu (x))`, a `view` and `(dot W x)` `(+ .. b)`; the module's parameters are lifted
 into the staging run with PyTorch's own values (see lift.py).
 
-Shapes are checked as the program stages (hytorch/ir/types.hy), so a mismatch is a
-StagingError naming the .hy form that caused it.
+The ops and the torch functions they stand for are declared in the op table
+(hytorch/ir/ops.hy); `stage_op` stages any of them. Shapes are checked as the program stages,
+by the table's rules, so a mismatch is a StagingError naming the .hy form that caused it.
 """
+import importlib
+
 import torch
-import torch.nn.functional as F
 
 from hytorch import builder
 from hytorch.ir import types as shapes
+from hytorch.ir.ops import OPS, Unsupported, flatten_dims
 from hytorch.ir.syntax import Sym
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
@@ -22,10 +25,11 @@ CALL = Sym("call")
 _TORCH_DTYPES = {"float32": torch.float32, "int64": torch.int64}
 
 
-def _checked(rule, *args):
+def _checked(rule, *args, **kwargs):
+    """`rule(*args, **kwargs)`, a shape rule or a table entry's `stage`, its errors a StagingError."""
     try:
-        return rule(*args)
-    except shapes.ShapeError as e:
+        return rule(*args, **kwargs)
+    except (shapes.ShapeError, Unsupported) as e:
         raise StagingError(str(e), user_location()) from None
 
 
@@ -86,7 +90,7 @@ class TensorRep(Staged):
             dims = tuple(dims[0])
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
             raise StagingError("view takes integer sizes known at staging time", user_location())
-        ttype = _checked(shapes.view_type, self.type, dims)
+        ttype = _checked(OPS["view"].result_type, [self.type], [dims])
         return _emit([CALL, self.sym, Sym("view"), list(dims)], ttype, self.requires_grad)
 
     reshape = view
@@ -106,34 +110,6 @@ class TensorRep(Staged):
                                user_location())
         kind = "float" if self.type.dtype == "float32" else "int"
         return Rep(builder.current().emit([Sym("array-get"), self.sym, Sym("data"), 0]), kind)
-
-    def relu(self):
-        return relu(self)
-
-    def sigmoid(self):
-        return unary("sigmoid", self)
-
-    def tanh(self):
-        return unary("tanh", self)
-
-    def sum(self, *args, **kwargs):
-        return reduce_all("sum", self, *args, **kwargs)
-
-    def mean(self, *args, **kwargs):
-        return reduce_all("mean", self, *args, **kwargs)
-
-    def argmax(self, dim=None, keepdim=False):
-        if dim is None or keepdim:
-            raise StagingError("argmax needs a dim (and keepdim=False) on staged tensors",
-                               user_location())
-        ttype = _checked(shapes.argmax_type, self.type, dim)
-        return _emit([CALL, Sym("argmax"), [self.sym, dim]], ttype)
-
-    def eq(self, other):
-        return _compare(self, other)
-
-    def log_softmax(self, dim):
-        return log_softmax(self, dim)
 
     def __add__(self, other):
         return _elementwise("+", self, other)
@@ -182,17 +158,27 @@ class TensorRep(Staged):
         self._unsupported("`@` (use nn.Linear or F.linear)")
 
 
+def stage_op(name, *args, **kwargs):
+    """Stage the op `name` of the table on a torch call's arguments, e.g.
+    stage_op("log_softmax", x, dim=1) emits `(call log_softmax (x 1))`."""
+    op = OPS[name]
+    operands = _checked(op.stage, *args, **kwargs)
+    inputs = [_tensor(x, name) for x in operands[:len(op.inputs)]]
+    attrs = operands[len(op.inputs):]
+    ttype = _checked(op.result_type, [x.type for x in inputs], attrs)
+    return _emit([CALL, Sym(name), [*(x.sym for x in inputs), *attrs]], ttype,
+                 op.differentiable and any(x.requires_grad for x in inputs))
+
+
 def _elementwise(op, a, b):
     if scalar_kind(a) is not None or scalar_kind(b) is not None:
         scalar, tensor = (a, b) if scalar_kind(a) is not None else (b, a)
         if op != "*" or isinstance(scalar, Rep):
             raise StagingError(f"`{op}` of a staged tensor and a number is supported only as "
                                "multiplication by a constant", user_location())
-        return _emit([CALL, Sym("scale"), [tensor.sym, float(scalar)]], tensor.type,
-                     tensor.requires_grad)
+        return stage_op("scale", tensor, float(scalar))
     a, b = _tensor(a, op), _tensor(b, op)
-    ttype = _checked(shapes.elementwise_type, a.type, b.type, {"+": "add", "-": "subtract",
-                                                               "*": "multiply"}[op])
+    ttype = _checked(OPS[op].result_type, [a.type, b.type], [])
     _check_compiled_elementwise(op, a.type, b.type)
     return _emit([Sym(op), a.sym, b.sym], ttype, a.requires_grad or b.requires_grad)
 
@@ -215,7 +201,7 @@ def _check_compiled_elementwise(op, a, b):
 
 def _compare(a, b):
     a, b = _tensor(a, "=="), _tensor(b, "==")
-    ttype = _checked(shapes.compare_type, a.type, b.type)
+    ttype = _checked(OPS["=="].result_type, [a.type, b.type], [])
     if a.type.shape != b.type.shape or "float32" in (a.type.dtype, b.type.dtype):
         raise StagingError(f"`==` of tensors {shapes.show(a.type)} and {shapes.show(b.type)} is "
                            "not supported (int64 tensors of one shape, e.g. predictions and "
@@ -225,105 +211,83 @@ def _compare(a, b):
 
 def linear(x, weight, bias=None):
     x, weight = _tensor(x, "linear"), _tensor(weight, "linear")
-    y = _emit([Sym("dot"), weight.sym, x.sym], _checked(shapes.dot_type, weight.type, x.type),
+    y = _emit([Sym("dot"), weight.sym, x.sym], _checked(OPS["dot"].result_type, [weight.type, x.type], []),
               x.requires_grad or weight.requires_grad)
     return y if bias is None else y + _tensor(bias, "linear")
-
-
-def unary(name, x):
-    x = _tensor(x, name)
-    return _emit([CALL, Sym(name), [x.sym]], _checked(shapes.unary_type, x.type, name),
-                 x.requires_grad)
-
-
-def relu(x, inplace=False):
-    return unary("relu", x)
-
-
-def log_softmax(x, dim=None, _stacklevel=3, dtype=None):
-    x = _tensor(x, "log_softmax")
-    if dim is None or dtype is not None:
-        raise StagingError("log_softmax needs dim= (and no dtype) on staged tensors", user_location())
-    ttype = _checked(shapes.last_dim_type, x.type, dim, "log_softmax")
-    return _emit([CALL, Sym("log_softmax"), [x.sym, dim]], ttype, x.requires_grad)
-
-
-def softmax(x, dim=None, _stacklevel=3, dtype=None):
-    x = _tensor(x, "softmax")
-    if dim is None or dtype is not None:
-        raise StagingError("softmax needs dim= (and no dtype) on staged tensors", user_location())
-    ttype = _checked(shapes.last_dim_type, x.type, dim, "softmax")
-    return _emit([CALL, Sym("softmax"), [x.sym, dim]], ttype, x.requires_grad)
-
-
-def _reduction(reduction, size_average=None, reduce=None):
-    if size_average is not None or reduce is not None:
-        raise StagingError("size_average/reduce are deprecated; use reduction=", user_location())
-    if reduction not in ("mean", "sum"):
-        raise StagingError(f"reduction={reduction!r} is not supported (use 'mean' or 'sum')",
-                           user_location())
-    return reduction == "mean"
-
-
-def nll_loss(logp, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
-    logp, target = _tensor(logp, "nll_loss"), _tensor(target, "nll_loss")
-    if weight is not None:
-        raise StagingError("nll_loss with class weights is not supported", user_location())
-    mean = _reduction(reduction, size_average, reduce)
-    ttype = _checked(shapes.nll_loss_type, logp.type, target.type)
-    return _emit([CALL, Sym("nll_loss"), [logp.sym, target.sym, mean]], ttype, logp.requires_grad)
 
 
 def cross_entropy(x, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     if label_smoothing:
         raise StagingError("cross_entropy with label_smoothing is not supported", user_location())
-    return nll_loss(log_softmax(x, dim=-1), target, weight, size_average, ignore_index, reduce,
-                    reduction)
-
-
-def mse_loss(x, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    x, target = _tensor(x, "mse_loss"), _tensor(target, "mse_loss")
-    if reduction != "mean" or size_average is not None or reduce is not None or weight is not None:
-        raise StagingError("mse_loss is supported with reduction='mean' only", user_location())
-    ttype = _checked(shapes.mse_loss_type, x.type, target.type)
-    return _emit([CALL, Sym("mse_loss"), [x.sym, target.sym]], ttype,
-                 x.requires_grad or target.requires_grad)
-
-
-def reduce_all(name, x, dim=None, keepdim=False, dtype=None):
-    x = _tensor(x, name)
-    if dim is not None or keepdim or dtype is not None:
-        raise StagingError(f"{name} over a dim is not supported on staged tensors; "
-                           f"{name} of the whole tensor is", user_location())
-    ttype = _checked(shapes.reduce_type, x.type, name)
-    return _emit([CALL, Sym(name), [x.sym]], ttype, x.requires_grad)
+    return stage_op("nll_loss", stage_op("log_softmax", x, dim=-1), target, weight, size_average,
+                    ignore_index, reduce, reduction)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
     x = _tensor(x, "flatten")
     if end_dim not in (-1, x.type.ndim - 1):
         raise StagingError("flatten is supported up to the last dimension only", user_location())
-    return x.view(*shapes.flatten_dims(x.type, start_dim))
+    return x.view(*flatten_dims(x.type, start_dim))
 
 
-TORCH_FUNCTIONS = {
-    F.linear: linear,
-    F.relu: relu, torch.relu: relu, torch.Tensor.relu: relu,
-    F.log_softmax: log_softmax, torch.log_softmax: log_softmax,
-    F.softmax: softmax, torch.softmax: softmax,
-    F.nll_loss: nll_loss,
-    F.cross_entropy: cross_entropy,
-    F.mse_loss: mse_loss,
-    torch.sigmoid: lambda x: unary("sigmoid", x), F.sigmoid: lambda x: unary("sigmoid", x),
-    torch.tanh: lambda x: unary("tanh", x), F.tanh: lambda x: unary("tanh", x),
-    torch.flatten: flatten,
-    torch.sum: lambda x, *a, **k: reduce_all("sum", x, *a, **k),
-    torch.mean: lambda x, *a, **k: reduce_all("mean", x, *a, **k),
-    torch.argmax: lambda x, dim=None, keepdim=False: _tensor(x, "argmax").argmax(dim, keepdim),
-    torch.add: lambda a, b: _elementwise("+", a, b),
-    torch.sub: lambda a, b: _elementwise("-", a, b),
-    torch.mul: lambda a, b: _elementwise("*", a, b),
-    torch.eq: _compare,
+def resolve(dotted):
+    """The torch callable a dotted name of the op table stands for:
+    resolve("torch.Tensor.relu") is torch.Tensor.relu."""
+    parts = dotted.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attr in parts[split:]:
+            target = getattr(target, attr)
+        return target
+    raise ImportError(f"no module in {dotted!r}")
+
+
+# How the table's ops that are not `(call NAME (...))` nodes stage.
+BESPOKE = {
+    "+": lambda a, b: _elementwise("+", a, b),
+    "-": lambda a, b: _elementwise("-", a, b),
+    "*": lambda a, b: _elementwise("*", a, b),
+    "==": _compare,
+    "view": TensorRep.view,
 }
+# Torch functions that are several ops.
+COMPOSITES = {"torch.nn.functional.linear": linear,
+              "torch.nn.functional.cross_entropy": cross_entropy,
+              "torch.flatten": flatten, "torch.Tensor.flatten": flatten}
+
+
+def _handler(op):
+    if op.name in BESPOKE:
+        return BESPOKE[op.name]
+
+    def handler(*args, **kwargs):
+        return stage_op(op.name, *args, **kwargs)
+
+    handler.__name__ = handler.__qualname__ = op.name
+    return handler
+
+
+_HANDLERS = {name: _handler(op) for name, op in OPS.items()}
+
+
+def _torch_functions():
+    """Each torch callable the op table names, and the function staging it."""
+    named = {name: _HANDLERS[op.name] for op in OPS.values() for name in op.torch}
+    return {resolve(name): handler for name, handler in {**named, **COMPOSITES}.items()}
+
+
+def _add_methods():
+    """A staged tensor's methods: those the table names as torch.Tensor's (x.relu(), ...)."""
+    for op in OPS.values():
+        for name in op.torch:
+            owner, _, method = name.rpartition(".")
+            if owner == "torch.Tensor" and method not in vars(TensorRep):
+                setattr(TensorRep, method, _HANDLERS[op.name])
+
+
+TORCH_FUNCTIONS = _torch_functions()
+_add_methods()

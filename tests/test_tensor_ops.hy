@@ -3,10 +3,14 @@ gradient of each parameter (backward), read off one SGD step with lr 1.
 
 Each case is run twice: as a single step at the top level (gradients materialised, then
 torch.optim.SGD's step) and inside a staged loop (where the backend applies the step during
-the backward pass)."
+the backward pass). Each differentiable op of the op table (hytorch/ir/ops.hy) is also checked
+on random shapes (`test-each-differentiable-op-matches-torch`)."
 
 (require hytorch [defstaged])
-(import hytorch
+(import hypothesis [given settings]
+        hypothesis.strategies :as st
+        hytorch
+        hytorch.ir.ops [OPS]
         pytest
         torch
         torch.nn :as nn
@@ -119,7 +123,7 @@ the backward pass)."
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile one-step (torch.optim.SGD [w] :lr 1.0) (fn [x w] (.sum (F.linear x w))) x w))
   (assert (in "expects inputs with 8 features" (str e.value)))
-  (assert (.endswith e.value.where "test_tensor_ops.hy:120:81")))
+  (assert (.endswith e.value.where "test_tensor_ops.hy:124:81")))
 
 
 (defn test-unsupported-torch-function-names-the-form []
@@ -128,3 +132,51 @@ the backward pass)."
     (hytorch.lms-compile one-step (torch.optim.SGD [w] :lr 1.0) (fn [x w] (.sum (torch.exp (F.linear x w)))) x w))
   (assert (in "`torch.exp`" (str e.value)))
   (assert (in "test_tensor_ops.hy" e.value.where)))
+
+
+;; Each differentiable op of the table as the loss of a Linear layer's output h [n, m], given
+;; `aux` (a constant tensor of h's shape), labels `t` in [0, m), a `dim` (1 or -1), a constant
+;; `c` and a reduction `r`. Adding an op to the table means adding it here.
+(setv OP-LOSSES
+  {"relu" (fn [h aux t dim c r] (.sum (* (F.relu h) aux)))
+   "sigmoid" (fn [h aux t dim c r] (.sum (* (torch.sigmoid h) aux)))
+   "tanh" (fn [h aux t dim c r] (.sum (* (.tanh h) aux)))
+   "log_softmax" (fn [h aux t dim c r] (.sum (* (.log-softmax h dim) aux)))
+   "softmax" (fn [h aux t dim c r] (.sum (* (F.softmax h :dim dim) aux)))
+   "nll_loss" (fn [h aux t dim c r] (F.nll-loss (F.log-softmax h :dim dim) t :reduction r))
+   "mse_loss" (fn [h aux t dim c r] (F.mse-loss h aux))
+   "sum" (fn [h aux t dim c r] (torch.sum (* h aux)))
+   "mean" (fn [h aux t dim c r] (.mean (* h aux)))
+   "scale" (fn [h aux t dim c r] (.sum (* (* c h) aux)))})
+
+
+(defn test-every-differentiable-op-has-a-case []
+  (assert (= (set OP-LOSSES) (sfor [name op] (.items OPS) :if op.differentiable name))))
+
+
+(defn [(pytest.mark.parametrize "name" (sorted OP-LOSSES))
+       (settings :max-examples 4 :deadline None)
+       (given :n (st.integers 1 5) :k (st.integers 1 6) :m (st.integers 1 6)
+              :dim (st.sampled-from [1 -1]) :c (st.floats -2 2 :width 32)
+              :r (st.sampled-from ["mean" "sum"]) :seed (st.integers 0 (** 2 16)))]
+  test-each-differentiable-op-matches-torch [name n k m dim c r seed]
+  (torch.manual-seed seed)
+  (setv op-loss (get OP-LOSSES name)
+        loss-fn (fn [x w b aux t] (op-loss (F.linear x w b) aux t dim c r))
+        tensors [(torch.randn n k) (param m k) (param m) (torch.randn n m) (labels n m)]
+        [expected-loss expected-grads] (reference loss-fn tensors)
+        [loss grads] (compiled loss-fn tensors False))
+  (assert (< (abs (- loss expected-loss)) (+ ATOL (* RTOL (abs expected-loss)))) f"loss {loss} vs {expected-loss}")
+  (for [[g e] (zip grads expected-grads)]
+    (assert (torch.allclose g e :rtol RTOL :atol ATOL) f"gradient off by {(.item (.max (.abs (- g e))))}")))
+
+
+(defstaged doubled-labels [t]
+  (.item (.sum (* 2.0 t))))
+
+
+(defn test-multiplying-an-int64-tensor-by-a-constant-is-a-staging-error []
+  ;; it was staged, and its kernel read the int64 labels as floats
+  (with [e (pytest.raises hytorch.StagingError)]
+    (hytorch.lms-compile doubled-labels (labels 4 3)))
+  (assert (in "multiplication by a constant needs a float32 tensor, got [4] int64" (str e.value))))

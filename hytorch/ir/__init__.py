@@ -1,7 +1,8 @@
 """The IR core shared by the front end (which stages programs into IR) and the backend (which
-compiles IR): `syntax` (symbols, the text form, reader and printer) and `types` (tensor types
-and the shape rules of tensor ops). It imports nothing else of HyTorch but its errors, so both
-sides depend on it and never on each other the wrong way round.
+compiles IR): `syntax` (symbols, the text form, reader and printer), `types` (tensor types)
+and `ops` (the table of tensor ops: torch functions, shape rules, kernels, gradients). It
+imports nothing else of HyTorch but its errors, so both sides depend on it and never on each
+other the wrong way round.
 
     >>> from hytorch.ir.syntax import parse_ir, print_ir
     >>> print_ir(parse_ir("(def f (in) (begin (begin (let x0 (* in 2) x0))))"))

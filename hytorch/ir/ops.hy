@@ -1,0 +1,422 @@
+"The IR's tensor ops, each declared once, in `OPS`.
+
+An `Op` entry is everything about one op `(call NAME (INPUTS... ATTRS...))`: the torch
+callables it stands for, how a torch call's arguments become its operands, its shape and dtype
+rule, the C kernels that compute it and its gradient as IR, in terms of other ops of the table
+(backward kernels are ops too: `relu_grad` runs ht_relu_bwd). The front end
+(hytorch/tensors.py) stages torch calls with it, backend/c_tensor.hy renders the kernel calls
+and backend/grad.hy builds the backward pass from the gradients.
+
+  (.result-type (get OPS \"log_softmax\") [(TensorType #(64 10))] [1])
+  ; => TensorType((64, 10), float32)
+  (.gradients (get OPS \"relu\") (Sym \"g0\") (Sym \"y\") [(Sym \"x\")])
+  ; => [[Sym('call'), Sym('relu_grad'), [Sym('g0'), Sym('y')]]]
+
+A kernel call is a Hy form such as `(ht_relu_fwd out x (numel x))`: the kernel's name, then
+its arguments, in these words:
+
+  out                           the result's storage
+  NAME                          an operand: a tensor's storage, an attribute as a C constant
+  (numel X) (rows X) (cols X)   X's element count; X seen as a matrix over its last dim
+  (dim X I)                     X's size along dimension I
+  (item X)                      the one element of a 0-dimensional tensor X
+  NULL, numbers                 themselves
+  (check CALL)                  (the whole call) a kernel returning a status: HT_OK or fail
+
+The ops with no kernels here (`dot`, `+ - *` of tensors, `==` and `view`) are written as
+their own IR nodes and rendered and differentiated by bespoke code, because the first layer's
+forward is pipelined with the previous step and the gradients of a Linear layer's weight and
+bias are fused with SGD's step (backend/c_tensor.hy, c_data.hy, c_train.hy, grad.hy). The
+table still holds their shape rules and the torch functions they stand for."
+
+(import math
+        hy.models [Expression Symbol Integer Float]
+        hytorch.ir.syntax [Sym]
+        hytorch.ir.types [TensorType ShapeError show])
+
+(setv CALL (Sym "call"))
+
+
+(defclass Unsupported [ValueError]
+  "A torch call that staging does not support; the message says what is.")
+
+
+(defn unsupported [message]
+  (raise (Unsupported message)))
+
+
+(defn call [name #* operands]
+  "The IR node `(call NAME (OPERANDS...))`: (call \"relu_grad\" gy y)"
+  [CALL (Sym name) (list operands)])
+
+
+(defn plain [form]
+  "A kernel-call form as IR data (lists, Sym, numbers), which compares with plain strings:
+  (plain '(ht_scale out x 0.5)) => [(Sym \"ht_scale\") (Sym \"out\") (Sym \"x\") 0.5]"
+  (cond (isinstance form Expression) (lfor f form (plain f))
+        (isinstance form Symbol) (Sym form)
+        (isinstance form Integer) (int form)
+        (isinstance form Float) (float form)
+        True (raise (TypeError f"not a kernel-call word: {form !r}"))))
+
+
+(defn kernel-names [form]
+  "The kernel a kernel-call form calls, as a list:
+  (kernel-names (plain '(check (ht_nll_loss_fwd out p)))) => [\"ht_nll_loss_fwd\"]"
+  (setv [head #* args] form)
+  (if (= head "check")
+    (kernel-names (get args 0))
+    [(str head)]))
+
+
+(defclass Op []
+  "One tensor op of the IR (see the module's docstring).
+
+  name      the IR name, `(call NAME (...))`
+  inputs    the names of its tensor operands, then `attrs` those of its constant operands
+  torch     the dotted names of the torch callables it stands for (\"torch.Tensor.relu\")
+  stage     a torch call's arguments -> [inputs... attrs...]; raises Unsupported
+  rule      the inputs' TensorTypes and the attrs -> the result's TensorType; raises ShapeError
+  forward   the kernel calls computing it, or a dict of them by the first input's dtype;
+            None for the bespoke ops
+  gradient  (fn [gy out INPUTS... ATTRS...] ...) -> the gradient of each input, as an IR node
+            of table ops (nested calls allowed) or None; None for an op without gradient
+
+    (Op \"tanh\" :inputs [\"x\"] :torch [\"torch.tanh\"] :rule (fn [x] x)
+        :forward ['(ht_tanh_fwd out x (numel x))]
+        :gradient (fn [gy y x] [(call \"tanh_grad\" gy y)]))"
+  (defn __init__ [self name * inputs rule [attrs #()] [torch #()] [stage None] [forward None]
+                  [gradient None]]
+    (setv self.name name self.inputs (tuple inputs) self.attrs (tuple attrs)
+          self.torch (tuple torch) self.stage (or stage (fn [#* operands] (list operands)))
+          self.rule rule self.gradient gradient
+          self.forward (cond (is forward None) None
+                             (isinstance forward dict) (dfor [k calls] (.items forward)
+                                                             k (lfor c calls (plain c)))
+                             True (lfor c forward (plain c)))))
+
+  (defn [property] operands [self] (+ self.inputs self.attrs))
+
+  (defn [property] differentiable [self] (is-not self.gradient None))
+
+  (defn result-type [self input-types attrs]
+    "The result's TensorType, or ShapeError."
+    (self.rule #* input-types #* attrs))
+
+  (defn kernel-calls [self input-types]
+    "The kernel-call forms computing the op on inputs of these types."
+    (if (isinstance self.forward dict)
+      (do (setv dtype (. (get input-types 0) dtype))
+          (when (not-in dtype self.forward)
+            (raise (ShapeError f"{self.name} of a {dtype} tensor is not supported")))
+          (get self.forward dtype))
+      self.forward))
+
+  (defn [property] kernels [self]
+    "Every kernel its forward may call."
+    (setv variants (cond (is self.forward None) []
+                         (isinstance self.forward dict) (.values self.forward)
+                         True [self.forward]))
+    (lfor calls variants form calls name (kernel-names form) name))
+
+  (defn gradients [self gy out operands]
+    "The gradient of each input given `gy` for the output `out`: IR nodes or None."
+    (self.gradient gy out #* operands))
+
+  (defn [property] backward-ops [self]
+    "The names of the ops its gradient is made of."
+    (setv names [] stack (list (self.gradients (Sym "gy") (Sym "out") (lfor o self.operands (Sym o)))))
+    (while stack
+      (setv node (.pop stack))
+      (when (and (isinstance node list) node (= (get node 0) CALL))
+        (.append names (str (get node 1)))
+        (.extend stack (get node 2))))
+    names)
+
+  (defn __repr__ [self] f"<Op {self.name} ({(.join " " self.operands)})>"))
+
+
+;; ------------------------------------------------------------ shape rules
+
+(defn batch-of [#* types]
+  "The batch tag of a result: that of its batched operands, which must agree."
+  (setv tags (sfor t types :if t.batched t.batched))
+  (when (> (len tags) 1)
+    (raise (ShapeError "operands come from different data loader loops")))
+  (if tags (next (iter tags)) None))
+
+
+(defn float-type [x what]
+  "`x` itself, which must be float32."
+  (when (!= x.dtype "float32")
+    (raise (ShapeError f"{what} needs a float32 tensor, got {(show x)}")))
+  x)
+
+
+(defn axis [dim ndim what]
+  "`dim` as a non-negative axis of an `ndim`-dimensional tensor: (axis -1 2 \"softmax\") => 1"
+  (setv d (if (< dim 0) (+ dim ndim) dim))
+  (when (not (<= 0 d (- ndim 1)))
+    (raise (ShapeError f"{what}: dim {dim} is out of range for a {ndim}-dimensional tensor")))
+  d)
+
+
+(defn dot-type [w x]
+  "`(dot W X)`: a Linear layer without its bias, X[..., in] @ W[out, in]^T.
+
+    (dot-type (TensorType #(50 784)) (TensorType #(64 784) :batched \"b\"))
+    ; => TensorType((64, 50), float32, batched='b')"
+  (float-type w "a Linear weight") (float-type x "a Linear layer")
+  (when (or (!= w.ndim 2) w.batched)
+    (raise (ShapeError f"a Linear weight must be a 2-D parameter, got {(show w)}")))
+  (when (or (< x.ndim 1) (!= (get x.shape -1) (get w.shape 1)))
+    (raise (ShapeError f"Linear layer expects inputs with {(get w.shape 1)} features, got {(show x)}")))
+  (TensorType #(#* (cut x.shape 0 -1) (get w.shape 0)) "float32" x.batched))
+
+
+(defn elementwise-type [a b what]
+  "`(+ A B)` and friends: equal shapes, a row vector broadcast over rows, or a scalar."
+  (setv batched (batch-of a b)
+        dtype (if (= a.dtype b.dtype) a.dtype "float32"))
+  (cond (= a.shape b.shape) (TensorType a.shape dtype batched)
+        (= b.shape #()) (TensorType a.shape dtype batched)
+        (= a.shape #()) (TensorType b.shape dtype batched)
+        (and (= b.ndim 1) (>= a.ndim 2) (= (get a.shape -1) (get b.shape 0)) (not b.batched))
+          (TensorType a.shape dtype batched)
+        (and (= a.ndim 1) (>= b.ndim 2) (= (get b.shape -1) (get a.shape 0)) (not a.batched))
+          (TensorType b.shape dtype batched)
+        True (raise (ShapeError f"cannot {what} tensors of shapes {(show a)} and {(show b)}"))))
+
+
+(defn compare-type [a b]
+  (setv t (elementwise-type a b "compare"))
+  (TensorType t.shape "int64" t.batched))
+
+
+(defn last-dim-type [x dim what]
+  "log_softmax / softmax along `dim`, which must be the last dimension and not the batch."
+  (float-type x what)
+  (setv d (axis dim x.ndim what))
+  (when (and x.batched (= d 0))
+    (raise (ShapeError f"{what} over the batch dimension (dim {dim}) is not supported")))
+  (when (!= d (- x.ndim 1))
+    (raise (ShapeError f"{what} is supported along the last dimension only, got dim {dim} of {(show x)}")))
+  x)
+
+
+(defn nll-loss-type [logp target mean]
+  (float-type logp "nll_loss")
+  (when (or (!= logp.ndim 2) (!= target.ndim 1) (!= target.dtype "int64")
+            (!= (get logp.shape 0) (get target.shape 0)))
+    (raise (ShapeError (+ "nll_loss expects log-probabilities [N, C] and int64 targets [N], got "
+                          f"{(show logp)} and {(show target)}"))))
+  (batch-of logp target)
+  (TensorType #() "float32"))
+
+
+(defn mse-loss-type [x target]
+  (float-type x "mse_loss") (float-type target "mse_loss")
+  (when (!= x.shape target.shape)
+    (raise (ShapeError f"mse_loss needs equal shapes, got {(show x)} and {(show target)}")))
+  (batch-of x target)
+  (TensorType #() "float32"))
+
+
+(defn reduce-type [x what]
+  "`sum`/`mean` of a whole tensor: a 0-dimensional tensor."
+  (when (and (= what "mean") (!= x.dtype "float32"))
+    (raise (ShapeError f"mean needs a float32 tensor, got {(show x)}")))
+  (TensorType #() x.dtype))
+
+
+(defn argmax-type [x dim]
+  (setv d (axis dim x.ndim "argmax"))
+  (when (!= d (- x.ndim 1))
+    (raise (ShapeError f"argmax is supported along the last dimension only, got dim {dim}")))
+  (TensorType (cut x.shape 0 -1) "int64" x.batched))
+
+
+(defn view-type [x dims]
+  "`(call X view (DIMS))`: the same elements in a new shape; one dim may be -1."
+  (setv dims (list dims)
+        unknown (lfor [i d] (enumerate dims) :if (= d -1) i))
+  (when (or (> (len unknown) 1) (any (gfor d dims (< d -1))))
+    (raise (ShapeError f"view {dims}: at most one dimension may be -1, the rest must be sizes")))
+  (setv known (math.prod (gfor d dims :if (!= d -1) d)))
+  (when unknown
+    (when (or (= known 0) (% x.numel known))
+      (raise (ShapeError f"view {dims} does not fit {x.numel} elements of {(show x)}")))
+    (setv (get dims (get unknown 0)) (// x.numel known)))
+  (when (!= (math.prod dims) x.numel)
+    (raise (ShapeError f"view {dims} does not fit {x.numel} elements of {(show x)}")))
+  (when (and x.batched (or (not dims) (!= (get dims 0) (get x.shape 0))))
+    (raise (ShapeError (+ f"view {dims} of {(show x)} would mix rows of a batch; keep the first "
+                          "dimension (the batch) as it is, e.g. (.view x -1 784)"))))
+  (TensorType dims x.dtype x.batched))
+
+
+(defn flatten-dims [x start]
+  "The dims `torch.flatten x start` gives, for a view."
+  (setv d (axis start (max x.ndim 1) "flatten"))
+  [#* (cut x.shape 0 d) (math.prod (cut x.shape d None))])
+
+
+(defn dot-grad-input-type [gy w]
+  "dX of `(dot W X)`: X's shape, [..., in]."
+  (TensorType #(#* (cut gy.shape 0 -1) (get w.shape 1)) "float32" gy.batched))
+
+
+;; ------------------------------------------------------------ how torch calls stage
+
+(defn needs-dim [what]
+  "The arguments of log_softmax / softmax: a dim, no dtype."
+  (fn [x [dim None] [_stacklevel 3] [dtype None]]
+    (when (or (is dim None) (is-not dtype None))
+      (unsupported f"{what} needs dim= (and no dtype) on staged tensors"))
+    [x dim]))
+
+
+(defn whole-tensor [what]
+  "The arguments of sum / mean: the whole tensor only."
+  (fn [x [dim None] [keepdim False] [dtype None]]
+    (when (or (is-not dim None) keepdim (is-not dtype None))
+      (unsupported (+ f"{what} over a dim is not supported on staged tensors; "
+                      f"{what} of the whole tensor is")))
+    [x]))
+
+
+(defn reduction-mean [reduction size-average reduce]
+  "Whether a loss's `reduction` is the mean (else the sum)."
+  (when (or (is-not size-average None) (is-not reduce None))
+    (unsupported "size_average/reduce are deprecated; use reduction="))
+  (when (not-in reduction #("mean" "sum"))
+    (unsupported f"reduction={reduction !r} is not supported (use 'mean' or 'sum')"))
+  (= reduction "mean"))
+
+
+(defn nll-loss-args [logp target [weight None] [size-average None] [ignore-index -100]
+                     [reduce None] [reduction "mean"]]
+  (when (is-not weight None)
+    (unsupported "nll_loss with class weights is not supported"))
+  [logp target (reduction-mean reduction size-average reduce)])
+
+
+(defn mse-loss-args [x target [size-average None] [reduce None] [reduction "mean"] [weight None]]
+  (when (or (!= reduction "mean") (is-not size-average None) (is-not reduce None)
+            (is-not weight None))
+    (unsupported "mse_loss is supported with reduction='mean' only"))
+  [x target])
+
+
+(defn argmax-args [x [dim None] [keepdim False]]
+  (when (or (is dim None) keepdim)
+    (unsupported "argmax needs a dim (and keepdim=False) on staged tensors"))
+  [x dim])
+
+
+(defn activation-args [x [inplace False]]
+  [x])
+
+
+;; ------------------------------------------------------------ the table
+
+(defn activation [name torch forward grad]
+  "An elementwise activation of a float32 tensor, whose gradient `grad` reads its output."
+  (Op name :inputs ["x"] :torch torch :stage activation-args
+      :rule (fn [x] (float-type x name))
+      :forward [forward]
+      :gradient (fn [gy y x] [(call grad gy y)])))
+
+
+(defn output-grad [name backward]
+  "The backward op of an activation or a softmax: dX from dY and the forward's output Y."
+  (Op name :inputs ["gy" "y"] :rule (fn [gy y] y) :forward [backward]))
+
+
+(defn softmax-like [name torch forward grad]
+  "A softmax along the last dimension, whose gradient `grad` reads its output."
+  (Op name :inputs ["x"] :attrs ["dim"] :torch torch :stage (needs-dim name)
+      :rule (fn [x dim] (last-dim-type x dim name))
+      :forward [forward]
+      :gradient (fn [gy y x dim] [(call grad gy y)])))
+
+
+(setv TABLE
+  [(activation "relu" ["torch.nn.functional.relu" "torch.relu" "torch.Tensor.relu"]
+               '(ht_relu_fwd out x (numel x)) "relu_grad")
+   (output-grad "relu_grad" '(ht_relu_bwd out gy y (numel y) 0))
+   (activation "sigmoid" ["torch.nn.functional.sigmoid" "torch.sigmoid" "torch.Tensor.sigmoid"]
+               '(ht_sigmoid_fwd out x (numel x)) "sigmoid_grad")
+   (output-grad "sigmoid_grad" '(ht_sigmoid_bwd out gy y (numel y) 0))
+   (activation "tanh" ["torch.nn.functional.tanh" "torch.tanh" "torch.Tensor.tanh"]
+               '(ht_tanh_fwd out x (numel x)) "tanh_grad")
+   (output-grad "tanh_grad" '(ht_tanh_bwd out gy y (numel y) 0))
+
+   (softmax-like "log_softmax" ["torch.nn.functional.log_softmax" "torch.log_softmax"
+                                "torch.Tensor.log_softmax"]
+                 '(ht_log_softmax_fwd out x (rows x) (cols x)) "log_softmax_grad")
+   (output-grad "log_softmax_grad" '(ht_log_softmax_bwd out gy y (rows y) (cols y) 0))
+   (softmax-like "softmax" ["torch.nn.functional.softmax" "torch.softmax" "torch.Tensor.softmax"]
+                 '(ht_softmax_fwd out x (rows x) (cols x)) "softmax_grad")
+   (output-grad "softmax_grad" '(ht_softmax_bwd out gy y (rows y) (cols y) 0))
+
+   (Op "nll_loss" :inputs ["logp" "target"] :attrs ["mean"]
+       :torch ["torch.nn.functional.nll_loss"] :stage nll-loss-args :rule nll-loss-type
+       :forward ['(check (ht_nll_loss_fwd out logp target (rows logp) (cols logp) mean))]
+       :gradient (fn [gl l logp target mean] [(call "nll_loss_grad" gl logp target mean) None]))
+   (Op "nll_loss_grad" :inputs ["gl" "logp" "target"] :attrs ["mean"]
+       :rule (fn [gl logp target mean] logp)
+       :forward ['(ht_nll_loss_bwd out (item gl) target (rows logp) (cols logp) mean 0)])
+
+   (Op "mse_loss" :inputs ["x" "target"] :torch ["torch.nn.functional.mse_loss"]
+       :stage mse-loss-args :rule mse-loss-type
+       :forward ['(ht_mse_loss_fwd out x target (numel x))]
+       :gradient (fn [gl l x target]
+                   [(call "mse_loss_grad" gl x target)
+                    (call "scale" (call "mse_loss_grad" gl x target) -1.0)]))
+   (Op "mse_loss_grad" :inputs ["gl" "x" "target"] :rule (fn [gl x target] x)
+       :forward ['(ht_mse_loss_bwd out (item gl) x target (numel x) 0)])
+
+   (Op "sum" :inputs ["x"] :torch ["torch.sum" "torch.Tensor.sum"] :stage (whole-tensor "sum")
+       :rule (fn [x] (reduce-type x "sum"))
+       :forward {"float32" ['(ht_sum_all out x (numel x))]
+                 "int64" ['(ht_sum_all_i64 out x (numel x))]}
+       :gradient (fn [gl l x] [(call "sum_grad" gl x)]))
+   (Op "sum_grad" :inputs ["gl" "x"] :rule (fn [gl x] x)
+       :forward ['(ht_sum_all_bwd out (item gl) (numel x) 0)])
+   (Op "mean" :inputs ["x"] :torch ["torch.mean" "torch.Tensor.mean"] :stage (whole-tensor "mean")
+       :rule (fn [x] (reduce-type x "mean"))
+       :forward ['(ht_mean_all out x (numel x))]
+       :gradient (fn [gl l x] [(call "mean_grad" gl x)]))
+   (Op "mean_grad" :inputs ["gl" "x"] :rule (fn [gl x] x)
+       :forward ['(ht_mean_all_bwd out (item gl) (numel x) 0)])
+
+   (Op "scale" :inputs ["x"] :attrs ["s"] :rule (fn [x s] (float-type x "multiplication by a constant"))
+       :forward ['(ht_scale out x s (numel x))]
+       :gradient (fn [gy y x s] [(call "scale" gy s)]))
+
+   (Op "argmax" :inputs ["x"] :attrs ["dim"] :torch ["torch.argmax" "torch.Tensor.argmax"]
+       :stage argmax-args :rule argmax-type
+       :forward ['(ht_argmax_rows out x (rows x) (cols x))])
+
+   ;; the other nodes of backward passes (backend/grad.hy)
+   (Op "ones_like" :inputs ["l"] :rule (fn [l] l) :forward ['(ht_fill out 1.0 (numel l))])
+   (Op "add_grads" :inputs ["g1" "g2"] :rule (fn [g1 g2] g1)
+       :forward ['(ht_add out g1 g2 (numel g1))])
+   (Op "mul_grad" :inputs ["gy" "other"] :rule (fn [gy other] gy)
+       :forward ['(ht_mul_bwd out NULL gy NULL other (numel gy) 0)])
+   (Op "sum_rows" :inputs ["gy" "v"] :rule (fn [gy v] v)
+       :forward ['(ht_fill out 0.0 (cols gy)) '(ht_sum_rows out gy (rows gy) (cols gy))])
+   (Op "dot_grad_input" :inputs ["gy" "w"] :rule dot-grad-input-type
+       :forward ['(ht_linear_bwd_input out gy w (rows gy) (dim w 1) (dim w 0) 0)])
+
+   ;; bespoke ops: their own IR nodes, rendered and differentiated outside the table
+   (Op "dot" :inputs ["w" "x"] :rule dot-type)
+   (Op "+" :inputs ["a" "b"] :torch ["torch.add"] :rule (fn [a b] (elementwise-type a b "add")))
+   (Op "-" :inputs ["a" "b"] :torch ["torch.sub"] :rule (fn [a b] (elementwise-type a b "subtract")))
+   (Op "*" :inputs ["a" "b"] :torch ["torch.mul"] :rule (fn [a b] (elementwise-type a b "multiply")))
+   (Op "==" :inputs ["a" "b"] :torch ["torch.eq" "torch.Tensor.eq"] :rule compare-type)
+   (Op "view" :inputs ["x"] :attrs ["dims"] :torch ["torch.Tensor.view" "torch.Tensor.reshape"]
+       :rule view-type)])
+
+(setv OPS (dfor op TABLE op.name op))
