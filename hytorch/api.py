@@ -9,6 +9,7 @@ import sys
 from hytorch import builder
 from hytorch.ir.syntax import Sym, parse_ir as _parse, print_ir
 from hytorch.errors import IRError, StagingError
+from hytorch.lift import guard_real_optimizer_steps
 from hytorch.staged_args import describe_type, param_names, staged_argument
 from hytorch.values import atom
 
@@ -64,7 +65,6 @@ def lms_compile(f, *arg_types):
     arg_types = list(arg_types) or [int]
     params = param_names(len(arg_types))
     if sys.modules.get("torch") is not None:  # a torch already imported (None: blocked)
-        from hytorch.lift import guard_real_optimizer_steps
         guard_real_optimizer_steps()
     with builder.Staging() as st:
         args = [staged_argument(t, Sym(p), st, i) for i, (t, p) in enumerate(zip(arg_types, params))]
@@ -93,7 +93,7 @@ def stage(f, *arg_types):
     is a defstaged function) and runs the compiled code when called.
     """
     program = lms_compile(f, *arg_types)
-    from hytorch.native import compile_program
+    from hytorch.native import compile_program  # the backend, loaded on the first compile
     compiled = compile_program(program)
     compiled.staged_from = f
     return compiled
@@ -108,7 +108,7 @@ def compile_ir(text, *arg_types):
             raise IRError(f"{program.name} has {len(program.params)} parameter(s) "
                           f"but {len(arg_types)} type(s) were given")
         program.arg_types = list(arg_types)
-    from hytorch.native import compile_program
+    from hytorch.native import compile_program  # the backend, loaded on the first compile
     return compile_program(program)
 
 

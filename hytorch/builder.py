@@ -9,7 +9,9 @@ parent resumes from the same number when the block ends.
 """
 from contextlib import contextmanager
 
+from hytorch.errors import StagingError
 from hytorch.ir.syntax import Sym
+from hytorch.source_location import user_location
 
 LET, BEGIN = Sym("let"), Sym("begin")
 MAX_LETS = 1_000_000  # beyond this, staging is unrolling something it should not
@@ -77,8 +79,6 @@ class Staging:
         self._check_scope(rhs)
         self.size += 1
         if self.size > MAX_LETS:
-            from hytorch.errors import StagingError
-            from hytorch.source_location import user_location
             raise StagingError(
                 f"the staged program grew past {MAX_LETS} lets: a loop or recursion on ordinary "
                 "values unrolls at generation time; make its bound staged (a parameter) to get a "
@@ -109,8 +109,6 @@ class Staging:
         for sym in _operands(rhs):
             block = self.defined_in.get(id(sym), (None, None))[1]
             if block is not None and not any(block is b for b in self.blocks):
-                from hytorch.errors import StagingError
-                from hytorch.source_location import user_location
                 raise StagingError(
                     f"a staged value ({sym}) made inside a staged block (an `if` branch or a loop "
                     "body) is used after that block ended; keep values that must outlive a block "

@@ -15,9 +15,10 @@ block starts or after a staged construct that may have changed it.
 from hytorch import builder
 from hytorch.ir.syntax import Sym, print_ir
 from hytorch.errors import HyTorchError, StagingError
-from hytorch.lift import stand_in
 from hytorch.source_location import traceback_location, user_location
+from hytorch.staged_function import staged  # noqa: F401  (re-exported: hytorch.staged)
 from hytorch.staged_print import StagedFormat, stage_format, stage_print
+from hytorch.stand_ins import stand_in
 from hytorch.values import (UNBOUND, Rep, Staged, StagedStr, _Sentinel, atom, is_staged,
                             out_of_scope, scalar_kind, value_kind)
 
@@ -559,5 +560,3 @@ def stage_not(x):
         return Rep(builder.current().emit([Sym("=="), x.sym, 0]), "bool")
     return not x
 
-
-from hytorch.staged_function import staged  # noqa: E402  (re-exported for the rewrite)

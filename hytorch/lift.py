@@ -4,9 +4,11 @@ compiled code can be given its current value when called (and write trained valu
 
     (setv opt (optim.SGD (.parameters model) :lr 0.01))
     ;; staged: (let x5 (tensor (50 784)) (let x6 (variable x5 False) ... (SGD (0.01 0.0) (x6 x8 ...))
-"""
-import sys
 
+Which objects are lifted is decided by `hytorch.stand_ins.stand_in`. The staged tensor
+operations (hytorch.tensors) sit above this module: they lift the torch tensors they meet
+with `lift_tensor`, and import torch, which staging without tensors must not need.
+"""
 from hytorch import builder
 from hytorch.ir.syntax import Sym
 from hytorch.ir.types import TensorType
@@ -15,6 +17,25 @@ from hytorch.source_location import user_location
 from hytorch.values import Rep, Staged
 
 _TORCH_DTYPES = {"torch.float32": "float32", "torch.int64": "int64"}
+
+# The class of staged tensors, hytorch.tensors.TensorRep, registered by `use_staged_tensors`
+# (this module cannot import hytorch.tensors, which imports it).
+_staged_tensor_class = None
+
+
+def use_staged_tensors(tensor_class):
+    """Registration hook: lifted tensors (parameters, a loader's batches) are staged as
+    `tensor_class`. hytorch.stand_ins registers hytorch.tensors.TensorRep when it loads it,
+    before the first object that holds tensors is lifted."""
+    global _staged_tensor_class
+    _staged_tensor_class = tensor_class
+
+
+def _staged_tensor(sym, ttype, requires_grad=False):
+    if _staged_tensor_class is None:
+        raise RuntimeError("no class of staged tensors is registered: lift objects through "
+                           "hytorch.stand_ins.stand_in, which loads hytorch.tensors")
+    return _staged_tensor_class(sym, ttype, requires_grad)
 
 
 class Binding:
@@ -59,12 +80,11 @@ def lift_tensor(t, position=None, name=None):
     st = builder.current()
     if id(t) in st.lifted:
         return st.lifted[id(t)]
-    from hytorch.tensors import TensorRep
     dtype = _TORCH_DTYPES.get(str(t.dtype))
     if dtype is None:
         raise StagingError(f"tensors of dtype {t.dtype} cannot be staged (float32 and int64 can)",
                            user_location())
-    import torch
+    import torch  # t is a torch tensor: torch is loaded already
     trainable = isinstance(t, torch.nn.Parameter) and t.requires_grad
     if trainable and dtype != "float32":
         raise StagingError("only float32 parameters can be trained", user_location())
@@ -72,7 +92,7 @@ def lift_tensor(t, position=None, name=None):
     tensor_node = [Sym("tensor"), shape] + ([Sym(dtype)] if dtype != "float32" else [])
     tsym = _emit_root(st, tensor_node)
     vsym = _emit_root(st, [Sym("variable"), tsym, not trainable])
-    rep = TensorRep(vsym, TensorType(shape, dtype), requires_grad=trainable)
+    rep = _staged_tensor(vsym, TensorType(shape, dtype), requires_grad=trainable)
     return _remember(st, t, rep, tsym, Binding("tensor", t, position, name))
 
 
@@ -109,7 +129,7 @@ SGD_HYPERPARAMETERS = ("lr", "momentum", "dampening", "weight_decay", "nesterov"
 
 def sgd_hyperparameters(optimizer):
     """The SGD settings HyTorch compiles, or a StagingError for what it cannot."""
-    import torch
+    import torch  # optimizer is a torch optimizer: torch is loaded already
     if type(optimizer) is not torch.optim.SGD:
         raise StagingError(f"{type(optimizer).__name__} cannot be staged; use torch.optim.SGD",
                            user_location())
@@ -156,14 +176,13 @@ class StagedLoader(Staged):
         return StagedEnumerate(self, start)
 
     def __staged_for__(self, run_block, body, where, start=None):
-        from hytorch.tensors import TensorRep
         st = builder.current()
         index, data, target = st.fresh(), st.fresh("t"), st.fresh()
         loader = self.loader
         tag = str(index)
-        data_rep = TensorRep(data, TensorType([loader.batch_size, 1, loader.rows, loader.cols],
-                                              "float32", tag))
-        target_rep = TensorRep(target, TensorType([loader.batch_size], "int64", tag))
+        data_rep = _staged_tensor(data, TensorType([loader.batch_size, 1, loader.rows, loader.cols],
+                                                   "float32", tag))
+        target_rep = _staged_tensor(target, TensorType([loader.batch_size], "int64", tag))
 
         def step():
             st.define_here(index, data, target)
@@ -197,38 +216,6 @@ def lift_loader(loader, position=None):
     return _remember(st, loader, StagedLoader(sym, loader), sym, Binding("loader", loader, position))
 
 
-def _is_loader(obj):
-    data = sys.modules.get("hytorch.data")
-    return data is not None and isinstance(obj, data.MNIST)
-
-
-def _is_optimizer(obj):
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.optim.Optimizer)
-
-
-def _is_module(obj):
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.nn.Module)
-
-
-def stand_in(obj, position=None):
-    """What a Python object is while staging: loaders and optimizers are lifted, a module's
-    parameters are lifted (the module itself stays), anything else is itself."""
-    if builder.current() is None or isinstance(obj, Staged):
-        return obj
-    if _is_loader(obj):
-        return lift_loader(obj, position)
-    if _is_optimizer(obj):
-        return lift_optimizer(obj, position)
-    if _is_module(obj):
-        return lift_module(obj, position)
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(obj, torch.Tensor) and position is not None:
-        return lift_tensor(obj, position)
-    return obj
-
-
 def guard_real_optimizer_steps():
     """A real optimizer stepping while staging would train at generation time: refuse it."""
     if getattr(guard_real_optimizer_steps, "installed", False):
@@ -239,6 +226,6 @@ def guard_real_optimizer_steps():
             raise StagingError(f"a real {type(optimizer).__name__} was stepped while staging; pass "
                                "the optimizer to the defstaged function as an argument so its "
                                "steps are staged", user_location())
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    from torch.optim.optimizer import register_optimizer_step_pre_hook  # called once torch is loaded
     register_optimizer_step_pre_hook(refuse)
     guard_real_optimizer_steps.installed = True

@@ -5,10 +5,9 @@
     f.c_source    # the generated C
 
 A program that lifted objects while staging (a model's parameters, an optimizer, a data
-loader) is called with the same kind of objects in the same positions: their current values
-are copied into the compiled program's state before it runs, and what it trained (weights,
-momentum buffers, the loader's random state) is written back afterwards, also when it stops
-on Ctrl-C or an error. torch is imported only when torch objects are involved.
+loader) is called with the same kind of objects in the same positions: hytorch.torch_bridge
+copies their current values into the compiled program's state before it runs, and writes what
+it trained back afterwards, also when it stops on Ctrl-C or an error.
 """
 import builtins
 import contextlib
@@ -25,6 +24,7 @@ from hytorch.build import build_shared
 from hytorch.errors import BuildError, ExecutionError, HyTorchError, show_int
 from hytorch.machine import RUNTIME_CDEF, get_num_threads
 from hytorch.staged_args import SCALAR_KINDS, is_object_argument
+from hytorch.torch_bridge import TorchBridge, loader_dims
 
 HT_OK, HT_ERROR, HT_INTERRUPTED, HT_ZERO_DIVISION, HT_RAISED = 0, 1, 2, 3, 4
 _C_TYPES = {"int": "int64_t", "float": "double", "bool": "int", "str": "const char *"}
@@ -113,9 +113,59 @@ def _convert(value, kind, position):
     raise TypeError(f"argument {position}: unsupported kind {kind}")
 
 
-def _loader_dims(program):
-    return {str(sym): (b.obj.rows, b.obj.cols) for sym, b in program.bindings.items()
-            if b.kind == "loader"}
+class ProgramState:
+    """The state of a compiled program (`ht_new`, freed with it): the memory of its slots,
+    which hytorch.torch_bridge reads and writes, and the status of a run."""
+
+    def __init__(self, ffi, lib, name):
+        self._ffi, self._lib, self.name = ffi, lib, name
+        self.pointer = lib.ht_new()
+        if self.pointer == ffi.NULL:
+            self.pointer = None
+            raise MemoryError(f"{name}: could not allocate the compiled program's state")
+
+    def array(self, index, numel, dtype):
+        """Slot `index` as a numpy array of `numel` `dtype`s over the C memory."""
+        pointer = self._lib.ht_slot(self.pointer, index)
+        size = numel * np.dtype(_NUMPY[dtype]).itemsize
+        return np.frombuffer(self._ffi.buffer(pointer, size), dtype=_NUMPY[dtype])
+
+    def flag(self, index):
+        """Slot `index` as an int64_t *."""
+        return self._ffi.cast("int64_t *", self._lib.ht_slot(self.pointer, index))
+
+    def bind_loader(self, index, spec):
+        """Give loader slot `index` the data of `spec` (a loader's `c_spec()`); returns the
+        arrays the C code reads, which must stay alive while it runs."""
+        images = np.ascontiguousarray(spec.images)
+        labels = np.ascontiguousarray(spec.labels)
+        self.check(self._lib.ht_bind_loader(
+            self._lib.ht_slot(self.pointer, index), self._ffi.from_buffer("uint8_t[]", images),
+            self._ffi.from_buffer("uint8_t[]", labels), spec.count, spec.rows, spec.cols,
+            spec.batch_size, int(spec.shuffle), int(spec.drop_last), spec.mean, spec.std,
+            spec.rng_state))
+        return images, labels
+
+    def loader_rng_state(self, index):
+        return self._lib.ht_loader_rng_state(self._lib.ht_slot(self.pointer, index))
+
+    def check(self, status):
+        """Raise what a run or runtime call that returned `status` failed with, if it failed."""
+        if status == HT_OK:
+            return
+        message = self._ffi.string(self._lib.ht_last_error()).decode(errors="replace")
+        if status == HT_INTERRUPTED:
+            raise KeyboardInterrupt(f"{self.name}: {message}")
+        if status == HT_RAISED:
+            raise raised_exception(message, self.name)
+        if status == HT_ZERO_DIVISION:
+            raise StagedZeroDivisionError(f"{self.name}: {message}")
+        raise ExecutionError(f"{self.name}: {message}")
+
+    def __del__(self):
+        if getattr(self, "pointer", None) is not None:
+            self._lib.ht_delete(self.pointer)
+            self.pointer = None
 
 
 class CompiledFunction:
@@ -133,12 +183,10 @@ class CompiledFunction:
         self.arg_kinds = [_arg_kind(t) for t in program.arg_types]
         self.so_path, self.cached, self.build_seconds = build.path, build.cached, build.seconds
         self.staged_from = None  # the function staged, when `stage` made it
-        self._default_loaders = {}
         self._ffi, self._lib = ffi, lib
         self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
-        self._state = self._lib.ht_new()
-        if self._state == self._ffi.NULL:
-            raise MemoryError(f"{program.name}: could not allocate the compiled program's state")
+        self._state = ProgramState(ffi, lib, program.name)
+        self._bridge = TorchBridge(program, self.slots)
 
     @property
     def name(self):
@@ -155,21 +203,12 @@ class CompiledFunction:
         made when first read: it costs more than loading a cached program."""
         return getattr(self.staged_from, "staged_source", None)
 
-    # ---- the state's buffers, as numpy arrays over the C memory
-    def _slot_array(self, index, numel, dtype):
-        pointer = self._lib.ht_slot(self._state, index)
-        size = numel * np.dtype(_NUMPY[dtype]).itemsize
-        return np.frombuffer(self._ffi.buffer(pointer, size), dtype=_NUMPY[dtype])
-
     def tensor(self, name):
         """The values of the tensor bound to IR symbol `name` (a live view, not a copy)."""
         for i, s in enumerate(self.slots):
             if s["role"] == "tensor" and s["sym"] == str(name):
-                return self._slot_array(i, s["numel"], s["dtype"]).reshape(s["shape"])
+                return self._state.array(i, s["numel"], s["dtype"]).reshape(s["shape"])
         raise KeyError(f"{self.name} has no top-level tensor {name}")
-
-    def _flag(self, index):
-        return self._ffi.cast("int64_t *", self._lib.ht_slot(self._state, index))
 
     # ---- calling
     def __call__(self, *args):
@@ -190,158 +229,20 @@ class CompiledFunction:
             result = self._ffi.new(f"{_C_TYPES[self.result_kind]} *")
             c_args.append(result)
         with _sigint_deferred():
-            keep_alive = self._copy_in(args)
+            keep_alive = self._bridge.copy_in(self._state, args)
             sys.stdout.flush()  # keep Python's and C's output in order
             try:
-                status = self._lib.ht_run(self._state, *c_args)
+                status = self._lib.ht_run(self._state.pointer, *c_args)
             finally:
-                self._copy_out(args)
+                self._bridge.copy_out(self._state, args)
                 del keep_alive
-        if status != HT_OK:
-            self._raise(status)
+        self._state.check(status)
         if result is None or self.result_kind == "tensor":
             return result
         value = result[0]
         if self.result_kind == "str":
             return self._ffi.string(value).decode()
         return bool(value) if self.result_kind == "bool" else value
-
-    def _binding(self, sym):
-        return self.program.bindings.get(sym)
-
-    def _resolve(self, sym, args):
-        binding = self._binding(sym)
-        return None if binding is None else binding.resolve(args)
-
-    def _describe(self, sym):
-        """What the tensor bound to `sym` is, in the caller's terms."""
-        binding = self._binding(sym)
-        if binding is None or binding.position is None:
-            return f"the tensor staged as {sym}"
-        if binding.name is not None:
-            return f"parameter `{binding.name}` of argument {binding.position + 1}"
-        return f"argument {binding.position + 1}"
-
-    def _optimizer_state(self, tensor_sym, args):
-        """The torch optimizer state (a dict) of the parameter bound to `tensor_sym`."""
-        param = self._resolve(tensor_sym, args)
-        if param is None:
-            return None
-        for binding in self.program.bindings.values():
-            if binding.kind == "optimizer":
-                optimizer = binding.resolve(args)
-                if any(p is param for g in optimizer.param_groups for p in g["params"]):
-                    return optimizer.state[param]
-        return None
-
-    def _copy_in(self, args):
-        keep_alive = []
-        for i, s in enumerate(self.slots):
-            role = s["role"]
-            if role == "tensor":
-                source = self._resolve(s["sym"], args)
-                if source is not None:
-                    values = source.detach().contiguous().view(-1).numpy()
-                    if values.size != s["numel"]:
-                        raise ValueError(f"{self.name}: {self._describe(s['sym'])} has "
-                                         f"{values.size} elements; the program was staged with "
-                                         f"{s['numel']} ({s['shape']})")
-                    self._slot_array(i, s["numel"], s["dtype"])[:] = values
-            elif role in ("momentum", "first_step"):
-                state = self._optimizer_state(s["tensor"], args)
-                buffer = None if state is None else state.get("momentum_buffer")
-                if role == "momentum" and buffer is not None:
-                    self._slot_array(i, s["numel"], "float32")[:] = buffer.detach().view(-1).numpy()
-                if role == "first_step" and state is not None:
-                    self._flag(i)[0] = 0 if state.get("momentum_buffer") is not None else 1
-            elif role == "loader":
-                keep_alive.append(self._bind_loader(i, s, args))
-        return keep_alive
-
-    def _loader_for(self, s, args):
-        loader = self._resolve(s["sym"], args)
-        if loader is not None:
-            return loader
-        if s["sym"] not in self._default_loaders:
-            from hytorch.data import MNIST
-            normalize = None if (s["mean"], s["std"]) == (0.0, 1.0) else (s["mean"], s["std"])
-            self._default_loaders[s["sym"]] = MNIST(train=s["train"], batch_size=s["batch_size"],
-                                                    shuffle=s["shuffle"], normalize=normalize)
-        return self._default_loaders[s["sym"]]
-
-    def _bind_loader(self, i, s, args):
-        loader = self._loader_for(s, args)
-        spec = loader.c_spec()
-        staged = (s["batch_size"], s["rows"], s["cols"])
-        if (spec.batch_size, spec.rows, spec.cols) != staged:
-            raise ValueError(f"{self.name}: the loader for {s['sym']} gives batches of "
-                             f"{spec.batch_size} images of {spec.rows}x{spec.cols}; the program was "
-                             f"staged for {staged[0]} of {staged[1]}x{staged[2]}")
-        self._check_loader_size(s["sym"], loader)
-        images = np.ascontiguousarray(spec.images)
-        labels = np.ascontiguousarray(spec.labels)
-        status = self._lib.ht_bind_loader(
-            self._lib.ht_slot(self._state, i), self._ffi.from_buffer("uint8_t[]", images),
-            self._ffi.from_buffer("uint8_t[]", labels), spec.count, spec.rows, spec.cols,
-            spec.batch_size, int(spec.shuffle), int(spec.drop_last), spec.mean, spec.std,
-            spec.rng_state)
-        if status != HT_OK:
-            self._raise(status)
-        return (images, labels, loader)
-
-    def _check_loader_size(self, sym, loader):
-        """Python code run while staging may have read the staged loader's size (`len`,
-        `.count`) into the program as constants; another size would silently change them."""
-        binding = self._binding(sym)
-        if binding is None:
-            return
-        staged, given = binding.obj, loader
-        if (staged.count, len(staged)) != (given.count, len(given)):
-            raise ValueError(
-                f"{self.name}: the loader for {sym} holds {given.count} samples in {len(given)} "
-                f"batches; the program was staged with one of {staged.count} samples in "
-                f"{len(staged)} batches, and sizes read while staging are constants in it: "
-                "stage it again with this loader")
-
-    def _copy_out(self, args):
-        """Write what the run changed back into the objects it came from."""
-        torch = sys.modules.get("torch")
-        trainable = {s["tensor"] for s in self.slots if s["role"] == "first_step"}
-        first = {s["tensor"]: self._flag(i)[0] for i, s in enumerate(self.slots)
-                 if s["role"] == "first_step"}
-        for i, s in enumerate(self.slots):
-            role = s["role"]
-            if role == "tensor" and s["sym"] in trainable:
-                target = self._resolve(s["sym"], args)
-                if target is not None:
-                    values = self._slot_array(i, s["numel"], s["dtype"]).copy()
-                    with torch.no_grad():
-                        target.copy_(torch.from_numpy(values).view_as(target))
-            elif role == "momentum" and not first.get(s["tensor"], 1):
-                state = self._optimizer_state(s["tensor"], args)
-                if state is not None:
-                    param = self._resolve(s["tensor"], args)
-                    values = self._slot_array(i, s["numel"], "float32").copy()
-                    state["momentum_buffer"] = torch.from_numpy(values).view_as(param)
-            elif role == "loader":
-                loader = self._loader_for(s, args)
-                loader.set_rng_state(self._lib.ht_loader_rng_state(self._lib.ht_slot(self._state, i)))
-
-    def _raise(self, status):
-        message = self._ffi.string(self._lib.ht_last_error()).decode(errors="replace")
-        if status == HT_INTERRUPTED:
-            raise KeyboardInterrupt(f"{self.name}: {message}")
-        if status == HT_RAISED:
-            raise raised_exception(message, self.name)
-        if status == HT_ZERO_DIVISION:
-            raise StagedZeroDivisionError(f"{self.name}: {message}")
-        raise ExecutionError(f"{self.name}: {message}")
-
-    def __del__(self):
-        state = getattr(self, "_state", None)
-        if state is not None and self._ffi is not None:
-            self._lib.ht_delete(state)
-            self._state = None
 
     def __repr__(self):
         return f"<compiled {self.name} from {self.so_path}>"
@@ -381,7 +282,7 @@ def _build_and_open(ffi, source, extra_flags):
 def compile_program(program, extra_flags=()):
     """Render, build (or reuse) and load an IRProgram."""
     arg_kinds = [_arg_kind(t) for t in program.arg_types]
-    rendered = render_c(program.node, arg_kinds, _loader_dims(program))
+    rendered = render_c(program.node, arg_kinds, loader_dims(program))
     ffi = _ffi_for(rendered["cdef"] + RUNTIME_CDEF)
     build, lib = _build_and_open(ffi, rendered["source"], extra_flags)
     return CompiledFunction(program, rendered, build, ffi, lib)

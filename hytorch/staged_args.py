@@ -3,6 +3,7 @@
     param_names(1) == ["in"];  param_names(2) == ["in1", "in2"]
 """
 from hytorch.errors import StagingError
+from hytorch.stand_ins import stand_in
 from hytorch.values import Rep
 
 SCALAR_KINDS = {int: "int", float: "float", bool: "bool"}
@@ -29,7 +30,6 @@ def staged_argument(arg_type, sym, st, position):
     if arg_type in SCALAR_KINDS:
         return Rep(sym, SCALAR_KINDS[arg_type])
     if is_object_argument(arg_type):
-        from hytorch.lift import stand_in
         return stand_in(arg_type, position)
     raise StagingError(f"cannot stage a parameter of type {describe_type(arg_type)}; give int, "
                        "float or bool, or the object itself (a module, optimizer, loader, tensor)")

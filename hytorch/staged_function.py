@@ -11,7 +11,7 @@ import sys
 import types
 
 from hytorch import builder, staged_recursion
-from hytorch.lift import stand_in
+from hytorch.stand_ins import stand_in
 from hytorch.values import Staged
 
 

@@ -272,11 +272,23 @@ class Rep(Staged):
         return result
 
     def __abs__(self):
-        from hytorch.control import stage_choice
         if self.kind == "float":
             # x + 0.0 turns -0.0 into 0.0, as Python's abs does, and leaves the rest alone.
-            return stage_choice(self < 0, lambda: 0.0 - self, lambda: self + 0.0)
-        return stage_choice(self < 0, lambda: 0 - self, lambda: self)
+            return _staged_if(self < 0, lambda: 0.0 - self, lambda: self + 0.0, "float")
+        return _staged_if(self < 0, lambda: 0 - self, lambda: self, "int")
+
+
+def _staged_if(test, then_fn, else_fn, kind):
+    """`(if TEST (begin THEN) (begin ELSE))`, a staged number of `kind`, for branches that only
+    compute with staged numbers (as `abs`'s do). Nothing in them can raise, break or return,
+    so they need none of the guards of the `if` of user code (control.stage_choice)."""
+    st = builder.current()
+    blocks = []
+    for branch in (then_fn, else_fn):
+        with st.block() as block:
+            block.result = atom(st.check_result(branch()))
+        blocks.append(block)
+    return Rep(st.emit([Sym("if"), test.sym, blocks[0].node(), blocks[1].node()]), kind)
 
 
 class StagedStr(Staged):

@@ -1,0 +1,149 @@
+"""The Python side of a compiled program's state: the objects it lifted while staging (a
+model's parameters, an optimizer, a data loader) give their current values to the state before
+it runs, and get back what it trained (weights, momentum buffers, the loader's random state)
+afterwards.
+
+    bridge = TorchBridge(program, slots)
+    keep_alive = bridge.copy_in(state, args)   # parameters, momentum buffers, loaders in
+    ...                                        # the compiled code runs
+    bridge.copy_out(state, args)               # trained values out
+
+`state` is the compiled program's state as hytorch.native gives it (a ProgramState): its
+slots' memory as numpy arrays, and the runtime's loader functions. torch is imported only
+when torch objects are involved.
+"""
+import sys
+
+from hytorch.data import MNIST
+
+
+def loader_dims(program):
+    """The image size of each data loader `program` lifted, by its IR symbol."""
+    return {str(sym): (b.obj.rows, b.obj.cols) for sym, b in program.bindings.items()
+            if b.kind == "loader"}
+
+
+class TorchBridge:
+    """Copies values between the objects a program was called with and its compiled state,
+    slot by slot (`slots`: the renderer's description of the state, each with a `role`)."""
+
+    def __init__(self, program, slots):
+        self.program, self.slots = program, slots
+        self._default_loaders = {}
+
+    @property
+    def name(self):
+        return self.program.name
+
+    def _binding(self, sym):
+        return self.program.bindings.get(sym)
+
+    def _resolve(self, sym, args):
+        binding = self._binding(sym)
+        return None if binding is None else binding.resolve(args)
+
+    def _describe(self, sym):
+        """What the tensor bound to `sym` is, in the caller's terms."""
+        binding = self._binding(sym)
+        if binding is None or binding.position is None:
+            return f"the tensor staged as {sym}"
+        if binding.name is not None:
+            return f"parameter `{binding.name}` of argument {binding.position + 1}"
+        return f"argument {binding.position + 1}"
+
+    def _optimizer_state(self, tensor_sym, args):
+        """The torch optimizer state (a dict) of the parameter bound to `tensor_sym`."""
+        param = self._resolve(tensor_sym, args)
+        if param is None:
+            return None
+        for binding in self.program.bindings.values():
+            if binding.kind == "optimizer":
+                optimizer = binding.resolve(args)
+                if any(p is param for g in optimizer.param_groups for p in g["params"]):
+                    return optimizer.state[param]
+        return None
+
+    def copy_in(self, state, args):
+        """Give the state the current values of what the program lifted, from the objects in
+        `args`; returns what must stay alive while the program runs (the loaders' data)."""
+        keep_alive = []
+        for i, s in enumerate(self.slots):
+            role = s["role"]
+            if role == "tensor":
+                source = self._resolve(s["sym"], args)
+                if source is not None:
+                    values = source.detach().contiguous().view(-1).numpy()
+                    if values.size != s["numel"]:
+                        raise ValueError(f"{self.name}: {self._describe(s['sym'])} has "
+                                         f"{values.size} elements; the program was staged with "
+                                         f"{s['numel']} ({s['shape']})")
+                    state.array(i, s["numel"], s["dtype"])[:] = values
+            elif role in ("momentum", "first_step"):
+                optimizer_state = self._optimizer_state(s["tensor"], args)
+                buffer = None if optimizer_state is None else optimizer_state.get("momentum_buffer")
+                if role == "momentum" and buffer is not None:
+                    state.array(i, s["numel"], "float32")[:] = buffer.detach().view(-1).numpy()
+                if role == "first_step" and optimizer_state is not None:
+                    state.flag(i)[0] = 0 if optimizer_state.get("momentum_buffer") is not None else 1
+            elif role == "loader":
+                keep_alive.append(self._bind_loader(state, i, s, args))
+        return keep_alive
+
+    def _loader_for(self, s, args):
+        loader = self._resolve(s["sym"], args)
+        if loader is not None:
+            return loader
+        if s["sym"] not in self._default_loaders:
+            normalize = None if (s["mean"], s["std"]) == (0.0, 1.0) else (s["mean"], s["std"])
+            self._default_loaders[s["sym"]] = MNIST(train=s["train"], batch_size=s["batch_size"],
+                                                    shuffle=s["shuffle"], normalize=normalize)
+        return self._default_loaders[s["sym"]]
+
+    def _bind_loader(self, state, i, s, args):
+        loader = self._loader_for(s, args)
+        spec = loader.c_spec()
+        staged = (s["batch_size"], s["rows"], s["cols"])
+        if (spec.batch_size, spec.rows, spec.cols) != staged:
+            raise ValueError(f"{self.name}: the loader for {s['sym']} gives batches of "
+                             f"{spec.batch_size} images of {spec.rows}x{spec.cols}; the program was "
+                             f"staged for {staged[0]} of {staged[1]}x{staged[2]}")
+        self._check_loader_size(s["sym"], loader)
+        return (*state.bind_loader(i, spec), loader)
+
+    def _check_loader_size(self, sym, loader):
+        """Python code run while staging may have read the staged loader's size (`len`,
+        `.count`) into the program as constants; another size would silently change them."""
+        binding = self._binding(sym)
+        if binding is None:
+            return
+        staged, given = binding.obj, loader
+        if (staged.count, len(staged)) != (given.count, len(given)):
+            raise ValueError(
+                f"{self.name}: the loader for {sym} holds {given.count} samples in {len(given)} "
+                f"batches; the program was staged with one of {staged.count} samples in "
+                f"{len(staged)} batches, and sizes read while staging are constants in it: "
+                "stage it again with this loader")
+
+    def copy_out(self, state, args):
+        """Write what the run changed back into the objects it came from."""
+        torch = sys.modules.get("torch")
+        trainable = {s["tensor"] for s in self.slots if s["role"] == "first_step"}
+        first = {s["tensor"]: state.flag(i)[0] for i, s in enumerate(self.slots)
+                 if s["role"] == "first_step"}
+        for i, s in enumerate(self.slots):
+            role = s["role"]
+            if role == "tensor" and s["sym"] in trainable:
+                target = self._resolve(s["sym"], args)
+                if target is not None:
+                    values = state.array(i, s["numel"], s["dtype"]).copy()
+                    with torch.no_grad():
+                        target.copy_(torch.from_numpy(values).view_as(target))
+            elif role == "momentum" and not first.get(s["tensor"], 1):
+                optimizer_state = self._optimizer_state(s["tensor"], args)
+                if optimizer_state is not None:
+                    param = self._resolve(s["tensor"], args)
+                    values = state.array(i, s["numel"], "float32").copy()
+                    optimizer_state["momentum_buffer"] = torch.from_numpy(values).view_as(param)
+            elif role == "loader":
+                loader = self._loader_for(s, args)
+                loader.set_rng_state(state.loader_rng_state(i))
