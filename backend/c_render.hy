@@ -18,7 +18,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.c-train [TrainingRendering]
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
         hytorch.ir.ops [OPS]
-        hytorch.backend.printf [format-pieces c-spec c-string c-print-text]
+        hytorch.backend.printf [c-spec c-string c-print-text]
+        hytorch.ir.format [format-pieces]
         hytorch.backend.scope [Binding Scope CNames]
         hytorch.errors [IRError show-int])
 

@@ -5,7 +5,7 @@
 """
 from hytorch import builder
 from hytorch.ir.syntax import Sym
-from hytorch.backend.printf import format_fields, format_pieces
+from hytorch.ir.format import format_fields, format_pieces
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
 from hytorch.values import Staged, StagedStr, _Sentinel, is_staged, scalar_kind, value_kind

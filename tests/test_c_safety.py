@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 import hytorch
 from hytorch.api import IRProgram
 from hytorch.ir.syntax import Sym, print_ir, read_atom
-from hytorch.backend.printf import format_pieces
+from hytorch.ir.format import format_pieces
 from hytorch.backend.scope import C_PREFIX
 from hytorch.build import FLAGS, compiler_command
 from hytorch.c_runtime import SOURCE_DIR

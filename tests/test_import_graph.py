@@ -194,6 +194,15 @@ def test_ir_core_and_backend_do_not_import_the_front_end():
     assert not wrong, "\n".join(wrong)
 
 
+def test_only_native_reaches_into_the_backend():
+    """Staging builds IR with the IR core's vocabulary; the backend is loaded to compile."""
+    graph = import_graph()
+    users = sorted(f"{module} (line {line})" for module, targets in graph.items()
+                   if not _within(module, (BACKEND,))
+                   for target, line in targets.items() if _within(target, (BACKEND,)))
+    assert [u.split()[0] for u in users] == ["hytorch.native"], users
+
+
 # ---------------------------------------------------------------- the reader itself
 
 def test_python_imports_at_any_depth_relative_and_by_name():
