@@ -17,6 +17,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering]
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
+        hytorch.ir.types [TensorType]
         hytorch.ir.ops [OPS]
         hytorch.backend.printf [c-spec c-string c-print-text]
         hytorch.ir.format [format-pieces]
@@ -50,7 +51,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
 (defclass CRenderer [TensorRendering DataRendering TrainingRendering]
   "Renders one IR program; `arg-kinds` are its parameters' kinds (\"int\", \"float\",
-  \"bool\", or \"object\" for a parameter that only stands for lifted values), and
+  \"bool\", a TensorType for a tensor parameter, or \"object\" for a parameter that only
+  stands for lifted values), and
   `loader-dims` the image size of each bound data loader."
 
   (defn __init__ [self program arg-kinds [loader-dims None]]
@@ -86,11 +88,16 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (when (!= (len params) (len self.arg-kinds))
       (raise (IRError f"{name} has {(len params)} parameters but {(len self.arg-kinds)} types were given")))
     (for [[p kind] (zip params self.arg-kinds)]
-      (if (= kind "object")
-        (.bind scope p (Binding "0" "object"))
-        (do (setv cname (self.names.fresh p))
-            (.bind scope p (Binding cname kind))
-            (.append c-params f"{(get C-TYPES kind)} {cname}"))))
+      (cond
+        (= kind "object") (.bind scope p (Binding "0" "object"))
+        (isinstance kind TensorType)   ; the caller's array, read in place
+          (do (setv cname (self.names.fresh p))
+              (.bind scope p (Binding cname "tensor" :ttype kind :requires-grad False))
+              (.append c-params f"{(get C-ELEMENT kind.dtype)} *{cname}"))
+        True
+          (do (setv cname (self.names.fresh p))
+              (.bind scope p (Binding cname kind))
+              (.append c-params f"{(get C-TYPES kind)} {cname}"))))
     (setv [lines expr kind] (self.block body scope)
           [result-param store result-shape] (self.result-of expr kind))
     (setv signature (.join ", " ["ht_state *ht_s" #* c-params #* result-param])

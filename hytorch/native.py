@@ -23,12 +23,14 @@ from hytorch.backend.c_render import render_c
 from hytorch.build import build_shared
 from hytorch.errors import BuildError, ExecutionError, HyTorchError, show_int
 from hytorch.machine import RUNTIME_CDEF, get_num_threads
-from hytorch.staged_args import SCALAR_KINDS, is_object_argument
+from hytorch.ir.types import TensorType as IRTensorType
+from hytorch.staged_args import SCALAR_KINDS, is_object_argument, tensor_parameter_type
 from hytorch.torch_bridge import TorchBridge, loader_dims
 
 HT_OK, HT_ERROR, HT_INTERRUPTED, HT_ZERO_DIVISION, HT_RAISED = 0, 1, 2, 3, 4
 _C_TYPES = {"int": "int64_t", "float": "double", "bool": "int", "str": "const char *"}
 _NUMPY = {"float32": np.float32, "int64": np.int64}
+_C_ELEMENTS = {"float32": "float[]", "int64": "int64_t[]"}
 
 
 @contextlib.contextmanager
@@ -89,15 +91,47 @@ def raised_exception(text, program):
 
 
 def _arg_kind(t):
-    if t in SCALAR_KINDS:
+    """What a parameter staged as `t` is in C: a scalar kind, the IR TensorType of a tensor
+    parameter, or "object" (lifted values, given through the state's slots)."""
+    tensor_type = tensor_parameter_type(t)
+    if tensor_type is not None:
+        return tensor_type.ir_type()
+    if isinstance(t, type) and t in SCALAR_KINDS:
         return SCALAR_KINDS[t]
     if is_object_argument(t) or t is object:
         return "object"  # stands for lifted values (or, given as `object`, for nothing)
     raise HyTorchError(f"cannot compile a parameter of type {getattr(t, '__name__', t)}")
 
 
+def _tensor_argument(value, t, position):
+    """The contiguous NumPy array of the tensor parameter of IR type `t` given as `value` (a
+    torch tensor or NumPy array; a view of it when it is contiguous and of t's dtype, else one
+    copy), or a TypeError / ValueError naming the argument."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):        # a torch tensor
+        if value.device.type != "cpu":
+            raise ValueError(f"argument {position} is on {value.device}; compiled code reads "
+                             "tensors in CPU memory")
+        array = value.detach().numpy() if str(value.dtype).removeprefix("torch.") in _NUMPY \
+            else None
+    elif type(value).__module__ == "numpy" and type(value).__name__ == "ndarray":
+        array = value
+    else:
+        raise TypeError(f"argument {position} must be a tensor or NumPy array of shape "
+                        f"{list(t.shape)} ({t.dtype}), not {type(value).__name__}")
+    dtype = str(array.dtype) if array is not None else str(value.dtype).removeprefix("torch.")
+    if dtype != t.dtype:
+        raise TypeError(f"argument {position} holds {dtype}; the program was staged with "
+                        f"{t.dtype}")
+    if tuple(array.shape) != tuple(t.shape):
+        raise ValueError(f"argument {position} has shape {list(array.shape)}; the program was "
+                         f"staged with {list(t.shape)}")
+    return np.ascontiguousarray(array)
+
+
 def _convert(value, kind, position):
     """A Python argument as the C parameter of `kind`, or a TypeError naming it."""
+    if isinstance(kind, IRTensorType):
+        return _tensor_argument(value, kind, position)
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"argument {position} must be an int, not {type(value).__name__}")
@@ -217,6 +251,9 @@ class CompiledFunction:
                             f"but {len(args)} were given")
         c_args = [_convert(a, k, i + 1) for i, (a, k) in enumerate(zip(args, self.arg_kinds))
                   if k != "object"]
+        # from_buffer keeps each array alive as long as the pointer it gives
+        c_args = [self._ffi.from_buffer(_C_ELEMENTS[str(a.dtype)], a, require_writable=False)
+                  if isinstance(a, np.ndarray) else a for a in c_args]
         if self._set_num_threads is not None:
             self._set_num_threads(get_num_threads())
         result = None
@@ -237,12 +274,23 @@ class CompiledFunction:
                 self._bridge.copy_out(self._state, args)
                 del keep_alive
         self._state.check(status)
-        if result is None or self.result_kind == "tensor":
+        if self.result_kind == "tensor":
+            return self._as_given(result, args)
+        if result is None:
             return result
         value = result[0]
         if self.result_kind == "str":
             return self._ffi.string(value).decode()
         return bool(value) if self.result_kind == "bool" else value
+
+    def _as_given(self, array, args):
+        """A tensor result as the caller gave tensors: a torch tensor when a tensor parameter
+        was given one, else the NumPy array."""
+        torch = sys.modules.get("torch")
+        given_torch = torch is not None and any(
+            isinstance(k, IRTensorType) and isinstance(a, torch.Tensor)
+            for a, k in zip(args, self.arg_kinds))
+        return torch.from_numpy(array) if given_torch else array
 
     def __repr__(self):
         return f"<compiled {self.name} from {self.so_path}>"

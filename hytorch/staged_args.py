@@ -1,12 +1,80 @@
-"""The parameters of a staged function: their IR names and their staged stand-ins.
+"""The parameters of a staged function: their types, IR names and staged stand-ins.
 
     param_names(1) == ["in"];  param_names(2) == ["in1", "in2"]
+    TensorType([4, 16])            # a float32 tensor parameter of shape [4, 16]
 """
 from hytorch.errors import StagingError
-from hytorch.stand_ins import stand_in
+from hytorch.ir import types as ir_types
+from hytorch.stand_ins import load_staged_tensors, stand_in
 from hytorch.values import Rep
 
 SCALAR_KINDS = {int: "int", float: "float", bool: "bool"}
+TENSOR_DTYPES = ("float32", "int64")
+
+
+class TensorType:
+    """The type of a tensor parameter: its shape and element type (float32 or int64, given as
+    a torch or NumPy dtype or its name). The compiled function takes a torch tensor or a NumPy
+    array of that shape and type in its place.
+
+        >>> TensorType([4, 16])
+        TensorType([4, 16], float32)
+        >>> TensorType((2,), "int64").dtype
+        'int64'
+    """
+
+    def __init__(self, shape, dtype="float32"):
+        try:
+            self.shape = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"a tensor's shape is a list of sizes, got {shape!r}") from None
+        if any(d < 0 or isinstance(d, bool) for d in self.shape):
+            raise ValueError(f"a tensor's sizes are at least 0, got {list(shape)}")
+        self.dtype = dtype_name(dtype)
+
+    @classmethod
+    def of(cls, example):
+        """The type of an example tensor or NumPy array."""
+        return cls(example.shape, example.dtype)
+
+    def ir_type(self):
+        return ir_types.TensorType(self.shape, self.dtype)
+
+    def __eq__(self, other):
+        return isinstance(other, TensorType) and (self.shape, self.dtype) == (other.shape, other.dtype)
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self):
+        return f"TensorType({list(self.shape)}, {self.dtype})"
+
+
+def dtype_name(dtype):
+    """"float32" or "int64" for a torch dtype, a NumPy dtype or their name; ValueError else."""
+    name = str(getattr(dtype, "name", dtype)).removeprefix("torch.")
+    if name not in TENSOR_DTYPES:
+        raise ValueError(f"a tensor parameter is float32 or int64, not {dtype}")
+    return name
+
+
+def is_array(obj):
+    """A NumPy array (checked without importing NumPy)."""
+    return type(obj).__module__ == "numpy" and type(obj).__name__ == "ndarray"
+
+
+def tensor_parameter_type(arg_type):
+    """The TensorType a parameter given as `arg_type` has, or None when it is not a tensor
+    parameter: a TensorType, an example NumPy array, or an example torch tensor that does not
+    require grad (one that does is lifted, so that an optimizer can train it)."""
+    if isinstance(arg_type, TensorType):
+        return arg_type
+    if is_array(arg_type):
+        return TensorType.of(arg_type)
+    if type(arg_type).__module__.startswith("torch") and hasattr(arg_type, "requires_grad") \
+            and not arg_type.requires_grad:
+        return TensorType.of(arg_type)
+    return None
 
 
 def param_names(n):
@@ -25,11 +93,16 @@ def is_object_argument(arg_type):
 
 def staged_argument(arg_type, sym, st, position):
     """The staged value of parameter `position`: a staged scalar for the types int, float
-    and bool; for an object (a module, optimizer, data loader, tensor), its stand-in, whose
-    values the compiled code reads from the object passed in that position at each call."""
-    if arg_type in SCALAR_KINDS:
+    and bool; a staged tensor for a tensor type (see tensor_parameter_type); for an object (a
+    module, optimizer, data loader, a tensor that requires grad), its stand-in, whose values
+    the compiled code reads from the object passed in that position at each call."""
+    tensor_type = tensor_parameter_type(arg_type)
+    if tensor_type is not None:
+        return load_staged_tensors()(sym, tensor_type.ir_type())
+    if isinstance(arg_type, type) and arg_type in SCALAR_KINDS:
         return Rep(sym, SCALAR_KINDS[arg_type])
     if is_object_argument(arg_type):
         return stand_in(arg_type, position)
     raise StagingError(f"cannot stage a parameter of type {describe_type(arg_type)}; give int, "
-                       "float or bool, or the object itself (a module, optimizer, loader, tensor)")
+                       "float, bool or a hytorch.TensorType, or the object itself (a module, "
+                       "optimizer, loader, tensor)")

@@ -12,11 +12,13 @@ from hytorch import builder, lift
 from hytorch.values import Staged
 
 
-def _load_staged_tensors():
-    """The objects lifted here hold tensors, staged by hytorch.tensors. It imports torch, an
-    optional dependency, so it is loaded here, when the first such object is lifted."""
+def load_staged_tensors():
+    """The class of staged tensors, hytorch.tensors.TensorRep, registered with lift.py. The
+    objects lifted here hold tensors, staged by hytorch.tensors. It imports torch, an optional
+    dependency, so it is loaded here, when the first such object is lifted."""
     from hytorch import tensors
     lift.use_staged_tensors(tensors.TensorRep)
+    return tensors.TensorRep
 
 
 def _is_loader(obj):
@@ -61,5 +63,5 @@ def stand_in(obj, position=None):
     lift_object = _lifter(obj, position)
     if lift_object is None:
         return obj
-    _load_staged_tensors()
+    load_staged_tensors()
     return lift_object(obj, position)

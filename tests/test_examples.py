@@ -57,3 +57,14 @@ def test_mnist_demo_eager_trains_as_the_compiled_one_does():
     assert max(abs(a - b) for a, b in zip(eager_losses, compiled_losses)) < 1e-4
     assert eager_losses[-1] < eager_losses[0], "it learns"
     assert abs(eager_accuracy - compiled_accuracy) <= 0.1, "the same test images right, give or take one"
+
+
+def test_batch_inference_from_python():
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "batch_inference.py"), "--limit",
+                          "1200", "--batch", "500"], capture_output=True, text=True, check=True,
+                         timeout=600, cwd=ROOT).stdout
+    assert "compiled for TensorType([500, 1, 28, 28], float32)" in out
+    assert "test images: 1200" in out
+    agreement = float(out.split("agreement: ")[1].split("%")[0])
+    accuracy = float(out.split("compiled accuracy: ")[1].split("%")[0])
+    assert agreement >= 99.9 and accuracy > 50
