@@ -128,6 +128,37 @@ def _tensor_argument(value, t, position):
     return np.ascontiguousarray(array)
 
 
+def _converter(ffi, kind, position):
+    """The function giving the C argument of a parameter of `kind` from a Python value: plain
+    values of the staged type take a short path, the rest goes through _convert."""
+    if isinstance(kind, IRTensorType):
+        shape, dtype = tuple(kind.shape), np.dtype(_NUMPY[kind.dtype])
+        ctype, from_buffer = _C_ELEMENTS[kind.dtype], ffi.from_buffer
+
+        pointer, cast = ctype.replace("[]", " *"), ffi.cast
+        torch = sys.modules.get("torch")
+        torch_dtype = getattr(torch, kind.dtype, None)
+
+        def tensor(value):
+            if type(value) is np.ndarray:
+                if not (value.dtype is dtype and value.shape == shape and value.flags.c_contiguous):
+                    value = _tensor_argument(value, kind, position)
+                # from_buffer keeps the array alive as long as the pointer it gives
+                return from_buffer(ctype, value, require_writable=False)
+            if (torch is not None and type(value) is torch.Tensor and value.dtype is torch_dtype
+                    and value.shape == shape and value.is_cpu and value.is_contiguous()):
+                return cast(pointer, value.data_ptr())   # the caller's `args` keep it alive
+            return from_buffer(ctype, _tensor_argument(value, kind, position),
+                               require_writable=False)
+        return tensor
+    if kind == "int":
+        return lambda value: (value if type(value) is int and -2**63 <= value < 2**63
+                              else _convert(value, kind, position))
+    if kind == "float":
+        return lambda value: value if type(value) is float else _convert(value, kind, position)
+    return lambda value: _convert(value, kind, position)
+
+
 def _convert(value, kind, position):
     """A Python argument as the C parameter of `kind`, or a TypeError naming it."""
     if isinstance(kind, IRTensorType):
@@ -220,7 +251,14 @@ class CompiledFunction:
         self._ffi, self._lib = ffi, lib
         self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
         self._state = ProgramState(ffi, lib, program.name)
-        self._bridge = TorchBridge(program, self.slots)
+        # Nothing lifted, nothing to copy in or out: the call skips the bridge (and holding
+        # back Ctrl-C around it), which costs more than a small program's C.
+        self._bridge = TorchBridge(program, self.slots) if self.slots else None
+        self._converters = [_converter(ffi, k, i + 1) for i, k in enumerate(self.arg_kinds)
+                            if k != "object"]
+        self._positions = [i for i, k in enumerate(self.arg_kinds) if k != "object"]
+        self._tensor_params = any(isinstance(k, IRTensorType) for k in self.arg_kinds)
+        self._prints = "ht_print" in self.c_source
 
     @property
     def name(self):
@@ -249,31 +287,31 @@ class CompiledFunction:
         if len(args) != len(self.arg_kinds):
             raise TypeError(f"{self.name}() takes {len(self.arg_kinds)} argument(s) "
                             f"but {len(args)} were given")
-        c_args = [_convert(a, k, i + 1) for i, (a, k) in enumerate(zip(args, self.arg_kinds))
-                  if k != "object"]
-        # from_buffer keeps each array alive as long as the pointer it gives
-        c_args = [self._ffi.from_buffer(_C_ELEMENTS[str(a.dtype)], a, require_writable=False)
-                  if isinstance(a, np.ndarray) else a for a in c_args]
+        c_args = [convert(args[i]) for convert, i in zip(self._converters, self._positions)]
         if self._set_num_threads is not None:
             self._set_num_threads(get_num_threads())
         result = None
         if self.result_kind == "tensor":
             shape, dtype = self.result_shape
             result = np.empty(shape, dtype=_NUMPY[dtype])
-            c_args.append(self._ffi.cast("float *" if dtype == "float32" else "int64_t *",
-                                         self._ffi.from_buffer(result)))
+            c_args.append(self._ffi.from_buffer(_C_ELEMENTS[dtype], result))
         elif self.result_kind != "none":
             result = self._ffi.new(f"{_C_TYPES[self.result_kind]} *")
             c_args.append(result)
-        with _sigint_deferred():
-            keep_alive = self._bridge.copy_in(self._state, args)
+        if self._prints:
             sys.stdout.flush()  # keep Python's and C's output in order
-            try:
-                status = self._lib.ht_run(self._state.pointer, *c_args)
-            finally:
-                self._bridge.copy_out(self._state, args)
-                del keep_alive
-        self._state.check(status)
+        if self._bridge is None:
+            status = self._lib.ht_run(self._state.pointer, *c_args)
+        else:
+            with _sigint_deferred():
+                keep_alive = self._bridge.copy_in(self._state, args)
+                try:
+                    status = self._lib.ht_run(self._state.pointer, *c_args)
+                finally:
+                    self._bridge.copy_out(self._state, args)
+                    del keep_alive
+        if status != HT_OK:
+            self._state.check(status)
         if self.result_kind == "tensor":
             return self._as_given(result, args)
         if result is None:
@@ -286,7 +324,7 @@ class CompiledFunction:
     def _as_given(self, array, args):
         """A tensor result as the caller gave tensors: a torch tensor when a tensor parameter
         was given one, else the NumPy array."""
-        torch = sys.modules.get("torch")
+        torch = sys.modules.get("torch") if self._tensor_params else None
         given_torch = torch is not None and any(
             isinstance(k, IRTensorType) and isinstance(a, torch.Tensor)
             for a, k in zip(args, self.arg_kinds))
