@@ -135,4 +135,79 @@ HT_EXPORT void ht_argmax_rows(int64_t *idx, const float *x, int64_t rows, int64_
 /* number of i in [0, n) with a[i] == b[i] */
 HT_EXPORT int64_t ht_count_equal(const int64_t *a, const int64_t *b, int64_t n);
 
+/* ---- 2-d convolution: ht_conv.c ----
+ * x[n,c,h,w] (NCHW) convolved with W[oc,c,kh,kw] at stride (sh, sw) with zero padding (ph, pw)
+ * gives y[n,oc,oh,ow], oh = (h + 2ph - kh)/sh + 1, ow = (w + 2pw - kw)/sw + 1; requires
+ * sh, sw >= 1, ph, pw >= 0, kh <= h + 2ph, kw <= w + 2pw. The padding enters the sums as
+ * zeros times the weights (a NaN or infinite weight makes the outputs over the padding NaN).
+ * No kernel allocates: `workspace` is the caller's scratch (a compiled model's arena) of at
+ * least ht_conv2d_workspace(...) floats for those sizes, any content, clobbered; outputs alias
+ * neither inputs nor workspace. Results do not depend on the thread count. */
+/* the floats of workspace the three conv2d kernels below need for these sizes */
+HT_EXPORT int64_t ht_conv2d_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh,
+                                      int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+/* y[n,oc,oh,ow] = conv2d(x[n,c,h,w], W[oc,c,kh,kw]) + b[oc] (no bias when b is NULL) */
+HT_EXPORT void ht_conv2d_fwd(float *y, const float *x, const float *W, const float *b,
+                             float *workspace, int64_t n, int64_t c, int64_t h, int64_t w,
+                             int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                             int64_t ph, int64_t pw);
+/* dx[n,c,h,w] (= | +=) the gradient of conv2d's input from dy[n,oc,oh,ow] and W[oc,c,kh,kw] */
+HT_EXPORT void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *workspace,
+                                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
+                                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                                   int64_t pw, int accumulate);
+/* dW[oc,c,kh,kw] += the gradient of conv2d's weight from dy[n,oc,oh,ow] and x[n,c,h,w] */
+HT_EXPORT void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *workspace,
+                                    int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
+                                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                                    int64_t pw);
+/* db[oc] += sum over n, oh, ow of dy[n,oc,oh,ow] */
+HT_EXPORT void ht_conv2d_bwd_bias(float *db, const float *dy, int64_t n, int64_t oc, int64_t oh,
+                                  int64_t ow);
+
+/* ---- 2-d pooling: ht_pool.c ----
+ * Each of `planes` (n*c) input planes x[h,w] is pooled on its own: windows of kh x kw at
+ * stride (sh, sw), no padding, oh = (h - kh)/sh + 1, ow = (w - kw)/sw + 1 (torch's
+ * padding=0, ceil_mode=False); requires 1 <= kh <= h, 1 <= kw <= w, sh, sw >= 1. Outputs do
+ * not alias inputs. */
+/* y[planes,oh,ow] = max over each window of x[planes,h,w]; idx[planes,oh,ow] = the flat index
+ * (row * w + column) in its plane of the maximum: the first maximum in row-major order, the
+ * last NaN when the window holds NaN (as torch's return_indices) */
+HT_EXPORT void ht_max_pool2d_fwd(float *y, int64_t *idx, const float *x, int64_t planes,
+                                 int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                                 int64_t sw);
+/* dx[planes,h,w] (= | +=) dy[planes,oh,ow] added at idx (overlapping windows add up) */
+HT_EXPORT void ht_max_pool2d_bwd(float *dx, const float *dy, const int64_t *idx, int64_t planes,
+                                 int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                                 int64_t sw, int accumulate);
+/* y[planes,oh,ow] = sum over each window of x[planes,h,w] / (kh * kw) */
+HT_EXPORT void ht_avg_pool2d_fwd(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
+                                 int64_t kh, int64_t kw, int64_t sh, int64_t sw);
+/* dx[planes,h,w] (= | +=) dy[planes,oh,ow] / (kh * kw) added over each window */
+HT_EXPORT void ht_avg_pool2d_bwd(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w,
+                                 int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate);
+
+/* ---- dropout: ht_dropout.c ----
+ * Inverted dropout with probability p in [0, 1] (torch's F.dropout in training mode). */
+/* mask[numel] = 1 where x is kept, else 0; y[numel] = x * (mask ? 1/(1-p) : 0) (so a dropped
+ * NaN or infinity gives NaN, as in torch). Element i is kept when the i-th ht_rng_uniform
+ * draw from *state is >= p; *state advances by numel draws when 0 < p < 1 and not at all when
+ * p == 0 (y = x, mask all 1) or p == 1 (y = x * 0, mask all 0). */
+HT_EXPORT void ht_dropout_fwd(float *y, uint8_t *mask, const float *x, double p,
+                              uint64_t *state, int64_t numel);
+/* dx[numel] (= | +=) dy * (mask ? 1/(1-p) : 0), with the mask and p of ht_dropout_fwd */
+HT_EXPORT void ht_dropout_bwd(float *dx, const float *dy, const uint8_t *mask, double p,
+                              int64_t numel, int accumulate);
+
+/* ---- Adam and AdamW: ht_adam.c ---- */
+/* w[numel], exp_avg[numel], exp_avg_sq[numel] (and max_exp_avg_sq[numel] when amsgrad; may be
+ * NULL otherwise) <- step number `step` (1-based) of torch.optim.Adam (decoupled_weight_decay
+ * = 0: g += weight_decay * w) or torch.optim.AdamW (1: w *= 1 - lr * weight_decay) with
+ * gradient g[numel] (negated when maximize), in torch's order of operations. The state buffers
+ * start zeroed (torch's initial state). Hyperparameters are doubles, as in Python. */
+HT_EXPORT void ht_adam_step(float *w, const float *g, float *exp_avg, float *exp_avg_sq,
+                            float *max_exp_avg_sq, int64_t numel, int64_t step, double lr,
+                            double beta1, double beta2, double eps, double weight_decay,
+                            int decoupled_weight_decay, int amsgrad, int maximize);
+
 #endif

@@ -92,6 +92,22 @@ void ht_mean_all_bwd(float *dx, float dout, int64_t numel, int accumulate);
 
 void ht_argmax_rows(int64_t *idx, const float *x, int64_t rows, int64_t cols);
 int64_t ht_count_equal(const int64_t *a, const int64_t *b, int64_t n);
+
+int64_t ht_conv2d_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+void ht_conv2d_fwd(float *y, const float *x, const float *W, const float *b, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int accumulate);
+void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+void ht_conv2d_bwd_bias(float *db, const float *dy, int64_t n, int64_t oc, int64_t oh, int64_t ow);
+
+void ht_max_pool2d_fwd(float *y, int64_t *idx, const float *x, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw);
+void ht_max_pool2d_bwd(float *dx, const float *dy, const int64_t *idx, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate);
+void ht_avg_pool2d_fwd(float *y, const float *x, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw);
+void ht_avg_pool2d_bwd(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate);
+
+void ht_dropout_fwd(float *y, uint8_t *mask, const float *x, double p, uint64_t *state, int64_t numel);
+void ht_dropout_bwd(float *dx, const float *dy, const uint8_t *mask, double p, int64_t numel, int accumulate);
+
+void ht_adam_step(float *w, const float *g, float *exp_avg, float *exp_avg_sq, float *max_exp_avg_sq, int64_t numel, int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled_weight_decay, int amsgrad, int maximize);
 """
 
 def vector_isa(extra_flags=()):

@@ -1,0 +1,143 @@
+/* ht_pool.c: max and average pooling over the planes of NCHW tensors (no padding). Each
+ * plane is independent; each window is read in row-major order, as torch's CPU kernels do,
+ * for HT_VL outputs of a row at a time (lanes are outputs: no dependency from one window
+ * element to the next holds up the others). */
+#include "ht_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ht_vec.h"
+
+typedef struct {
+    int64_t h, w, kh, kw, sh, sw; /* as the kernels' arguments */
+    int64_t oh, ow;               /* output height and width */
+} pool_geometry;
+
+static pool_geometry geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                              int64_t sw) {
+    return (pool_geometry){h, w, kh, kw, sh, sw, (h - kh) / sh + 1, (w - kw) / sw + 1};
+}
+
+#if HT_VL == 16
+#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#elif HT_VL == 8
+#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#else
+#define EVEN_LANES 0, 2, 4, 6
+#endif
+
+/* Lane l < count = p[l * stride], later lanes 0 (nothing read past the last). */
+HT_INLINE ht_vf load_strided(const float *p, int64_t stride, int64_t count) {
+    if (stride == 1) return count == HT_VL ? ht_vload(p) : ht_vload_first(p, count);
+    if (stride == 2) { /* the even lanes of two vectors */
+        const int64_t span = 2 * count - 1;
+        const ht_vf lo = span >= HT_VL ? ht_vload(p) : ht_vload_first(p, span);
+        const ht_vf hi = span > HT_VL ? ht_vload_first(p + HT_VL, span - HT_VL) : ht_vzero();
+        return HT_SHUFFLE2(lo, hi, EVEN_LANES);
+    }
+    ht_vf v = ht_vzero();
+    for (int l = 0; l < count; l++) v[l] = p[l * stride];
+    return v;
+}
+
+HT_INLINE void store_first(float *p, ht_vf v, int64_t count) {
+    if (count == HT_VL)
+        ht_vstore(p, v);
+    else
+        ht_vstore_first(p, v, count);
+}
+
+/* Lane-wise `take ? a : b`. */
+HT_INLINE ht_vf select_f(ht_vi take, ht_vf a, ht_vf b) {
+    return (ht_vf)((take & (ht_vi)a) | (~take & (ht_vi)b));
+}
+HT_INLINE ht_vi select_i(ht_vi take, ht_vi a, ht_vi b) { return (take & a) | (~take & b); }
+
+static void clear_planes(float *dx, int64_t floats, int accumulate) {
+    if (!accumulate) memset(dx, 0, (size_t)floats * sizeof(float));
+}
+
+/* ---- max ----
+ * torch's rule: a value replaces the maximum when greater or NaN, so the last NaN wins; the
+ * maximum starts at -inf at the window's first index (an all -inf window gives that index). */
+
+/* Outputs [ow, ow + count) of row oh, count <= HT_VL: y[ow...], idx[ow...] of the output row.
+ * The lanes track the maximum's offset in its window, i * w + j (an int32: kh * w < 2^31). */
+static void max_outputs(float *y, int64_t *idx, const float *plane, const pool_geometry *g,
+                        int64_t oh, int64_t ow, int64_t count) {
+    const int64_t start = oh * g->sh * g->w + ow * g->sw;
+    ht_vi best = (ht_vi){0};
+    ht_vf max = ht_vsplat(-INFINITY);
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = 0; j < g->kw; j++) {
+            const int64_t offset = i * g->w + j;
+            const ht_vf v = load_strided(plane + start + offset, g->sw, count);
+            const ht_vi take = (v > max) | (v != v);
+            best = select_i(take, (ht_vi){0} + (int32_t)offset, best);
+            max = select_f(take, v, max);
+        }
+    store_first(y + ow, max, count);
+    for (int l = 0; l < count; l++) idx[ow + l] = start + l * g->sw + best[l];
+}
+
+void ht_max_pool2d_fwd(float *y, int64_t *idx, const float *x, int64_t planes, int64_t h,
+                       int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    pool_geometry g = geometry(h, w, kh, kw, sh, sw);
+    for (int64_t s = 0; s < planes; s++)
+        for (int64_t oh = 0; oh < g.oh; oh++) {
+            const int64_t out = (s * g.oh + oh) * g.ow;
+            for (int64_t ow = 0; ow < g.ow; ow += HT_VL)
+                max_outputs(y + out, idx + out, x + s * h * w, &g, oh, ow,
+                            g.ow - ow < HT_VL ? g.ow - ow : HT_VL);
+        }
+}
+
+void ht_max_pool2d_bwd(float *dx, const float *dy, const int64_t *idx, int64_t planes, int64_t h,
+                       int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate) {
+    pool_geometry g = geometry(h, w, kh, kw, sh, sw);
+    const int64_t outputs = g.oh * g.ow;
+    clear_planes(dx, planes * h * w, accumulate);
+    for (int64_t s = 0; s < planes; s++) {
+        float *plane = dx + s * h * w;
+        for (int64_t q = 0; q < outputs; q++) plane[idx[s * outputs + q]] += dy[s * outputs + q];
+    }
+}
+
+/* ---- average ---- */
+
+void ht_avg_pool2d_fwd(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
+                       int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    pool_geometry g = geometry(h, w, kh, kw, sh, sw);
+    const float count = (float)(kh * kw);
+    for (int64_t s = 0; s < planes; s++)
+        for (int64_t oh = 0; oh < g.oh; oh++) {
+            const float *top = x + s * h * w + oh * sh * w;
+            float *out = y + (s * g.oh + oh) * g.ow;
+            for (int64_t ow = 0; ow < g.ow; ow += HT_VL) {
+                const int64_t lanes = g.ow - ow < HT_VL ? g.ow - ow : HT_VL;
+                ht_vf sum = ht_vzero();
+                for (int64_t i = 0; i < kh; i++)
+                    for (int64_t j = 0; j < kw; j++)
+                        sum += load_strided(top + ow * sw + i * w + j, sw, lanes);
+                store_first(out + ow, sum / ht_vsplat(count), lanes);
+            }
+        }
+}
+
+void ht_avg_pool2d_bwd(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w,
+                       int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate) {
+    pool_geometry g = geometry(h, w, kh, kw, sh, sw);
+    const float count = (float)(kh * kw);
+    clear_planes(dx, planes * h * w, accumulate);
+    for (int64_t s = 0; s < planes; s++) {
+        float *plane = dx + s * h * w;
+        for (int64_t oh = 0; oh < g.oh; oh++)
+            for (int64_t ow = 0; ow < g.ow; ow++) {
+                float *window = plane + oh * sh * w + ow * sw;
+                const float share = dy[(s * g.oh + oh) * g.ow + ow] / count;
+                for (int64_t i = 0; i < kh; i++)
+                    for (int64_t j = 0; j < kw; j++) window[i * w + j] += share;
+            }
+    }
+}
