@@ -19,6 +19,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
         hytorch.ir.types [TensorType]
         hytorch.ir.ops [OPS]
+        hytorch.ir.optimizers [OPTIMIZERS]
         hytorch.backend.printf [c-spec c-string c-print-text]
         hytorch.ir.format [format-pieces]
         hytorch.backend.scope [Binding Scope CNames]
@@ -127,7 +128,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                  "  if (!ht_s) return NULL;"
                  f"  uint64_t rng = {INIT-SEED};"
                  "  (void)rng;"
-                 f"  if (ht_arena_init(&ht_s->arena, {(max self.arena-bytes 64)}) != HT_OK) goto fail;"
+                 f"  if (ht_arena_init(&ht_s->arena, {(self.arena-size)}) != HT_OK) goto fail;"
                  #* (indent self.init-lines)
                  "  return ht_s;"
                  "fail:"
@@ -319,8 +320,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["call" f args] :if (and (isinstance f Sym) (in f FUSED-NODES) (isinstance args list))
         (self.fused-node f args scope target)
       ["array-get" x "data" index] (self.array-get x index scope)
-      ["SGD" settings] (self.sgd-node settings None scope target)
-      ["SGD" settings params] (self.sgd-node settings params scope target)
+      [name settings #* params] :if (and (isinstance name Sym) (in name OPTIMIZERS)
+                                         (isinstance settings list) (<= (len params) 1))
+        (self.optimizer-node name settings (when params (get params 0)) scope target)
       ["transform" "compose" parts] (self.compose parts scope)
       ["transform" kind #* args] (self.transform kind args)
       ["loader" spec] (self.loader-node spec scope target)

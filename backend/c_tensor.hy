@@ -19,9 +19,19 @@ a data loader has its first dimension set by the rows of the current batch (`bat
         hytorch.backend.grad [Record]
         hytorch.errors [IRError])
 
-(setv C-ELEMENT {"float32" "float" "int64" "int64_t"})
-(setv ELEMENT-BYTES {"float32" 4 "int64" 8})
+(setv C-ELEMENT {"float32" "float" "int64" "int64_t" "uint8" "uint8_t"})
+(setv ELEMENT-BYTES {"float32" 4 "int64" 8 "uint8" 1})
 (setv INIT-SEED "0x48795465ull")   ; seed of the uniform init of tensors with no bound value
+;; The dropout masks' splitmix64 state when a program's state is made: a constant, so that a
+;; program draws the same masks each time it is made and its C does not change with a seed.
+(setv DROPOUT-SEED "0x44726f704f7574ull")
+
+
+(defclass Operand []
+  "What a word of a kernel call stands for: a C expression, its TensorType (None for an
+  attribute or an absent input) and the C name of its auxiliary buffer (or None)."
+  (defn __init__ [self expr type aux]
+    (setv self.expr expr self.type type self.aux aux)))
 
 
 (defclass TensorRendering []
@@ -32,7 +42,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
 
   (defn reset-tensor-state [self]
     (setv self.fields [] self.init-lines [] self.free-lines [] self.slots []
-          self.arena-bytes 0 self.tape [] self.trainables [] self.grad-counter 0
+          self.arena-bytes 0 self.arena-extra [] self.rng None self.tape [] self.trainables [] self.grad-counter 0
           self.fusion-plan {} self.fused-vars {} self.backward-ir [] self.pipeline None))
 
   (defn shape-checked [self rule #* args]
@@ -74,6 +84,10 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           bytes (* (max t.numel 1) (get ELEMENT-BYTES t.dtype)))
     (+= self.arena-bytes (* 64 (math.ceil (/ bytes 64))))
     #([f"{(get C-ELEMENT t.dtype)} *{cname} = ht_arena_alloc(&ht_s->arena, {bytes});"] cname))
+
+  (defn arena-size [self]
+    "C expression of the arena's size: its tensors' bytes and its workspaces'."
+    (.join " + " [(str (max self.arena-bytes 64)) #* self.arena-extra]))
 
   (defn state-field [self name decl-type [comment None]]
     "A new field of the program state: #(C expression of it, field name)."
@@ -195,19 +209,33 @@ a data loader has its first dimension set by the rows of the current batch (`bat
       (raise (IRError (+ f"`{op.name}` takes {(len op.operands)} operand(s) ("
                          (.join " " op.operands) f"), got {(excerpt [(Sym "call") (Sym op.name) args])}"))))
     (setv n (len op.inputs)
-          inputs (lfor x (cut args n) (self.tensor x scope op.name))
+          inputs (lfor [x name] (zip (cut args n) op.inputs)
+                       (if (and (is x None) (in name op.optional))
+                         None
+                         (self.tensor x scope op.name)))
           attrs (cut args n None)
-          types (lfor b inputs (self.ttype b))
+          present (lfor b inputs :if (is-not b None) b)
+          types (lfor b inputs (when b (self.ttype b)))
           operands (dict (zip op.operands
-                              [#* (lfor [b u] (zip inputs types) #(b.cname u))
-                               #* (lfor [a name] (zip attrs op.attrs) #((self.c-constant op a name) None))]))
+                              [#* (lfor b inputs (if b
+                                                   (Operand b.cname (self.ttype b) (.get b.info "aux"))
+                                                   (Operand "NULL" None None)))
+                               #* (lfor [a name] (zip attrs op.attrs)
+                                        (Operand (self.c-constant op a name) None None))]))
           t (self.shape-checked op.result-type types attrs)
           calls (self.shape-checked op.kernel-calls types)
-          [lines y] (self.alloc target t))
+          [lines y] (self.alloc target t)
+          aux (when op.aux
+                (self.alloc f"{target}_aux" (TensorType t.shape op.aux t.batched))))
     (when op.differentiable
-      (self.record node target (cut args n)))
-    (self.tensor-out [#* lines #* (lfor form calls (self.kernel-statement form {"out" #(y t) #** operands}))]
-                     y t (and op.differentiable (self.requires #* inputs))))
+      (self.record node target (lfor x (cut args n) :if (is-not x None) x)))
+    (setv env {"out" (Operand y t None) #** operands})
+    (when aux
+      (.extend lines (get aux 0))
+      (setv (get env "aux") (Operand (get aux 1) None None)))
+    (self.tensor-out [#* lines #* (gfor form calls line (self.kernel-statement form env) line)]
+                     y t (and op.differentiable (self.requires #* present))
+                     #** (if aux {"aux" (get aux 1)} {})))
 
   (defn c-constant [self op x name]
     "An attribute of a table op as a C constant."
@@ -217,28 +245,70 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           True (raise (IRError f"`{op.name}`'s {name} must be a number, got {(excerpt x)}"))))
 
   (defn kernel-statement [self form env]
-    "The C statement of a kernel-call form of the op table, `env` holding each word's
-    #(C expression, TensorType or None): (ht_relu_fwd out x (numel x)) => ht_relu_fwd(y, x, 6);"
-    (if (= (get form 0) "check")
-      f"if ({(self.kernel-call (get form 1) env)} != HT_OK) return HT_ERROR;"
-      (+ (self.kernel-call form env) ";")))
+    "The C statements of a kernel-call form of the op table, `env` holding each word's
+    Operand: (ht_relu_fwd out x (numel x)) => [\"ht_relu_fwd(y, x, 6);\"]; a workspace is
+    allocated from the arena before the call."
+    (setv before []
+          statement (if (= (get form 0) "check")
+                      f"if ({(self.kernel-call (get form 1) env before)} != HT_OK) return HT_ERROR;"
+                      (+ (self.kernel-call form env before) ";")))
+    [#* before statement])
 
-  (defn kernel-call [self form env]
-    (setv [kernel #* args] form)
-    (+ kernel "(" (.join ", " (gfor a args (self.kernel-arg a env))) ")"))
+  (defn kernel-call [self form env before]
+    (setv [kernel #* args] form
+          c-args (lfor a args (self.kernel-arg a env before)))
+    (+ kernel "(" (.join ", " c-args) ")"))
 
-  (defn kernel-arg [self a env]
-    (defn type-of [x] (get (get env x) 1))
+  (defn kernel-arg [self a env before]
+    "A word of a kernel call as C (see ops.hy's docstring); statements it needs first go to
+    `before`."
+    (defn type-of [x] (. (get env x) type))
     (match a
       ["numel" x] (self.numel (type-of x))
       ["rows" x] (get (self.rows-cols (type-of x)) 0)
       ["cols" x] (str (get (self.rows-cols (type-of x)) 1))
-      ["dim" x i] (str (get (. (type-of x) shape) i))
-      ["item" x] f"{(get (get env x) 0)}[0]"
+      ["planes" x] (self.planes (type-of x))
+      ["dim" x i] (self.dim-size (type-of x) i)
+      ["item" x] f"{(. (get env x) expr)}[0]"
+      ["aux" x] (or (. (get env x) aux)
+                    (raise (IRError f"`{x}` has no auxiliary buffer (it is not the result of an op with one)")))
+      ["workspace" size] (self.workspace (self.kernel-call size env before) before)
+      "rng" (self.dropout-rng)
       "NULL" "NULL"
-      _ (cond (isinstance a Sym) (get (get env a) 0)
+      _ (cond (isinstance a Sym) (. (get env a) expr)
               (isinstance a float) (c-float a)
               True (str a))))
+
+  (defn dim-size [self t i]
+    "C expression of a tensor's size along dimension `i`: the current batch's rows for the
+    first dimension of a batched tensor."
+    (setv d (% i t.ndim))
+    (if (and (= d 0) t.batched) t.batched (str (get t.shape d))))
+
+  (defn planes [self t]
+    "C expression of the number of matrices over a tensor's last two dimensions."
+    (setv rest (math.prod (cut t.shape (if t.batched 1 0) -2)))
+    (cond (not t.batched) (str rest)
+          (= rest 1) t.batched
+          True f"{t.batched} * {rest}"))
+
+  (defn workspace [self size before]
+    "Scratch floats from the arena, as many as the C expression `size` (constant for the
+    program: sizes are fixed when it is staged); the arena grows by as much when it is made."
+    (setv cname (self.names.fresh "workspace")
+          bytes f"(size_t)({size}) * sizeof(float)")
+    (.append self.arena-extra f"{bytes} + 64")
+    (.append before f"float *{cname} = ht_arena_alloc(&ht_s->arena, {bytes});")
+    cname)
+
+  (defn dropout-rng [self]
+    "A pointer to the program's splitmix64 state for random masks, made at its first use."
+    (when (is self.rng None)
+      (setv [expr _] (self.state-field "dropout_rng" "uint64_t" "splitmix64 state of dropout masks"))
+      (.append self.init-lines f"{expr} = {DROPOUT-SEED};")
+      (self.slot f"&{expr}" "rng")
+      (setv self.rng expr))
+    f"&{self.rng}")
 
   (defn tensor-compare [self op a b scope target]
     (setv ab (self.tensor a scope op) bb (self.tensor b scope op)

@@ -1,10 +1,12 @@
-"Rendering training to C: trainable variables' storage, the SGD optimizer (`zero_grad`,
-`step`), the backward pass (`(call L backward)` becomes the IR lets of grad.hy, rendered here),
-and applying the step during the backward pass where a block's zero_grad/backward/step allow
-it. A mixin of CRenderer (c_render.hy)."
+"Rendering training to C: trainable variables' storage, the optimizers of
+hytorch/ir/optimizers.hy (their state, `zero_grad`, `step`), the backward pass (`(call L
+backward)` becomes the IR lets of grad.hy, rendered here), and applying SGD's step during the
+backward pass where a block's zero_grad/backward/step allow it. A mixin of CRenderer
+(c_render.hy)."
 
 (import hytorch.backend.c_out [Out c-float c-comment]
         hytorch.ir.syntax [Sym print-ir]
+        hytorch.ir.optimizers [OPTIMIZERS]
         hytorch.backend.scope [Binding]
         hytorch.ir.types :as shapes
         hytorch.backend.grad [backward-lets]
@@ -13,41 +15,89 @@ it. A mixin of CRenderer (c_render.hy)."
 
 (defclass Param []
   "A trainable variable's storage: C expressions of its values, gradient, has-gradient and
-  first-step flags and (with a momentum optimizer) momentum buffer."
+  first-step flags, and the state its optimizer keeps for it (`state`: torch's name of a
+  buffer or of the step count -> its C expression)."
   (defn __init__ [self name tensor data grad has first numel ttype]
     (setv self.name name self.tensor tensor self.data data self.grad grad self.has has
-          self.first first self.numel numel self.ttype ttype self.mom None)))
+          self.first first self.numel numel self.ttype ttype self.state {}))
+
+  (defn [property] mom [self]
+    "SGD's momentum buffer (the fused SGD kernels take it), or None."
+    (.get self.state "momentum_buffer")))
+
+
+(defn c-setting [setting value]
+  "A setting's value as a C constant of its type: (c-setting lr 0.01) => \"0.01f\" (float)"
+  (match setting.ctype
+    "float" (c-float value)
+    "double" (repr (float value))
+    "bool" (str (int (bool value)))))
 
 
 (defclass TrainingRendering []
   "Optimizer and gradient nodes; expects TensorRendering's helpers."
 
-  (defn sgd-node [self settings params scope target]
-    (setv [lr momentum dampening weight-decay nesterov]
-          (+ (list settings) (cut [0.0 0.0 0.0 False] (- (len settings) 1) None)))
-    (setv params
-          (if (is params None)
-            (list self.trainables)
-            (lfor p params
-                  (do (setv b (.lookup scope p) info (.get b.info "param"))
-                      (when (is info None)
-                        (raise (IRError f"SGD parameter `{p}` is not a trainable variable")))
-                      info))))
-    (when momentum
+  (defn optimizer-node [self name settings params scope target]
+    "`(NAME (SETTINGS...) (PARAMS...))` of an optimizer of hytorch/ir/optimizers.hy: its
+    per-parameter state as fields of the program's state, exposed as slots (the torch bridge
+    copies them from and to the torch optimizer's state)."
+    (setv entry (get OPTIMIZERS (str name))
+          values (try (.settings-of entry (list settings))
+                      (except [e ValueError] (raise (IRError (str e)))))
+          params (if (is params None)
+                   (list self.trainables)
+                   (lfor p params
+                         (do (setv b (.lookup scope p) info (.get b.info "param"))
+                             (when (is info None)
+                               (raise (IRError f"{name} parameter `{p}` is not a trainable variable")))
+                             info)))
+          buffers (.buffers-for entry values))
+    (when (or buffers entry.count)
       (for [p params]
-        (when (is-not p.mom None)
-          (raise (IRError f"`{p.name}` is optimized by two optimizers with momentum")))
-        (setv [mom _] (self.state-field f"{p.name}_momentum" "float *"))
-        (.append self.init-lines f"if (!({mom} = ht_alloc({(* 4 p.numel)}))) goto fail;")
-        (.append self.free-lines f"ht_free({mom});")
-        (setv p.mom mom)
-        (self.slot mom "momentum" :sym p.name :tensor p.tensor :numel p.numel)))
+        (when p.state
+          (raise (IRError f"`{p.name}` is optimized by two optimizers that keep state")))
+        (for [b buffers]
+          (self.optimizer-buffer p b.key))
+        (when entry.count
+          (self.optimizer-count p entry.count))))
     (Out [] "0" "optimizer" :declared True
          :info {"params" params
-                "hyper" (.join ", " [(c-float lr) (c-float momentum) (c-float dampening)
-                                      (c-float weight-decay) (str (int (bool nesterov)))])
-                "settings" [lr momentum dampening weight-decay nesterov]
+                "entry" entry
+                "settings" values
+                "hyper" (.join ", " (gfor s entry.settings (c-setting s (get values s.name))))
                 "name" target}))
+
+  (defn optimizer-buffer [self p key]
+    "A zeroed buffer shaped like `p` (torch's initial state) named `key` in torch's state."
+    (setv [expr _] (self.state-field f"{p.name}_{key}" "float *"))
+    (.append self.init-lines f"if (!({expr} = ht_alloc({(* 4 p.numel)}))) goto fail;")
+    (.append self.free-lines f"ht_free({expr});")
+    (setv (get p.state key) expr)
+    (self.slot expr "optimizer_state" :sym p.name :tensor p.tensor :numel p.numel :key key))
+
+  (defn optimizer-count [self p key]
+    "`p`'s step count, named `key` in torch's state."
+    (setv [expr _] (self.state-field f"{p.name}_{key}" "int64_t"))
+    (.append self.init-lines f"{expr} = 0;")
+    (setv (get p.state key) expr)
+    (self.slot f"&{expr}" "optimizer_step" :sym p.name :tensor p.tensor :key key))
+
+  (defn step-call [self entry values p]
+    "The C call of `entry`'s step kernel on `p`, from the table's kernel form."
+    (setv settings (dfor s entry.settings s.name s)
+          buffers (sfor b entry.buffers b.key))
+    (defn word [w]
+      (setv w (str w))
+      (cond (= w "param") p.data
+            (= w "grad") p.grad
+            (= w "numel") (str p.numel)
+            (= w "first_step") f"(int){p.first}"
+            (= w entry.count) (get p.state w)
+            (in w buffers) (.get p.state w "NULL")
+            (in w settings) (c-setting (get settings w) (get values w))
+            True (raise (IRError f"unknown word `{w}` in {entry.name}'s step kernel call"))))
+    (setv [kernel #* args] entry.kernel)
+    f"{kernel}({(.join ", " (map word args))});")
 
   (defn optimizer-of [self x scope]
     (setv b (.lookup scope x))
@@ -60,15 +110,18 @@ it. A mixin of CRenderer (c_render.hy)."
          None "none"))
 
   (defn step [self o scope]
+    "The step of each parameter with a gradient: its count advanced first (Adam's), its
+    first-step flag cleared after (SGD's), unless the backward pass applied it already."
     (setv b (self.optimizer-of o scope)
-          hyper (get b.info "hyper")
+          entry (get b.info "entry")
           fused (.get self.fused-vars (str o) #{})
           lines [])
     (for [p (get b.info "params")]
       (when (not-in p.name fused)
         (.extend lines
           [f"if ({p.has}) {{"
-           f"  ht_sgd_step({p.data}, {p.grad}, {(or p.mom "NULL")}, {p.numel}, {hyper}, (int){p.first});"
+           #* (if entry.count [f"  {(get p.state entry.count)} += 1;"] [])
+           f"  {(self.step-call entry (get b.info "settings") p)}"
            f"  {p.first} = 0;"
            "}"])))
     (Out lines None "none"))
@@ -90,7 +143,7 @@ it. A mixin of CRenderer (c_render.hy)."
         (when (and (>= (len later) 2) (= (get (get later 0) 1) "backward")
                    (= (cut (get later 1) 1 3) #("step" o)))
           (setv b (.lookup scope (Sym o)))
-          (when (= b.type "optimizer")
+          (when (and (= b.type "optimizer") (. (get b.info "entry") fusable))
             (setv backward-at (get (get later 0) 0)
                   step-at (get (get later 1) 0)
                   params (sfor p (get b.info "params") p.name)

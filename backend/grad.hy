@@ -14,6 +14,10 @@ are here, made of the table's backward ops:
   (call GY view (DIMS))                a view's gradient is the same elements, reshaped
   (call add_grads (G1 G2))             a value used twice gets the sum of its gradients
 
+An op's gradient is None for an input that needs none, and for an optional input that is
+absent (conv2d without bias, `(call conv2d (X W None ...))`). A trainable variable that is an
+input of a table op (conv2d's weight and bias) gets its total through grad_accumulate.
+
 and, for each trainable variable V reached, one of
 
   (call grad_accumulate (V G))         V.grad += G (or = after zero_grad)

@@ -5,11 +5,14 @@ compiled code can be given its current value when called (and write trained valu
     (setv opt (optim.SGD (.parameters model) :lr 0.01))
     ;; staged: (let x5 (tensor (50 784)) (let x6 (variable x5 False) ... (SGD (0.01 0.0) (x6 x8 ...))
 
+An optimizer is lifted by its entry in hytorch.ir.optimizers' table (SGD, Adam, AdamW).
+
 Which objects are lifted is decided by `hytorch.stand_ins.stand_in`. The staged tensor
 operations (hytorch.tensors) sit above this module: they lift the torch tensors they meet
 with `lift_tensor`, and import torch, which staging without tensors must not need.
 """
 from hytorch import builder
+from hytorch.ir.optimizers import OPTIMIZERS
 from hytorch.ir.syntax import Sym
 from hytorch.ir.types import TensorType
 from hytorch.errors import StagingError
@@ -103,8 +106,8 @@ def lift_module(module, position=None):
     return module
 
 
-class StagedSGD(Staged):
-    """A torch.optim.SGD while staging: `zero_grad` and `step` become IR calls."""
+class StagedOptimizer(Staged):
+    """A torch optimizer while staging: `zero_grad` and `step` become IR calls."""
 
     kind = "optimizer"
 
@@ -124,36 +127,64 @@ class StagedSGD(Staged):
         return getattr(self.optimizer, name)
 
 
-SGD_HYPERPARAMETERS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+def _torch_class(dotted):
+    import torch  # an optimizer is being lifted: torch is loaded already
+    cls = torch
+    for part in dotted.split(".")[1:]:
+        cls = getattr(cls, part)
+    return cls
 
 
-def sgd_hyperparameters(optimizer):
-    """The SGD settings HyTorch compiles, or a StagingError for what it cannot."""
-    import torch  # optimizer is a torch optimizer: torch is loaded already
-    if type(optimizer) is not torch.optim.SGD:
-        raise StagingError(f"{type(optimizer).__name__} cannot be staged; use torch.optim.SGD",
+def optimizer_entry(optimizer):
+    """The entry of hytorch.ir.optimizers' table for `optimizer`'s class (exactly: a subclass
+    may step differently), or a StagingError."""
+    for entry in OPTIMIZERS.values():
+        if type(optimizer) is _torch_class(entry.torch):
+            return entry
+    supported = ", ".join(entry.torch for entry in OPTIMIZERS.values())
+    raise StagingError(f"{type(optimizer).__name__} cannot be staged; use {supported}",
+                       user_location())
+
+
+def _group_settings(entry, group):
+    """{setting name: value} of one parameter group, or a StagingError naming the option."""
+    for option, value in entry.fixed.items():
+        if group.get(option, value) != value:
+            raise StagingError(f"{entry.name} with {option}={group[option]!r} cannot be staged "
+                               f"(only {option}={value!r})", user_location())
+    values = {}
+    for s in entry.settings:
+        value = group[s.torch] if s.index is None else group[s.torch][s.index]
+        if not isinstance(value, (int, float)):  # a bool is an int
+            raise StagingError(f"{entry.name}'s {s.torch} is a {type(value).__name__}: only a "
+                               "Python number or bool can be staged", user_location())
+        values[s.name] = bool(value) if s.ctype == "bool" else float(value)
+    return values
+
+
+def optimizer_settings(entry, optimizer):
+    """{setting name: value} of `optimizer`, the same in every parameter group (options the
+    entry accepts whatever their value are left out), or a StagingError naming the option."""
+    groups = [_group_settings(entry, g) for g in optimizer.param_groups]
+    differing = [s.torch for s in entry.settings
+                 if len({g[s.name] for g in groups}) > 1]
+    if differing:
+        raise StagingError(f"{entry.name} parameter groups with different "
+                           f"{', '.join(dict.fromkeys(differing))} cannot be staged",
                            user_location())
-    settings = [tuple(g[k] for k in SGD_HYPERPARAMETERS) for g in optimizer.param_groups]
-    if len(set(settings)) != 1:
-        raise StagingError("SGD parameter groups with different settings cannot be staged",
-                           user_location())
-    group = optimizer.param_groups[0]
-    if group.get("maximize") or group.get("differentiable"):
-        raise StagingError("SGD with maximize/differentiable cannot be staged", user_location())
-    lr, momentum, dampening, weight_decay, nesterov = settings[0]
-    return float(lr), float(momentum), float(dampening), float(weight_decay), bool(nesterov)
+    return groups[0]
 
 
 def lift_optimizer(optimizer, position=None):
+    """A torch optimizer as the node `(NAME (SETTINGS...) (PARAMS...))` of its table entry."""
     st = builder.current()
     if id(optimizer) in st.lifted:
         return st.lifted[id(optimizer)]
-    lr, momentum, dampening, weight_decay, nesterov = sgd_hyperparameters(optimizer)
+    entry = optimizer_entry(optimizer)
+    values = optimizer_settings(entry, optimizer)
     params = [lift_tensor(p) for g in optimizer.param_groups for p in g["params"]]
-    settings = [lr, momentum] + ([dampening, weight_decay, nesterov]
-                                 if (dampening, weight_decay, nesterov) != (0.0, 0.0, False) else [])
-    sym = _emit_root(st, [Sym("SGD"), settings, [p.sym for p in params]])
-    return _remember(st, optimizer, StagedSGD(sym, optimizer, params), sym,
+    sym = _emit_root(st, [Sym(entry.name), entry.node_settings(values), [p.sym for p in params]])
+    return _remember(st, optimizer, StagedOptimizer(sym, optimizer, params), sym,
                      Binding("optimizer", optimizer, position))
 
 

@@ -3,7 +3,7 @@ modules and tensors are lifted into the staging run (see lift.py); anything else
 itself.
 
     (stand_in model)       ; lifts the model's parameters, returns the model
-    (stand_in optimizer)   ; a StagedSGD: its `zero_grad` and `step` emit IR
+    (stand_in optimizer)   ; a StagedOptimizer: its `zero_grad` and `step` emit IR
     (stand_in 3)           ; 3
 """
 import sys

@@ -2,8 +2,9 @@
 
 A TensorRep implements PyTorch's `__torch_function__` protocol, so ordinary code runs on it
 unchanged: `(F.relu x)`, `(torch.flatten x 1)` and an `nn.Linear` module called on it emit
-`(call relu (x))`, a `view` and `(dot W x)` `(+ .. b)`; the module's parameters are lifted
-into the staging run with PyTorch's own values (see lift.py).
+`(call relu (x))`, a `view` and `(dot W x)` `(+ .. b)`, an `nn.Conv2d` `(call conv2d (x W b 1 1
+0 0))`; the module's parameters are lifted into the staging run with PyTorch's own values (see
+lift.py). A torch call that is its input itself (dropout in eval mode) emits nothing.
 
 The ops and the torch functions they stand for are declared in the op table
 (hytorch/ir/ops.hy); `stage_op` stages any of them. Shapes are checked as the program stages,
@@ -15,7 +16,7 @@ import torch
 
 from hytorch import builder
 from hytorch.ir import types as shapes
-from hytorch.ir.ops import OPS, Unsupported, flatten_dims
+from hytorch.ir.ops import OPS, Identity, Unsupported, flatten_dims
 from hytorch.ir.syntax import Sym
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
@@ -163,11 +164,14 @@ def stage_op(name, *args, **kwargs):
     stage_op("log_softmax", x, dim=1) emits `(call log_softmax (x 1))`."""
     op = OPS[name]
     operands = _checked(op.stage, *args, **kwargs)
-    inputs = [_tensor(x, name) for x in operands[:len(op.inputs)]]
+    if isinstance(operands, Identity):
+        return _tensor(operands.x, name)
+    inputs = [None if x is None and input_name in op.optional else _tensor(x, name)
+              for x, input_name in zip(operands, op.inputs)]
     attrs = operands[len(op.inputs):]
-    ttype = _checked(op.result_type, [x.type for x in inputs], attrs)
-    return _emit([CALL, Sym(name), [*(x.sym for x in inputs), *attrs]], ttype,
-                 op.differentiable and any(x.requires_grad for x in inputs))
+    ttype = _checked(op.result_type, [None if x is None else x.type for x in inputs], attrs)
+    return _emit([CALL, Sym(name), [*(None if x is None else x.sym for x in inputs), *attrs]], ttype,
+                 op.differentiable and any(x.requires_grad for x in inputs if x is not None))
 
 
 def _elementwise(op, a, b):

@@ -1,10 +1,10 @@
 """The Python side of a compiled program's state: the objects it lifted while staging (a
 model's parameters, an optimizer, a data loader) give their current values to the state before
-it runs, and get back what it trained (weights, momentum buffers, the loader's random state)
-afterwards.
+it runs, and get back what it trained (weights, the optimizer's state: SGD's momentum buffers,
+Adam's step counts and moments, under torch's names; the loader's random state) afterwards.
 
     bridge = TorchBridge(program, slots)
-    keep_alive = bridge.copy_in(state, args)   # parameters, momentum buffers, loaders in
+    keep_alive = bridge.copy_in(state, args)   # parameters, optimizer state, loaders in
     ...                                        # the compiled code runs
     bridge.copy_out(state, args)               # trained values out
 
@@ -78,13 +78,8 @@ class TorchBridge:
                                          f"{values.size} elements; the program was staged with "
                                          f"{s['numel']} ({s['shape']})")
                     state.array(i, s["numel"], s["dtype"])[:] = values
-            elif role in ("momentum", "first_step"):
-                optimizer_state = self._optimizer_state(s["tensor"], args)
-                buffer = None if optimizer_state is None else optimizer_state.get("momentum_buffer")
-                if role == "momentum" and buffer is not None:
-                    state.array(i, s["numel"], "float32")[:] = buffer.detach().view(-1).numpy()
-                if role == "first_step" and optimizer_state is not None:
-                    state.flag(i)[0] = 0 if optimizer_state.get("momentum_buffer") is not None else 1
+            elif role in ("optimizer_state", "optimizer_step", "first_step"):
+                self._optimizer_state_in(state, i, s, self._optimizer_state(s["tensor"], args))
             elif role == "loader":
                 keep_alive.append(self._bind_loader(state, i, s, args))
         return keep_alive
@@ -124,12 +119,35 @@ class TorchBridge:
                 f"{len(staged)} batches, and sizes read while staging are constants in it: "
                 "stage it again with this loader")
 
+    @staticmethod
+    def _optimizer_state_in(state, i, s, optimizer_state):
+        """Slot `i`'s share of the torch optimizer's state for one parameter: a buffer (zeroed
+        when torch has none yet, as torch starts it), the step count, or whether the parameter
+        has had its first step. With no torch optimizer bound (IR compiled from text) the
+        program keeps its own state from call to call."""
+        if optimizer_state is None:
+            return
+        role = s["role"]
+        if role == "optimizer_state":
+            buffer = optimizer_state.get(s["key"])
+            target = state.array(i, s["numel"], "float32")
+            if buffer is None:
+                target[:] = 0.0
+            else:
+                target[:] = buffer.detach().reshape(-1).numpy()
+        elif role == "optimizer_step":
+            count = optimizer_state.get(s["key"])
+            state.flag(i)[0] = 0 if count is None else int(count)
+        else:  # first_step
+            state.flag(i)[0] = 0 if optimizer_state else 1
+
     def copy_out(self, state, args):
-        """Write what the run changed back into the objects it came from."""
+        """Write what the run changed back into the objects it came from: trained parameters,
+        and the optimizer state of each parameter that has taken a step."""
         torch = sys.modules.get("torch")
         trainable = {s["tensor"] for s in self.slots if s["role"] == "first_step"}
-        first = {s["tensor"]: state.flag(i)[0] for i, s in enumerate(self.slots)
-                 if s["role"] == "first_step"}
+        stepped = {s["tensor"]: not state.flag(i)[0] for i, s in enumerate(self.slots)
+                   if s["role"] == "first_step"}
         for i, s in enumerate(self.slots):
             role = s["role"]
             if role == "tensor" and s["sym"] in trainable:
@@ -138,12 +156,18 @@ class TorchBridge:
                     values = state.array(i, s["numel"], s["dtype"]).copy()
                     with torch.no_grad():
                         target.copy_(torch.from_numpy(values).view_as(target))
-            elif role == "momentum" and not first.get(s["tensor"], 1):
+            elif role in ("optimizer_state", "optimizer_step") and stepped.get(s["tensor"]):
                 optimizer_state = self._optimizer_state(s["tensor"], args)
                 if optimizer_state is not None:
-                    param = self._resolve(s["tensor"], args)
-                    values = state.array(i, s["numel"], "float32").copy()
-                    optimizer_state["momentum_buffer"] = torch.from_numpy(values).view_as(param)
+                    optimizer_state[s["key"]] = self._state_value(torch, state, i, s, args)
             elif role == "loader":
                 loader = self._loader_for(s, args)
                 loader.set_rng_state(state.loader_rng_state(i))
+
+    def _state_value(self, torch, state, i, s, args):
+        """Slot `i`'s value as torch keeps it: a buffer shaped like its parameter, or the step
+        count as a float32 scalar tensor (torch's `state["step"]`)."""
+        if s["role"] == "optimizer_step":
+            return torch.tensor(float(state.flag(i)[0]), dtype=torch.float32)
+        param = self._resolve(s["tensor"], args)
+        return torch.from_numpy(state.array(i, s["numel"], "float32").copy()).view_as(param)

@@ -37,7 +37,8 @@ def test_mnist_demo_compiled():
 
 
 def logged_losses_and_accuracy(out):
-    losses = [float(line.split("Loss: ")[1]) for line in out.splitlines() if "Loss: " in line]
+    losses = [float(line.split("Loss: ")[1]) for line in out.splitlines()
+              if line.startswith("Train Epoch") and "Loss: " in line]
     return losses, float(out.split("Test accuracy: ")[1].split("%")[0])
 
 
@@ -68,3 +69,20 @@ def test_batch_inference_from_python():
     agreement = float(out.split("agreement: ")[1].split("%")[0])
     accuracy = float(out.split("compiled accuracy: ")[1].split("%")[0])
     assert agreement >= 99.9 and accuracy > 50
+
+
+def test_mnist_cnn_trains_compiled_and_eagerly():
+    # the blog post's CNN on 640 images (10 steps of 64); dropout's masks differ between the
+    # two (torch's generator against the compiled code's), so the losses are close, not equal
+    # (tests/test_cnn.hy compares them step by step with dropout off)
+    args = ["--limit", "640", "--log-interval", "5"]
+    compiled = run_example("mnist_cnn.hy", "--sections", "ir,run", *args)
+    eager = run_example("mnist_cnn.hy", "--eager", *args)
+    assert "(call conv2d (" in compiled and "(call max_pool2d (" in compiled
+    assert "(call dropout (" in compiled
+    for out in (compiled, eager):
+        assert "Train Epoch: 1 [640/640 (100%)]" in out
+        losses, accuracy = logged_losses_and_accuracy(out)
+        assert len(losses) == 2 and losses[1] < losses[0] < 2.4, "it learns"
+        assert accuracy > 25
+    assert abs(logged_losses_and_accuracy(compiled)[0][0] - logged_losses_and_accuracy(eager)[0][0]) < 0.05

@@ -15,19 +15,11 @@ BACKEND = ROOT / "backend"
 
 # Forward/backward kernels of the runtime that neither the table nor a bespoke or fused node
 # of the backend calls yet, and why.
-NOT_YET_STAGED = {
-    **{k: "conv2d: kernel written, op not in the table yet (issue 8, items 4-5)"
-       for k in ["ht_conv2d_fwd", "ht_conv2d_bwd_input", "ht_conv2d_bwd_weight",
-                 "ht_conv2d_bwd_bias"]},
-    **{k: "pooling: kernel written, op not in the table yet (issue 8, items 4-5)"
-       for k in ["ht_max_pool2d_fwd", "ht_max_pool2d_bwd", "ht_avg_pool2d_fwd",
-                 "ht_avg_pool2d_bwd"]},
-    **{k: "dropout: kernel written, op not in the table yet (issue 8, items 4-5)"
-       for k in ["ht_dropout_fwd", "ht_dropout_bwd"]},
-}
+NOT_YET_STAGED = {}
 # Words a kernel-call form may use besides the op's operands (see ops.hy's docstring).
-ARGUMENT_WORDS = {"out", "NULL"}
-ARGUMENT_FORMS = {"numel": 1, "rows": 1, "cols": 1, "item": 1, "dim": 2}
+ARGUMENT_WORDS = {"out", "aux", "rng", "NULL"}
+ARGUMENT_FORMS = {"numel": 1, "rows": 1, "cols": 1, "planes": 1, "item": 1, "dim": 2, "aux": 1,
+                  "workspace": 1}
 
 
 def declared_kernels(header):
@@ -66,6 +58,7 @@ def test_every_forward_and_backward_kernel_is_called():
     assert fwd_bwd - called - set(NOT_YET_STAGED) == set()
     # an exception that is called now is no exception any more
     assert set(NOT_YET_STAGED) & called == set()
+    assert {"ht_conv2d_fwd", "ht_max_pool2d_bwd", "ht_avg_pool2d_fwd", "ht_dropout_bwd"} <= called
 
 
 def test_no_kernel_name_is_built_from_pieces():
@@ -86,17 +79,37 @@ def test_a_gradient_is_made_of_ops_with_kernels(op):
 def test_kernel_calls_use_only_operands_and_known_words(op):
     words = set(op.operands) | ARGUMENT_WORDS
     forms = op.forward.values() if isinstance(op.forward, dict) else [op.forward]
-    for form in (f for calls in forms for f in calls):
-        call = form[1] if form[0] == "check" else form
-        assert kernel_names(form) == [call[0]]
+    def check_call(call):
         for arg in call[1:]:
-            if isinstance(arg, list):
+            if isinstance(arg, list) and arg[0] == "workspace":
+                assert len(arg) == 2 and isinstance(arg[1], list), arg
+                check_call(arg[1])
+            elif isinstance(arg, list):
                 assert ARGUMENT_FORMS.get(arg[0]) == len(arg) - 1, arg
                 assert arg[1] in words, arg
             elif isinstance(arg, str):
                 assert arg in words, arg
             else:
                 assert isinstance(arg, (int, float)), arg
+
+    for form in (f for calls in forms for f in calls):
+        call = form[1] if form[0] == "check" else form
+        assert kernel_names(form)[0] == call[0]
+        check_call(call)
+
+
+def test_a_workspace_names_the_function_sizing_it():
+    assert OPS["conv2d"].kernels == ["ht_conv2d_fwd", "ht_conv2d_workspace"]
+    assert "ht_conv2d_workspace" in KERNELS
+
+
+@pytest.mark.parametrize("op", [op for op in TABLE if op.forward is not None],
+                         ids=lambda op: op.name)
+def test_an_op_writes_an_aux_buffer_when_it_declares_one(op):
+    forms = op.forward.values() if isinstance(op.forward, dict) else [op.forward]
+    writes = any(arg == "aux" for calls in forms for form in calls
+                 for arg in (form[1] if form[0] == "check" else form)[1:])
+    assert writes == (op.aux is not None)
 
 
 def test_every_torch_name_is_a_torch_callable_that_stages():
@@ -148,3 +161,26 @@ def test_a_call_of_a_list_is_an_ir_error():
     with pytest.raises(hytorch.IRError):
         hytorch.compile_ir("(def f () (begin (begin (let x0 (tensor (2 3)) "
                            "(let x1 (call (x0) (x0)) None)))))")
+
+
+@pytest.mark.parametrize("node, message", [
+    ("(call max_pool2d_grad (x0 x0 x0 2 2 2 2))", "`y` has no auxiliary buffer"),
+    ("(call conv2d (x0 None None 1 1 0 0))", "conv2d needs a tensor, got None"),   # b only
+    ("(call conv2d (x0 w None 0 1 0 0))", "strides must be positive ints"),
+    ("(call conv2d (x0 w None 1 1 -1 0))", "paddings must be ints >= 0"),
+    ("(call max_pool2d (x0 7 2 1 1))", "a window of 7 does not fit in a size of 6"),
+])
+def test_a_malformed_image_op_is_an_ir_error(node, message):
+    import hytorch
+    text = ("(def f () (begin (begin (let x0 (tensor (2 3 6 6)) (let w (tensor (4 3 3 3)) "
+            f"(let x1 {node} None))))))")
+    with pytest.raises(hytorch.IRError, match=message):
+        hytorch.compile_ir(text)
+
+
+def test_a_conv2d_without_bias_reads_and_compiles_from_ir_text():
+    import hytorch
+    text = ("(def f () (begin (begin (let x0 (tensor (2 3 6 6)) (let w (tensor (4 3 3 3)) "
+            "(let y (call conv2d (x0 w None 1 1 1 1)) (let z (call max_pool2d (y 2 2 2 2)) "
+            "(let r (array-get z data 0) r))))))))")
+    assert isinstance(hytorch.compile_ir(text)(), float)

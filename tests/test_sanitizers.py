@@ -22,6 +22,9 @@ EXAMPLE_RUNS = [
     # Batch 1 trains with the rank-1 kernels, the test batch of 200 evaluates with the tiled ones.
     ("mnist_mlp.hy", ["--epochs", "1", "--limit", "200", "--log-interval", "100", "--sections", "run"],
      "Train Epoch: 1 [200/200 (100%)]"),
+    # Convolutions (im2col workspaces in the arena), pooling indices and dropout masks.
+    ("mnist_cnn.hy", ["--limit", "128", "--log-interval", "1", "--sections", "run"],
+     "Train Epoch: 1 [128/128 (100%)]"),
 ]
 
 

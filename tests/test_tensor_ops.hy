@@ -7,7 +7,7 @@ the backward pass). Each differentiable op of the op table (hytorch/ir/ops.hy) i
 on random shapes (`test-each-differentiable-op-matches-torch`)."
 
 (require hytorch [defstaged])
-(import hypothesis [given settings]
+(import hypothesis [assume given settings]
         hypothesis.strategies :as st
         hytorch
         hytorch.ir.ops [OPS]
@@ -151,7 +151,8 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
 
 
 (defn test-every-differentiable-op-has-a-case []
-  (assert (= (set OP-LOSSES) (sfor [name op] (.items OPS) :if op.differentiable name))))
+  (assert (= (| (set OP-LOSSES) (set CNN-LOSSES) #{"dropout"})   ; dropout: test_cnn.hy
+             (sfor [name op] (.items OPS) :if op.differentiable name))))
 
 
 (defn [(pytest.mark.parametrize "name" (sorted OP-LOSSES))
@@ -180,3 +181,49 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
   (with [e (pytest.raises hytorch.StagingError)]
     (hytorch.lms-compile doubled-labels (labels 4 3)))
   (assert (in "multiplication by a constant needs a float32 tensor, got [4] int64" (str e.value))))
+
+
+;; The ops of images on a convolution's output y = conv2d(x, w, b) [n, oc, oh, ow]: each as
+;; the loss of (OP y) times a constant tensor of its shape. `pool` is #(kernel stride).
+(setv CNN-LOSSES
+  {"conv2d" (fn [y pool] y)
+   "max_pool2d" (fn [y pool] (F.max-pool2d y #* pool))
+   "avg_pool2d" (fn [y pool] (F.avg-pool2d y (get pool 0) :stride (get pool 1)))})
+
+
+(defn [(pytest.mark.parametrize "name" (sorted CNN-LOSSES))
+       (settings :max-examples 6 :deadline None)
+       (given :n (st.integers 1 3) :c (st.integers 1 3) :oc (st.integers 1 4)
+              :h (st.integers 1 8) :w (st.integers 1 8) :kh (st.integers 1 4) :kw (st.integers 1 4)
+              :stride (st.tuples (st.integers 1 3) (st.integers 1 3))
+              :padding (st.tuples (st.integers 0 2) (st.integers 0 2))
+              :bias (st.booleans) :pool (st.tuples (st.integers 1 3) (st.integers 1 3))
+              :in-loop (st.booleans) :seed (st.integers 0 (** 2 16)))]
+  test-each-image-op-matches-torch [name n c oc h w kh kw stride padding bias pool in-loop seed]
+  "Forward and the gradients of the input's producer, the weight and the bias, on random
+  shapes, strides, paddings, with and without bias."
+  (torch.manual-seed seed)
+  (setv op (get CNN-LOSSES name)
+        [sh sw] stride [ph pw] padding
+        oh (+ (// (- (+ h (* 2 ph)) kh) sh) 1)
+        ow (+ (// (- (+ w (* 2 pw)) kw) sw) 1))
+  (assume (and (<= kh (+ h (* 2 ph))) (<= kw (+ w (* 2 pw)))))
+  (assume (or (= name "conv2d") (and (<= (get pool 0) oh) (<= (get pool 0) ow))))
+  ;; x is a Linear layer's output, so that its gradient is checked too
+  (setv conv (fn [x v lw cw cb]
+               (F.conv2d (.view (F.linear x lw) n c h w) cw cb :stride stride :padding padding))
+        x (torch.randn n (* c h w))
+        lw (param (* c h w) (* c h w))
+        cw (param oc c kh kw)
+        cb (when bias (param oc))
+        shape (. (op (conv x None lw (.detach cw) (when bias (.detach cb))) pool) shape)
+        aux (torch.randn #* shape)
+        loss-fn (if bias
+                  (fn [x aux lw cw cb] (.sum (* (op (conv x None lw cw cb) pool) aux)))
+                  (fn [x aux lw cw] (.sum (* (op (conv x None lw cw None) pool) aux))))
+        tensors [x aux lw cw #* (if bias [cb] [])]
+        [expected-loss expected-grads] (reference loss-fn tensors)
+        [loss grads] (compiled loss-fn tensors in-loop))
+  (assert (< (abs (- loss expected-loss)) (+ 1e-4 (* RTOL (abs expected-loss)))) f"loss {loss} vs {expected-loss}")
+  (for [[g e] (zip grads expected-grads)]
+    (assert (torch.allclose g e :rtol 1e-4 :atol 1e-4) f"gradient off by {(.item (.max (.abs (- g e))))}")))

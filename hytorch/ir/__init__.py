@@ -1,6 +1,8 @@
 """The IR core shared by the front end (which stages programs into IR) and the backend (which
 compiles IR): `syntax` (symbols, the text form, reader and printer), `types` (tensor types)
-and `ops` (the table of tensor ops: torch functions, shape rules, kernels, gradients). It
+`ops` (the table of tensor ops: torch functions, shape rules, kernels, gradients),
+`optimizers` (the table of optimizers: torch class, hyperparameters, state, step kernel) and
+`format` (format strings as `printf` reads them). It
 imports nothing else of HyTorch but its errors, so both sides depend on it and never on each
 other the wrong way round.
 

@@ -16,10 +16,21 @@ A kernel call is a Hy form such as `(ht_relu_fwd out x (numel x))`: the kernel's
 its arguments, in these words:
 
   out                           the result's storage
-  NAME                          an operand: a tensor's storage, an attribute as a C constant
+  aux                           the result's auxiliary buffer (an op with `aux`, see Op)
+  NAME                          an operand: a tensor's storage (NULL for an absent optional
+                                input), an attribute as a C constant
+  (aux Y)                       the auxiliary buffer of Y, the result of an op with `aux`
   (numel X) (rows X) (cols X)   X's element count; X seen as a matrix over its last dim
-  (dim X I)                     X's size along dimension I
+  (planes X)                    X seen as a stack of matrices over its last two dims: how many
+  (dim X I)                     X's size along dimension I (I < 0 counts from the end); the
+                                rows of the current batch for dimension 0 of a batched X
   (item X)                      the one element of a 0-dimensional tensor X
+  (workspace (KERNEL WORDS...)) scratch floats from the arena, as many as the C function
+                                KERNEL returns for those arguments (ht_conv2d_workspace)
+  rng                           the program's splitmix64 state for random masks (dropout):
+                                one per program, seeded with DROPOUT-SEED (c_tensor.hy) when
+                                the program state is made, advancing from call to call
+                                (a state slot of role \"rng\", for the caller to reseed)
   NULL, numbers                 themselves
   (check CALL)                  (the whole call) a kernel returning a status: HT_OK or fail
 
@@ -39,6 +50,12 @@ table still holds their shape rules and the torch functions they stand for."
 
 (defclass Unsupported [ValueError]
   "A torch call that staging does not support; the message says what is.")
+
+
+(defclass Identity []
+  "What an entry's `stage` returns for a torch call that is its input itself, no op at all
+  (dropout in eval mode): (Identity x)"
+  (defn __init__ [self x] (setv self.x x)))
 
 
 (defn unsupported [message]
@@ -62,11 +79,15 @@ table still holds their shape rules and the torch functions they stand for."
 
 (defn kernel-names [form]
   "The kernel a kernel-call form calls, as a list:
-  (kernel-names (plain '(check (ht_nll_loss_fwd out p)))) => [\"ht_nll_loss_fwd\"]"
+  (kernel-names (plain '(check (ht_nll_loss_fwd out p)))) => [\"ht_nll_loss_fwd\"]
+  and the functions sizing its workspaces: (ht_conv2d_fwd ... (workspace (ht_conv2d_workspace ...)))
+  => [\"ht_conv2d_fwd\" \"ht_conv2d_workspace\"]"
   (setv [head #* args] form)
   (if (= head "check")
     (kernel-names (get args 0))
-    [(str head)]))
+    [(str head) #* (gfor a args :if (and (isinstance a list) (= (get a 0) "workspace"))
+                     name (kernel-names (get a 1))
+                     name)]))
 
 
 (defclass Op []
@@ -75,7 +96,12 @@ table still holds their shape rules and the torch functions they stand for."
   name      the IR name, `(call NAME (...))`
   inputs    the names of its tensor operands, then `attrs` those of its constant operands
   torch     the dotted names of the torch callables it stands for (\"torch.Tensor.relu\")
-  stage     a torch call's arguments -> [inputs... attrs...]; raises Unsupported
+  optional  the inputs that may be None (absent: NULL in its kernel calls, no gradient)
+  aux       the dtype of an auxiliary buffer of the result's shape, which its forward kernels
+            write (`aux`) and its gradient's kernels read (`(aux Y)`, Y the result): max
+            pooling's indices, dropout's mask; None for none
+  stage     a torch call's arguments -> [inputs... attrs...], or (Identity x); raises
+            Unsupported
   rule      the inputs' TensorTypes and the attrs -> the result's TensorType; raises ShapeError
   forward   the kernel calls computing it, or a dict of them by the first input's dtype;
             None for the bespoke ops
@@ -85,9 +111,10 @@ table still holds their shape rules and the torch functions they stand for."
     (Op \"tanh\" :inputs [\"x\"] :torch [\"torch.tanh\"] :rule (fn [x] x)
         :forward ['(ht_tanh_fwd out x (numel x))]
         :gradient (fn [gy y x] [(call \"tanh_grad\" gy y)]))"
-  (defn __init__ [self name * inputs rule [attrs #()] [torch #()] [stage None] [forward None]
-                  [gradient None]]
+  (defn __init__ [self name * inputs rule [attrs #()] [optional #()] [aux None] [torch #()]
+                  [stage None] [forward None] [gradient None]]
     (setv self.name name self.inputs (tuple inputs) self.attrs (tuple attrs)
+          self.optional (frozenset optional) self.aux aux
           self.torch (tuple torch) self.stage (or stage (fn [#* operands] (list operands)))
           self.rule rule self.gradient gradient
           self.forward (cond (is forward None) None
@@ -261,6 +288,55 @@ table still holds their shape rules and the torch functions they stand for."
   [#* (cut x.shape 0 d) (math.prod (cut x.shape d None))])
 
 
+(defn window-count [size k s what]
+  "How many windows of `k` at stride `s` fit in `size`: (window-count 28 3 1 \"conv2d\") => 26"
+  (when (not (and (isinstance k int) (isinstance s int) (>= k 1) (>= s 1)))
+    (raise (ShapeError f"{what}: kernel sizes and strides must be positive ints, got {k} and {s}")))
+  (when (> k size)
+    (raise (ShapeError f"{what}: a window of {k} does not fit in a size of {size}")))
+  (+ (// (- size k) s) 1))
+
+
+(defn conv2d-type [x w b sh sw ph pw]
+  "`(call conv2d (X W B SH SW PH PW))`: X[n, c, h, w] convolved with W[oc, c, kh, kw] (plus
+  B[oc], B may be None) at stride (SH, SW), zero padding (PH, PW).
+
+    (conv2d-type (TensorType #(64 1 28 28) :batched \"b\") (TensorType #(32 1 3 3)) None 1 1 0 0)
+    ; => TensorType((64, 32, 26, 26), float32, batched='b')"
+  (float-type x "conv2d") (float-type w "a conv2d weight")
+  (when (!= x.ndim 4)
+    (raise (ShapeError f"conv2d expects a 4-D input [N, C, H, W], got {(show x)}")))
+  (when (or (!= w.ndim 4) w.batched)
+    (raise (ShapeError f"a conv2d weight must be a 4-D parameter [OC, C, KH, KW], got {(show w)}")))
+  (setv [n c h wd] x.shape [oc wc kh kw] w.shape)
+  (when (!= c wc)
+    (raise (ShapeError f"conv2d's weight {(show w)} expects {wc} input channels, got {(show x)}")))
+  (when (and (is-not b None) (or (!= b.shape #(oc)) (!= b.dtype "float32") b.batched))
+    (raise (ShapeError f"conv2d's bias must be a float32 vector of {oc}, got {(show b)}")))
+  (when (not (and (isinstance ph int) (isinstance pw int) (>= ph 0) (>= pw 0)))
+    (raise (ShapeError f"conv2d: paddings must be ints >= 0, got {ph} and {pw}")))
+  (TensorType #(n oc (window-count (+ h (* 2 ph)) kh sh "conv2d")
+                     (window-count (+ wd (* 2 pw)) kw sw "conv2d"))
+              "float32" x.batched))
+
+
+(defn pool2d-type [x kh kw sh sw what]
+  "`(call max_pool2d (X KH KW SH SW))` and avg_pool2d: each plane of X[..., h, w] (3-D or
+  4-D) pooled in windows of KH x KW at stride (SH, SW), no padding."
+  (float-type x what)
+  (when (not-in x.ndim #(3 4))
+    (raise (ShapeError f"{what} expects a 3-D or 4-D input [N, C, H, W], got {(show x)}")))
+  (setv [h w] (cut x.shape -2 None))
+  (TensorType #(#* (cut x.shape 0 -2) (window-count h kh sh what) (window-count w kw sw what))
+              "float32" x.batched))
+
+
+(defn dropout-type [x p]
+  (when (not (and (isinstance p #(int float)) (<= 0 p 1)))
+    (raise (ShapeError f"dropout probability has to be between 0 and 1, but got {p}")))
+  (float-type x "dropout"))
+
+
 (defn dot-grad-input-type [gy w]
   "dX of `(dot W X)`: X's shape, [..., in]."
   (TensorType #(#* (cut gy.shape 0 -1) (get w.shape 1)) "float32" gy.batched))
@@ -318,6 +394,73 @@ table still holds their shape rules and the torch functions they stand for."
   [x])
 
 
+(defn pair [v what]
+  "An int or a pair of ints, as torch takes kernel sizes, strides, paddings: (pair 2 \"stride\")
+  => #(2 2)"
+  (setv v (if (isinstance v #(list tuple)) (tuple v) #(v v)))
+  (when (not (and (= (len v) 2) (all (gfor a v (and (isinstance a int) (not (isinstance a bool)))))))
+    (unsupported f"{what} must be an int or a pair of ints known at staging, got {v !r}"))
+  v)
+
+
+(defn conv-padding [padding w]
+  "conv2d's padding: ints, \"valid\", or \"same\" (stride 1, odd kernel sizes)."
+  (cond (= padding "valid") #(0 0)
+        (= padding "same")
+          (do (setv [kh kw] (cut (tuple w.shape) 2 None))
+              (when (or (= (% kh 2) 0) (= (% kw 2) 0))
+                (unsupported "conv2d with padding='same' is supported for odd kernel sizes only"))
+              #((// kh 2) (// kw 2)))
+        True (pair padding "conv2d's padding")))
+
+
+(defn conv2d-args [x w [bias None] [stride 1] [padding 0] [dilation 1] [groups 1]]
+  (when (!= (pair dilation "conv2d's dilation") #(1 1))
+    (unsupported "conv2d with dilation is not supported"))
+  (when (!= groups 1)
+    (unsupported "conv2d with groups is not supported"))
+  (setv [sh sw] (pair stride "conv2d's stride"))
+  (when (and (= padding "same") (!= #(sh sw) #(1 1)))
+    (unsupported "conv2d with padding='same' needs stride 1"))
+  [x w bias sh sw #* (conv-padding padding w)])
+
+
+(defn pool-window [what kernel-size stride padding ceil-mode]
+  "#(kh kw sh sw) of a pooling call; no padding, no ceil_mode."
+  (when (!= (pair padding f"{what}'s padding") #(0 0))
+    (unsupported f"{what} with padding is not supported (padding=0 is)"))
+  (when ceil-mode
+    (unsupported f"{what} with ceil_mode=True is not supported"))
+  (setv kernel (pair kernel-size f"{what}'s kernel_size"))
+  #(#* kernel #* (if (or (is stride None) (= stride []) (= stride #())) kernel
+                     (pair stride f"{what}'s stride"))))
+
+
+(defn max-pool2d-args [x kernel-size [stride None] [padding 0] [dilation 1] [ceil-mode False]
+                       [return-indices False]]
+  (when (!= (pair dilation "max_pool2d's dilation") #(1 1))
+    (unsupported "max_pool2d with dilation is not supported"))
+  (when return-indices
+    (unsupported "max_pool2d with return_indices=True is not supported"))
+  [x #* (pool-window "max_pool2d" kernel-size stride padding ceil-mode)])
+
+
+(defn avg-pool2d-args [x kernel-size [stride None] [padding 0] [ceil-mode False]
+                       [count-include-pad True] [divisor-override None]]
+  (when (is-not divisor-override None)
+    (unsupported "avg_pool2d with divisor_override is not supported"))
+  [x #* (pool-window "avg_pool2d" kernel-size stride padding ceil-mode)])
+
+
+(defn dropout-args [x [p 0.5] [training True] [inplace False]]
+  "Dropout in training mode with 0 < p is an op; otherwise it is its input."
+  (when (not (and (isinstance p #(int float)) (not (isinstance p bool)) (<= 0 p 1)))
+    (unsupported f"dropout probability has to be a number between 0 and 1 known at staging, got {p !r}"))
+  (when (not (isinstance training bool))
+    (unsupported "dropout's training flag must be known at staging (a bool)"))
+  (if (and training (> p 0)) [x (float p)] (Identity x)))
+
+
 ;; ------------------------------------------------------------ the table
 
 (defn activation [name torch forward grad]
@@ -339,6 +482,14 @@ table still holds their shape rules and the torch functions they stand for."
       :rule (fn [x dim] (last-dim-type x dim name))
       :forward [forward]
       :gradient (fn [gy y x dim] [(call grad gy y)])))
+
+
+;; conv2d's kernels' arguments: the sizes of X [n c h w] and W [oc c kh kw], then the
+;; attributes; and the workspace they need.
+(setv CONV-GEOMETRY '((dim x 0) (dim x 1) (dim x 2) (dim x 3) (dim w 0) (dim w 2) (dim w 3)
+                      sh sw ph pw)
+      CONV-WORKSPACE '(workspace (ht_conv2d_workspace (dim x 1) (dim x 2) (dim x 3) (dim w 0)
+                                                      (dim w 2) (dim w 3) sh sw ph pw)))
 
 
 (setv TABLE
@@ -398,6 +549,50 @@ table still holds their shape rules and the torch functions they stand for."
    (Op "argmax" :inputs ["x"] :attrs ["dim"] :torch ["torch.argmax" "torch.Tensor.argmax"]
        :stage argmax-args :rule argmax-type
        :forward ['(ht_argmax_rows out x (rows x) (cols x))])
+
+   ;; convolution, pooling, dropout
+   (Op "conv2d" :inputs ["x" "w" "b"] :optional ["b"] :attrs ["sh" "sw" "ph" "pw"]
+       :torch ["torch.nn.functional.conv2d" "torch.conv2d"] :stage conv2d-args :rule conv2d-type
+       :forward [`(ht_conv2d_fwd out x w b ~CONV-WORKSPACE ~@CONV-GEOMETRY)]
+       :gradient (fn [gy y x w b sh sw ph pw]
+                   [(call "conv2d_grad_input" gy w x sh sw ph pw)
+                    (call "conv2d_grad_weight" gy x w sh sw ph pw)
+                    (when (is-not b None) (call "conv2d_grad_bias" gy b))]))
+   (Op "conv2d_grad_input" :inputs ["gy" "w" "x"] :attrs ["sh" "sw" "ph" "pw"]
+       :rule (fn [gy w x #* _] x)
+       :forward [`(ht_conv2d_bwd_input out gy w ~CONV-WORKSPACE ~@CONV-GEOMETRY 0)])
+   (Op "conv2d_grad_weight" :inputs ["gy" "x" "w"] :attrs ["sh" "sw" "ph" "pw"]
+       :rule (fn [gy x w #* _] w)
+       :forward ['(ht_fill out 0.0 (numel w))
+                 `(ht_conv2d_bwd_weight out gy x ~CONV-WORKSPACE ~@CONV-GEOMETRY)])
+   (Op "conv2d_grad_bias" :inputs ["gy" "b"] :rule (fn [gy b] b)
+       :forward ['(ht_fill out 0.0 (numel b))
+                 '(ht_conv2d_bwd_bias out gy (dim gy 0) (dim gy 1) (dim gy 2) (dim gy 3))])
+
+   (Op "max_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"] :aux "int64"
+       :torch ["torch.nn.functional.max_pool2d" "torch.max_pool2d"] :stage max-pool2d-args
+       :rule (fn [x kh kw sh sw] (pool2d-type x kh kw sh sw "max_pool2d"))
+       :forward ['(ht_max_pool2d_fwd out aux x (planes x) (dim x -2) (dim x -1) kh kw sh sw)]
+       :gradient (fn [gy y x kh kw sh sw] [(call "max_pool2d_grad" gy y x kh kw sh sw)]))
+   (Op "max_pool2d_grad" :inputs ["gy" "y" "x"] :attrs ["kh" "kw" "sh" "sw"]
+       :rule (fn [gy y x #* _] x)
+       :forward ['(ht_max_pool2d_bwd out gy (aux y) (planes x) (dim x -2) (dim x -1) kh kw sh sw 0)])
+   (Op "avg_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"]
+       :torch ["torch.nn.functional.avg_pool2d"] :stage avg-pool2d-args
+       :rule (fn [x kh kw sh sw] (pool2d-type x kh kw sh sw "avg_pool2d"))
+       :forward ['(ht_avg_pool2d_fwd out x (planes x) (dim x -2) (dim x -1) kh kw sh sw)]
+       :gradient (fn [gy y x kh kw sh sw] [(call "avg_pool2d_grad" gy x kh kw sh sw)]))
+   (Op "avg_pool2d_grad" :inputs ["gy" "x"] :attrs ["kh" "kw" "sh" "sw"]
+       :rule (fn [gy x #* _] x)
+       :forward ['(ht_avg_pool2d_bwd out gy (planes x) (dim x -2) (dim x -1) kh kw sh sw 0)])
+
+   (Op "dropout" :inputs ["x"] :attrs ["p"] :aux "uint8"
+       :torch ["torch.nn.functional.dropout" "torch.dropout"] :stage dropout-args
+       :rule dropout-type
+       :forward ['(ht_dropout_fwd out aux x p rng (numel x))]
+       :gradient (fn [gy y x p] [(call "dropout_grad" gy y p)]))
+   (Op "dropout_grad" :inputs ["gy" "y"] :attrs ["p"] :rule (fn [gy y p] y)
+       :forward ['(ht_dropout_bwd out gy (aux y) p (numel y) 0)])
 
    ;; the other nodes of backward passes (backend/grad.hy)
    (Op "ones_like" :inputs ["l"] :rule (fn [l] l) :forward ['(ht_fill out 1.0 (numel l))])
