@@ -7,8 +7,9 @@ functions run by PyTorch.
   hy examples/mnist_cnn.hy --eager --limit 2000     # the same functions, run by PyTorch
 
 `train` puts the model in training mode and `accuracy` in eval mode, as in PyTorch: dropout
-is staged into the training program (its masks drawn by the compiled code, from the program's
-own splitmix64 state) and is the identity in the evaluation program."
+is staged into the training program (its masks drawn by the compiled code, from a splitmix64
+state seeded from torch's generator at each call) and is the identity in the evaluation
+program."
 
 (require hytorch [defstaged]
          hyrule [-> ->>])

@@ -82,7 +82,18 @@ class TorchBridge:
                 self._optimizer_state_in(state, i, s, self._optimizer_state(s["tensor"], args))
             elif role == "loader":
                 keep_alive.append(self._bind_loader(state, i, s, args))
+            elif role == "rng":
+                self._seed_from_torch(state, i)
         return keep_alive
+
+    @staticmethod
+    def _seed_from_torch(state, i):
+        """Seed the program's random state (dropout masks) from torch's generator, one draw a
+        call, so `torch.manual_seed` repeats a run; without torch the state carries on."""
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64))
+            state.array(i, 1, "int64")[0] = seed
 
     def _loader_for(self, s, args):
         loader = self._resolve(s["sym"], args)

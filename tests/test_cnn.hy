@@ -14,6 +14,7 @@ trained compiled and eagerly from the same weights with dropout off."
         torch
         torch.nn :as nn
         torch.nn.functional :as F
+        torch.optim :as optim
         test-tensor-ops [reference compiled param])
 
 
@@ -86,14 +87,17 @@ trained compiled and eagerly from the same weights with dropout off."
   (.item (.sum (F.dropout x 0.5))))
 
 
-(defn test-dropout-masks-advance-from-call-to-call-and-start-the-same []
-  ;; the program's splitmix64 state is seeded when it is made (DROPOUT-SEED) and advances
+(defn test-dropout-masks-follow-torchs-generator []
+  ;; each call seeds the program's splitmix64 state with a draw from torch's generator
   (setv x (torch.ones 1000)
-        f (hytorch.stage dropout-sum x)
-        first [(f x) (f x)]
-        again (hytorch.stage dropout-sum x))
-  (assert (!= (get first 0) (get first 1)))
-  (assert (= (again x) (get first 0))))
+        f (hytorch.stage dropout-sum x))
+  (torch.manual-seed 7)
+  (setv first [(f x) (f x)])
+  (assert (!= (get first 0) (get first 1)) "a fresh mask each call")
+  (torch.manual-seed 7)
+  (assert (= [(f x) (f x)] first) "torch.manual_seed repeats them")
+  (torch.manual-seed 7)
+  (assert (= ((hytorch.stage dropout-sum x) x) (get first 0)) "in another program too"))
 
 
 ;; ------------------------------------------------------------ what is not supported
@@ -152,12 +156,19 @@ trained compiled and eagerly from the same weights with dropout off."
   (lfor [k m] (enumerate means) (- (* (+ k 1) m) (* k (if k (get means (- k 1)) 0.0)))))
 
 
-(defn test-cnn-trains-compiled-as-eagerly-with-dropout-off [capfd]
-  "From the same weights, with dropout's p 0, the compiled and the eager training (SGD with
-  momentum) give the same loss at each of 50 steps (issue 8's 2e-4)."
+(defn [(pytest.mark.parametrize "optimizer_name" ["SGD" "Adam"])]
+  test-cnn-trains-compiled-as-eagerly-with-dropout-off [capfd optimizer-name]
+  "From the same weights, with dropout's p 0, the compiled and the eager training (the
+  example's SGD with momentum, or Adam) give the same loss at each step (issue 8's 2e-4): all
+  50 with SGD, the first 25 with Adam. Adam divides by the root of the squared gradients, so a
+  gradient that differs in its last bits where it is tiny moves a weight by up to lr: eager
+  PyTorch against itself at one and at two threads drifts to 4e-4 by step 50 (and compiled,
+  whose convolutions sum in another order, to 2e-3)."
   (defn setup []
     (setv [model optimizer loader _] (example.setup None 64 1 3200))
     (setv model.dropout1.p 0.0 model.dropout2.p 0.0)
+    (when (= optimizer-name "Adam")
+      (setv optimizer (optim.Adam (.parameters model) :lr 1e-3)))
     #(model optimizer loader))
   (setv [model optimizer loader] (setup))
   (example.train model optimizer loader 1 1)
@@ -166,5 +177,8 @@ trained compiled and eagerly from the same weights with dropout off."
   ((hytorch.stage example.train model optimizer loader int int) model optimizer loader 1 1)
   (setv compiled-losses (step-losses (. (.readouterr capfd) out)))
   (assert (= (len eager) (len compiled-losses) 50))
-  (assert (< (max (gfor [a b] (zip eager compiled-losses) (abs (- a b)))) 2e-4))
+  (setv compared (if (= optimizer-name "Adam") 25 50))
+  (assert (< (max (gfor [a b] (zip (cut eager compared) (cut compiled-losses compared))
+                        (abs (- a b))))
+             2e-4))
   (assert (< (sum (cut eager -10 None)) (sum (cut eager 0 10))) "it learns"))
