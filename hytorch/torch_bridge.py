@@ -13,6 +13,7 @@ slots' memory as numpy arrays, and the runtime's loader functions. torch is impo
 when torch objects are involved.
 """
 import sys
+import weakref
 
 from hytorch.data import MNIST
 
@@ -30,6 +31,7 @@ class TorchBridge:
     def __init__(self, program, slots):
         self.program, self.slots = program, slots
         self._default_loaders = {}
+        self._in_sync = {}   # slot -> (weak reference, data_ptr, _version) of the tensor it holds
 
     @property
     def name(self):
@@ -71,13 +73,14 @@ class TorchBridge:
             role = s["role"]
             if role == "tensor":
                 source = self._resolve(s["sym"], args)
-                if source is not None:
+                if source is not None and not self._holds(i, source):
                     values = source.detach().contiguous().view(-1).numpy()
                     if values.size != s["numel"]:
                         raise ValueError(f"{self.name}: {self._describe(s['sym'])} has "
                                          f"{values.size} elements; the program was staged with "
                                          f"{s['numel']} ({s['shape']})")
                     state.array(i, s["numel"], s["dtype"])[:] = values
+                    self._synced(i, source)
             elif role in ("optimizer_state", "optimizer_step", "first_step"):
                 self._optimizer_state_in(state, i, s, self._optimizer_state(s["tensor"], args))
             elif role == "loader":
@@ -94,6 +97,19 @@ class TorchBridge:
         if torch is not None:
             seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64))
             state.array(i, 1, "int64")[0] = seed
+
+    def _holds(self, i, tensor):
+        """Whether slot `i` holds `tensor`'s values already: the same tensor (a weak reference,
+        so a new tensor in a freed one's memory is not taken for it) in the same memory,
+        unchanged since (torch counts a tensor's in-place changes in `_version`). A model's weights then cross into
+        the program once, not at every call of an inference function."""
+        ref, pointer, version = self._in_sync.get(i, (None, None, None))
+        return (ref is not None and ref() is tensor and tensor.data_ptr() == pointer
+                and tensor._version == version)
+
+    def _synced(self, i, tensor):
+        # data_ptr: `p.data = other` swaps the memory without counting a change
+        self._in_sync[i] = (weakref.ref(tensor), tensor.data_ptr(), tensor._version)
 
     def _loader_for(self, s, args):
         loader = self._resolve(s["sym"], args)
@@ -156,17 +172,17 @@ class TorchBridge:
         """Write what the run changed back into the objects it came from: trained parameters,
         and the optimizer state of each parameter that has taken a step."""
         torch = sys.modules.get("torch")
-        trainable = {s["tensor"] for s in self.slots if s["role"] == "first_step"}
         stepped = {s["tensor"]: not state.flag(i)[0] for i, s in enumerate(self.slots)
                    if s["role"] == "first_step"}
         for i, s in enumerate(self.slots):
             role = s["role"]
-            if role == "tensor" and s["sym"] in trainable:
+            if role == "tensor" and stepped.get(s["sym"]):   # an optimizer may have changed it
                 target = self._resolve(s["sym"], args)
                 if target is not None:
-                    values = state.array(i, s["numel"], s["dtype"]).copy()
+                    values = state.array(i, s["numel"], s["dtype"])
                     with torch.no_grad():
                         target.copy_(torch.from_numpy(values).view_as(target))
+                    self._synced(i, target)
             elif role in ("optimizer_state", "optimizer_step") and stepped.get(s["tensor"]):
                 optimizer_state = self._optimizer_state(s["tensor"], args)
                 if optimizer_state is not None:

@@ -74,3 +74,25 @@ call time), a tensor out (a numpy array)."
     (predict model [1 2 3]))
   (assert (in "argument 2 must be a tensor or NumPy array of shape [5, 1, 28, 28] (float32)"
               (str e.value))))
+
+
+(defn test-a-model-changed-between-calls-is-read-again []
+  "The weights cross into the compiled program once and again after any change: in place,
+  by assigning .data, by load_state_dict, or another model of the same shape."
+  (torch.manual-seed 0)
+  (setv model (Net)
+        images (torch.randn 3 1 28 28)
+        predict (hytorch.stage log-probabilities model images))
+  (defn check [m]
+    (with [_ (torch.no-grad)]
+      (assert (torch.allclose (predict m images) (m images) :atol 1e-5))))
+  (check model)
+  (check model)
+  (with [_ (torch.no-grad)] (.add- model.fc1.weight 0.5))
+  (check model)
+  (setv model.fc2.bias.data (torch.randn 10))
+  (check model)
+  (setv other (Net))
+  (.load-state-dict model (.state-dict other))
+  (check model)
+  (check (Net)))
