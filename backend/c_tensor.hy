@@ -181,11 +181,9 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn elementwise [self op a b scope target node]
     (setv ab (self.tensor a scope op) bb (self.tensor b scope op)
           ta (self.ttype ab) tb (self.ttype bb)
-          t (self.shape-checked elementwise-type ta tb "combine")
+          t (self.shape-checked elementwise-type op ta tb)
           [lines y] (self.alloc target t)
           kernel (get {"+" "ht_add" "-" "ht_sub" "*" "ht_mul"} op))
-    (when (or (!= ta.dtype "float32") (!= tb.dtype "float32"))
-      (raise (IRError f"`{op}` of tensors needs float32 tensors")))
     (setv row-vectors #{})
     (cond
       (= ta.shape tb.shape)
@@ -313,8 +311,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn tensor-compare [self op a b scope target]
     (setv ab (self.tensor a scope op) bb (self.tensor b scope op)
           t (self.shape-checked compare-type (self.ttype ab) (self.ttype bb)))
-    (when (or (!= op "==") (!= (. (self.ttype ab) shape) (. (self.ttype bb) shape))
-              (!= (. (self.ttype ab) dtype) "int64") (!= (. (self.ttype bb) dtype) "int64"))
+    (when (!= op "==")
       (raise (IRError "comparing tensors is supported as == of int64 tensors of one shape")))
     (setv [lines y] (self.alloc target t))
     (self.tensor-out [#* lines f"ht_eq_i64({y}, {ab.cname}, {bb.cname}, {(self.numel t)});"] y t False))

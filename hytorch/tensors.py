@@ -183,33 +183,12 @@ def _elementwise(op, a, b):
         return stage_op("scale", tensor, float(scalar))
     a, b = _tensor(a, op), _tensor(b, op)
     ttype = _checked(OPS[op].result_type, [a.type, b.type], [])
-    _check_compiled_elementwise(op, a.type, b.type)
     return _emit([Sym(op), a.sym, b.sym], ttype, a.requires_grad or b.requires_grad)
-
-
-def _is_row_vector_of(v, x):
-    return v.ndim == 1 and x.ndim >= 2 and x.shape[-1] == v.shape[0]
-
-
-def _check_compiled_elementwise(op, a, b):
-    """What backend/c_tensor.hy compiles of the shapes the rule allows, until it broadcasts
-    more: float32 tensors of one shape, or `+` of a row vector."""
-    if a.dtype != "float32" or b.dtype != "float32":
-        raise StagingError(f"`{op}` of tensors needs float32 tensors, got {shapes.show(a)} and "
-                           f"{shapes.show(b)}", user_location())
-    if not (a.shape == b.shape
-            or (op == "+" and (_is_row_vector_of(a, b) or _is_row_vector_of(b, a)))):
-        raise StagingError(f"`{op}` of tensors {shapes.show(a)} and {shapes.show(b)} is not "
-                           "supported (equal shapes, or + of a row vector)", user_location())
 
 
 def _compare(a, b):
     a, b = _tensor(a, "=="), _tensor(b, "==")
     ttype = _checked(OPS["=="].result_type, [a.type, b.type], [])
-    if a.type.shape != b.type.shape or "float32" in (a.type.dtype, b.type.dtype):
-        raise StagingError(f"`==` of tensors {shapes.show(a.type)} and {shapes.show(b.type)} is "
-                           "not supported (int64 tensors of one shape, e.g. predictions and "
-                           "labels)", user_location())
     return _emit([Sym("=="), a.sym, b.sym], ttype)
 
 

@@ -201,23 +201,29 @@ table still holds their shape rules and the torch functions they stand for."
   (TensorType #(#* (cut x.shape 0 -1) (get w.shape 0)) "float32" x.batched))
 
 
-(defn elementwise-type [a b what]
-  "`(+ A B)` and friends: equal shapes, a row vector broadcast over rows, or a scalar."
-  (setv batched (batch-of a b)
-        dtype (if (= a.dtype b.dtype) a.dtype "float32"))
-  (cond (= a.shape b.shape) (TensorType a.shape dtype batched)
-        (= b.shape #()) (TensorType a.shape dtype batched)
-        (= a.shape #()) (TensorType b.shape dtype batched)
-        (and (= b.ndim 1) (>= a.ndim 2) (= (get a.shape -1) (get b.shape 0)) (not b.batched))
-          (TensorType a.shape dtype batched)
-        (and (= a.ndim 1) (>= b.ndim 2) (= (get b.shape -1) (get a.shape 0)) (not a.batched))
-          (TensorType b.shape dtype batched)
-        True (raise (ShapeError f"cannot {what} tensors of shapes {(show a)} and {(show b)}"))))
+(defn elementwise-type [op a b]
+  "`(+ A B)`, `(- A B)`, `(* A B)` of float32 tensors: equal shapes, or for `+` a row vector
+  added to every row (what the renderer compiles; no other broadcasting yet).
+
+    (elementwise-type \"+\" (TensorType #(4 3)) (TensorType #(3)))  ; => TensorType((4, 3), float32)"
+  (when (or (!= a.dtype "float32") (!= b.dtype "float32"))
+    (raise (ShapeError f"`{op}` of tensors needs float32 tensors, got {(show a)} and {(show b)}")))
+  (setv batched (batch-of a b))
+  (defn row-vector-of [v x]
+    (and (= v.ndim 1) (>= x.ndim 2) (= (get x.shape -1) (get v.shape 0)) (not v.batched)))
+  (cond (= a.shape b.shape) (TensorType a.shape "float32" batched)
+        (and (= op "+") (row-vector-of b a)) (TensorType a.shape "float32" batched)
+        (and (= op "+") (row-vector-of a b)) (TensorType b.shape "float32" batched)
+        True (raise (ShapeError (+ f"`{op}` of tensors {(show a)} and {(show b)} is not supported "
+                                   "(equal shapes, or + of a row vector)")))))
 
 
 (defn compare-type [a b]
-  (setv t (elementwise-type a b "compare"))
-  (TensorType t.shape "int64" t.batched))
+  "`(== A B)`: int64 tensors of one shape (predictions and labels), an int64 result."
+  (when (or (!= a.shape b.shape) (!= a.dtype "int64") (!= b.dtype "int64"))
+    (raise (ShapeError (+ f"`==` of tensors {(show a)} and {(show b)} is not supported (int64 "
+                          "tensors of one shape, e.g. predictions and labels)"))))
+  (TensorType a.shape "int64" (batch-of a b)))
 
 
 (defn last-dim-type [x dim what]
@@ -607,9 +613,13 @@ table still holds their shape rules and the torch functions they stand for."
 
    ;; bespoke ops: their own IR nodes, rendered and differentiated outside the table
    (Op "dot" :inputs ["w" "x"] :rule dot-type)
-   (Op "+" :inputs ["a" "b"] :torch ["torch.add"] :rule (fn [a b] (elementwise-type a b "add")))
-   (Op "-" :inputs ["a" "b"] :torch ["torch.sub"] :rule (fn [a b] (elementwise-type a b "subtract")))
-   (Op "*" :inputs ["a" "b"] :torch ["torch.mul"] :rule (fn [a b] (elementwise-type a b "multiply")))
+   ;; torch.Tensor.add: what `p + x` calls for a module's parameter p and a staged x
+   (Op "+" :inputs ["a" "b"] :torch ["torch.add" "torch.Tensor.add"]
+       :rule (fn [a b] (elementwise-type "+" a b)))
+   (Op "-" :inputs ["a" "b"] :torch ["torch.sub" "torch.Tensor.sub"]
+       :rule (fn [a b] (elementwise-type "-" a b)))
+   (Op "*" :inputs ["a" "b"] :torch ["torch.mul" "torch.Tensor.mul"]
+       :rule (fn [a b] (elementwise-type "*" a b)))
    (Op "==" :inputs ["a" "b"] :torch ["torch.eq" "torch.Tensor.eq"] :rule compare-type)
    (Op "view" :inputs ["x"] :attrs ["dims"] :torch ["torch.Tensor.view" "torch.Tensor.reshape"]
        :rule view-type)])
