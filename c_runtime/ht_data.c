@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "ht_parallel.h"
+
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
@@ -74,29 +76,54 @@ static int64_t batch_rows(const ht_loader *l, int64_t batch) {
     return l->count - start < l->batch_size ? l->count - start : l->batch_size;
 }
 
-/* Asks the caches for the images of `batch`: they are read a training step later, in a
- * shuffled order that the hardware prefetchers cannot guess (at batch 1, waiting for one
- * image from memory took a tenth of the step). Inlined: gcc deems a function that only
- * prefetches pure, and drops calls of it. */
-static inline __attribute__((always_inline)) void prefetch_batch(const ht_loader *l,
-                                                                 int64_t batch) {
-    int64_t n = batch_rows(l, batch), pixels = l->rows * l->cols;
-    for (int64_t r = 0; r < n; r++) {
-        const uint8_t *image = l->images + l->order[batch * l->batch_size + r] * pixels;
-        for (int64_t at = 0; at < pixels; at += 64) __builtin_prefetch(image + at);
-        __builtin_prefetch(image + pixels - 1);
-    }
+/* Asks the caches for a sample that a later fill reads: samples come in a shuffled order that
+ * the hardware prefetchers cannot guess (at batch 1, waiting for one image from memory took a
+ * tenth of the step). Inlined: gcc deems a function that only prefetches pure, and drops
+ * calls of it. */
+static inline __attribute__((always_inline)) void prefetch_sample(const ht_loader *l,
+                                                                  int64_t sample) {
+    int64_t pixels = l->rows * l->cols;
+    const uint8_t *image = l->images + sample * pixels;
+    for (int64_t at = 0; at < pixels; at += 64) __builtin_prefetch(image + at);
+    __builtin_prefetch(image + pixels - 1);
+    __builtin_prefetch(l->labels + sample);
 }
 
-int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y) {
-    int64_t n = batch_rows(l, batch), pixels = l->rows * l->cols;
-    for (int64_t r = 0; r < n; r++) {
-        int64_t sample = l->order[batch * l->batch_size + r];
-        normalise_pixels(x + r * pixels, l->images + sample * pixels, pixels, l);
-        y[r] = l->labels[sample];
+typedef struct {
+    const ht_loader *l;
+    int64_t batch, rows, next_rows;
+    float *x;
+    int64_t *y;
+} fill_job;
+
+/* Rows [from, to) of the job's batch, then a request for the same rows of the next batch. */
+static void fill_rows(const fill_job *job, int64_t from, int64_t to) {
+    const ht_loader *l = job->l;
+    const int64_t pixels = l->rows * l->cols, first = job->batch * l->batch_size;
+    for (int64_t r = from; r < to; r++) {
+        int64_t sample = l->order[first + r];
+        normalise_pixels(job->x + r * pixels, l->images + sample * pixels, pixels, l);
+        job->y[r] = l->labels[sample];
     }
-    prefetch_batch(l, batch + 1);
-    return n;
+    for (int64_t r = from; r < to && r < job->next_rows; r++)
+        prefetch_sample(l, l->order[first + l->batch_size + r]);
+}
+
+static void fill_task(void *arg, int t, int tasks) {
+    const fill_job *job = arg;
+    ht_share share = ht_task_share(job->rows, t, tasks);
+    fill_rows(job, share.from, share.to);
+}
+
+/* A batch is filled by several threads when each gets at least this many images (a
+ * microsecond or more of work; handing out a task costs well under one). */
+#define PARALLEL_MIN_ROWS 8
+
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y) {
+    fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), x, y};
+    int64_t most = job.rows / PARALLEL_MIN_ROWS, threads = ht_get_num_threads();
+    ht_parallel((int)(most < 1 ? 1 : most < threads ? most : threads), fill_task, &job);
+    return job.rows;
 }
 
 void ht_loader_release(ht_loader *l) {

@@ -41,7 +41,8 @@ int64_t ht_loader_len(const ht_loader *l);
 void ht_loader_begin_epoch(ht_loader *l);
 /* Writes batch `batch` of the epoch into x [batch_size*rows*cols] and y [batch_size];
  * returns the number of samples written (batch_size, fewer for a last partial batch,
- * 0 when `batch` is out of range). */
+ * 0 when `batch` is out of range). Asks the caches for the next batch's samples. A batch of
+ * 16 samples or more is split over the runtime's threads (ht_machine.h): the same values. */
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y);
 /* Frees `order` if ht_loader_init allocated it. */
 void ht_loader_release(ht_loader *l);

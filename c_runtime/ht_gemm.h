@@ -1,5 +1,6 @@
 /* ht_gemm.h (private to c_runtime): the matrix-product engines behind ht_linear*.c, in
- * ht_gemm.c. All matrices are row-major with contiguous rows. */
+ * ht_gemm_nt.c, ht_gemm_nn.c and ht_gemm_fused.c (ht_gemm_impl.h). All matrices are row-major
+ * with contiguous rows. */
 #ifndef HT_GEMM_H
 #define HT_GEMM_H
 
@@ -39,7 +40,8 @@ HT_INTERNAL void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, cons
                                      const float *x_next, int64_t k_next);
 
 /* W[m,n] <- SGD step with g = dy[m] (x) x[n] (as ht_gemm_nn with k = 1, on one thread), then
- * y[m] = W[m,n] @ x_next[n] with the updated W (as ht_gemm_nt with one row): one pass over W. */
+ * y[m] = W[m,n] @ x_next[n] with the updated W (as ht_gemm_nt with one row): one pass over W,
+ * which with plain SGD only reads the rows whose dy is zero (they stay as they are). */
 HT_INTERNAL void ht_gemm_rank1_sgd_then_nt(float *W, float *buf, const float *dy, const float *x,
                                            int64_t m, int64_t n, ht_sgd_params sgd, float *y,
                                            const float *x_next);

@@ -1,4 +1,4 @@
-/* ht_linear.c: the linear layer y = x W^T + b and its gradients (engines in ht_gemm.c). */
+/* ht_linear.c: the linear layer y = x W^T + b and its gradients (engines in ht_gemm*.c). */
 #include "ht_kernels.h"
 
 #include "ht_gemm.h"

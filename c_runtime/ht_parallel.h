@@ -13,4 +13,16 @@
 typedef void (*ht_task)(void *arg, int t, int tasks);
 __attribute__((visibility("hidden"))) void ht_parallel(int tasks, ht_task task, void *arg);
 
+/* Task t's share [from, to) of n items split over `tasks` tasks in order, in near-equal
+ * shares (the first n % tasks one larger). */
+typedef struct {
+    int64_t from, to;
+} ht_share;
+
+static inline ht_share ht_task_share(int64_t n, int t, int tasks) {
+    int64_t size = n / tasks, extra = n % tasks;
+    int64_t from = t * size + (t < extra ? t : extra);
+    return (ht_share){from, from + size + (t < extra)};
+}
+
 #endif

@@ -127,6 +127,14 @@ HT_INLINE ht_vf ht_vkeep_first(ht_vf v, int64_t count) {
     return (ht_vf)((ht_vi)v & ht_vfirst_lanes(count));
 }
 
+/* Whether any lane of v is a NaN. */
+HT_INLINE int ht_vany_nan(ht_vf v) {
+    ht_vi nan = v != v;
+    int32_t any = 0;
+    for (int l = 0; l < HT_VL; l++) any |= nan[l];
+    return any != 0;
+}
+
 /* Keeps v in a register: without it gcc may fold a load into every instruction that uses
  * the value, and a tile that reuses its loads becomes load-bound. */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__SSE2__)

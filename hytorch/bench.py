@@ -9,8 +9,9 @@ same order; each measurement repeated, its best and median reported.
 It prints the CPU, the vector instructions HyTorch's C runtime was built for and the threads
 each contender used, then seconds per epoch and the speed-ups for batch 1 (the demo: SGD lr
 0.0005) and batch 64 (lr 0.01, momentum 0.5) on one thread, and at batch 64 on two threads
-too; last, the time to stage and compile the demo: with nothing cached, cold (a model never
-compiled before; the C runtime is built once per machine by the setup, `python -m
+too; then HyTorch's arithmetic rate against the single-thread matrix product of the machine
+(torch.mm); last, the time to stage and compile the demo: with nothing cached, cold (a model
+never compiled before; the C runtime is built once per machine by the setup, `python -m
 hytorch.build`) and from the cache. Speed-ups compare best times: on a shared machine the
 best of several runs is the closest to what the code costs.
 """
@@ -197,6 +198,50 @@ def bench_compile(seed=1):
     return times
 
 
+def epoch_gflop(model, samples):
+    """The floating-point operations of an epoch of `samples` SGD steps of an MLP of linear
+    layers, in GFLOP: each layer's forward product and weight gradient, and the input gradient
+    of every layer but the first (a multiply-add is two operations; biases are left out)."""
+    import torch
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    multiply_adds = sum(layer.in_features * layer.out_features * (2 if i == 0 else 3)
+                        for i, layer in enumerate(layers))
+    return 2 * multiply_adds * samples / 1e9
+
+
+def sgemm_gflops(size=1024, repeats=10):
+    """torch.mm's rate on one thread, in GFLOP/s: the best of `repeats` products of two
+    size x size float32 matrices (the machine's single-thread matrix-product peak, near
+    enough)."""
+    import torch
+    torch.set_num_threads(1)
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def print_rates(rows_by_batch, limit):
+    """HyTorch's GFLOP/s at each batch size and thread count, against sgemm_gflops()."""
+    from hytorch.data import MNIST
+    from hytorch.examples.mnist_mlp import Net
+    peak = sgemm_gflops()
+    samples = MNIST(train=True, limit=limit).count
+    print(f"| batch | threads | HyTorch GFLOP/s (best) | share of one thread's sgemm "
+          f"(torch.mm: {peak:.0f} GFLOP/s) |")
+    print("| --- | --- | --- | --- |")
+    for batch_size, rows in rows_by_batch.items():
+        for row in rows:
+            if row.name == HYTORCH:
+                rate = epoch_gflop(Net(), samples) / row.best
+                print(f"| {batch_size} | {row.threads} | {rate:.1f} | {rate / peak:.0%} |",
+                      flush=True)
+
+
 def print_rows(batch_size, rows):
     """Table rows; a contender's speed-up is its best time over HyTorch's at its thread count,
     and HyTorch's on several threads is its best time on one over its own."""
@@ -234,10 +279,15 @@ def main(argv=None):
     print("| batch | contender | threads | s/epoch (best) | s/epoch (median) | final loss | "
           "HyTorch speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
+    rows_by_batch = {}
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         threads = (1, MULTI_THREADS) if batch_size == MULTI_THREAD_BATCH else (1,)
-        print_rows(batch_size, bench_training(batch_size, args.epochs, args.limit,
-                                              not args.no_torch_compile, args.repeats, threads))
+        rows_by_batch[batch_size] = bench_training(batch_size, args.epochs, args.limit,
+                                                   not args.no_torch_compile, args.repeats,
+                                                   threads)
+        print_rows(batch_size, rows_by_batch[batch_size])
+    print()
+    print_rates(rows_by_batch, args.limit)
     print()
     times = bench_compile()
     print("| staging + C compile of the demo | seconds |")

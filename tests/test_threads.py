@@ -1,5 +1,5 @@
 """Threads: hytorch.set_num_threads / $HYTORCH_THREADS reach every compiled model, and the
-matrix products give the same bits whatever the thread count.
+matrix products and the data loader's batches give the same bits whatever the thread count.
 
 The products split over threads are those of a batch of at least 16 rows with enough work
 for each thread; the shapes below are drawn large enough that every product of a linear
@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 import hytorch
 from c_harness import BUILDS, KERNELS_CDEF, RUNTIME_DIR, f32, garbage, load_runtime, ptr
 from hytorch import machine
+from hytorch.data import MNIST
+from test_data import CLoader, assert_same_epoch, make_split
+from test_rng import RUNTIME_CDEF
 
 THREAD_COUNTS = [2, 3, 8]  # more threads than cores is slower, never different
 
@@ -124,6 +127,44 @@ def test_products_do_not_depend_on_the_thread_count(rt, shape, seed):
         lib.ht_set_num_threads(threads)
         for got, want in zip(layer_products(ffi, lib, case), expected):
             np.testing.assert_array_equal(got, want)
+
+
+# ---- the data loader fills a batch on several threads, with the same result
+
+@pytest.fixture(scope="module")
+def loader_rt():
+    """The native runtime declared with test_rng's cdef (its loader; its two test shims are not
+    in this library and not called) and the thread setting."""
+    return load_runtime(RUNTIME_CDEF + machine.RUNTIME_CDEF)
+
+
+@pytest.fixture(scope="module")
+def loader_data(tmp_path_factory):
+    """300 random 6x5 images with labels, as an MNIST-format train split."""
+    rng = np.random.default_rng(7)
+    root = make_split(tmp_path_factory.mktemp("loader"),
+                      rng.integers(0, 256, size=(300, 6, 5), dtype=np.uint8),
+                      rng.integers(0, 256, size=300, dtype=np.uint8))
+    return root
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch_size=st.integers(1, 120), limit=st.integers(0, 300), shuffle=st.booleans(),
+       drop_last=st.booleans(), threads=st.sampled_from(THREAD_COUNTS))
+def test_loader_batches_do_not_depend_on_the_thread_count(loader_rt, loader_data, batch_size, limit,
+                                                          shuffle, drop_last, threads):
+    _, lib = loader_rt
+    loader = MNIST(root=loader_data, batch_size=batch_size, shuffle=shuffle, seed=batch_size,
+                   drop_last=drop_last, limit=limit)
+    c_loader = CLoader(loader_rt, loader.c_spec())
+    lib.ht_set_num_threads(threads)
+    try:
+        for _ in range(2):
+            assert_same_epoch(loader.batches_numpy(), c_loader.epoch())
+    finally:
+        lib.ht_set_num_threads(1)
+        c_loader.release()
 
 
 # ---- the setting reaches every compiled model
