@@ -44,20 +44,21 @@ void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, 
  * dependent multiply-adds, and one chain alone would wait on each. */
 #define FUSED_ROWS 4
 
-/* Rows row[0..Q) of W side by side (W, buf, dy and acc are indexed by row): each element
- * updated as ht_gemm_nn's rank-1 update does, each row's product accumulated as ht_gemm_nt's
- * tiles do (same chunks, multiply-adds and order; the lanes past the end of a row zeroed, as
- * the zero-padded chunks there are). */
+/* Rows r .. r+Q-1 of W side by side (Q <= FUSED_ROWS): each element updated as ht_gemm_nn's
+ * rank-1 update does, each row's product accumulated into acc[q] as ht_gemm_nt's tiles do
+ * (same chunks, multiply-adds and order; the lanes past the end of a row zeroed, as the
+ * zero-padded chunks there are). The rows whose bit is set in `kept` (a constant) are those
+ * that the update leaves as they are (see leaves_zero_dy_rows): only read, nothing stored, so
+ * that their cache lines stay clean and are never written back (a sweep that only reads rows
+ * takes about a third of the time of one that writes them), unless one holds a NaN: its
+ * product is NaN, and sweep_block redoes the row. */
 HT_INLINE void sweep_rows(float *W, float *buf, const float *dy, const float *x, int64_t n,
                           ht_sgd_params sgd, const int sgd_variant, const float *x_next,
-                          ht_vf *acc, const int *row, const int Q) {
-    float *Wq[FUSED_ROWS], *bufq[FUSED_ROWS];
+                          ht_vf *acc, const int Q, const int kept) {
     ht_vf d[FUSED_ROWS], a[FUSED_ROWS];
     HT_UNROLL(4)
     for (int q = 0; q < Q; q++) {
-        Wq[q] = W + row[q] * n;
-        bufq[q] = buf ? buf + row[q] * n : NULL;
-        d[q] = ht_vsplat(dy[row[q]]);
+        d[q] = ht_vsplat(dy[q]);
         a[q] = ht_vzero();
     }
     int64_t j = 0;
@@ -65,9 +66,12 @@ HT_INLINE void sweep_rows(float *W, float *buf, const float *dy, const float *x,
         ht_vf xv = ht_vload(x + j), xn = ht_vload(x_next + j);
         HT_UNROLL(4)
         for (int q = 0; q < Q; q++) {
-            ht_vf w = ht_sgd_rule_v(Wq[q] + j, bufq[q] ? bufq[q] + j : NULL,
-                                    ht_vfma(d[q], xv, ht_vzero()), HT_VL, sgd, sgd_variant);
-            a[q] = ht_vfma(xn, w, a[q]);
+            float *w = W + q * n + j;
+            ht_vf updated = kept >> q & 1 ? ht_vload(w)
+                                          : ht_sgd_rule_v(w, buf ? buf + q * n + j : NULL,
+                                                          ht_vfma(d[q], xv, ht_vzero()), HT_VL, sgd,
+                                                          sgd_variant);
+            a[q] = ht_vfma(xn, updated, a[q]);
         }
     }
     if (j < n) {
@@ -75,88 +79,68 @@ HT_INLINE void sweep_rows(float *W, float *buf, const float *dy, const float *x,
         ht_vf xv = ht_vload_first(x + j, count), xn = ht_vload_first(x_next + j, count);
         HT_UNROLL(4)
         for (int q = 0; q < Q; q++) {
-            ht_vf w = ht_sgd_rule_v(Wq[q] + j, bufq[q] ? bufq[q] + j : NULL,
-                                    ht_vfma(d[q], xv, ht_vzero()), count, sgd, sgd_variant);
+            float *w = W + q * n + j;
             /* Lanes past the row hold the rule applied to zeros, NaN when dy is infinite. */
-            a[q] = ht_vfma(xn, ht_vkeep_first(w, count), a[q]);
+            ht_vf updated = kept >> q & 1
+                                ? ht_vload_first(w, count)
+                                : ht_vkeep_first(ht_sgd_rule_v(w, buf ? buf + q * n + j : NULL,
+                                                               ht_vfma(d[q], xv, ht_vzero()),
+                                                               count, sgd, sgd_variant),
+                                                 count);
+            a[q] = ht_vfma(xn, updated, a[q]);
         }
     }
     HT_UNROLL(4)
-    for (int q = 0; q < Q; q++) acc[row[q]] = a[q];
+    for (int q = 0; q < Q; q++) acc[q] = a[q];
 }
 
-/* sweep_rows for rows that the update leaves as they are (see leaves_zero_dy_rows): their
- * products only, nothing stored, so that their cache lines stay clean and are never written
- * back (a sweep that only reads rows takes about a third of the time of one that writes
- * them). A row that holds a NaN is the exception: its product is NaN, and the caller redoes
- * the row with sweep_rows. */
-HT_INLINE void dot_rows(const float *W, const float *x_next, int64_t n, ht_vf *acc,
-                        const int *row, const int Q) {
-    const float *Wq[FUSED_ROWS];
-    ht_vf a[FUSED_ROWS];
-    HT_UNROLL(4)
-    for (int q = 0; q < Q; q++) {
-        Wq[q] = W + row[q] * n;
-        a[q] = ht_vzero();
+/* sweep_rows on Q rows from row r, `kept` being the rows whose dy is zero when
+ * `zero_dy_unchanged` (with plain SGD only: no such code in the other variants); a kept row
+ * whose product is NaN is redone, updated. */
+HT_INLINE void sweep_block(float *W, float *buf, const float *dy, const float *x, int64_t r,
+                           int64_t n, ht_sgd_params sgd, const int sgd_variant,
+                           const float *x_next, ht_vf *acc, const int Q, int zero_dy_unchanged) {
+    float *Wr = W + r * n, *bufr = buf ? buf + r * n : NULL;
+    int kept = 0;
+    for (int q = 0; q < Q && sgd_variant == 0 && zero_dy_unchanged; q++)
+        kept |= (dy[r + q] == 0.0f) << q;
+    switch (kept) {
+#define HT_SWEEP_KEEPING(K)                                                                   \
+    case K:                                                                                   \
+        if (K >> Q == 0) /* (only for the sets of rows a block of Q has) */                  \
+            sweep_rows(Wr, bufr, dy + r, x, n, sgd, sgd_variant, x_next, acc + r, Q, K);      \
+        break;
+        HT_SWEEP_KEEPING(0) HT_SWEEP_KEEPING(1) HT_SWEEP_KEEPING(2) HT_SWEEP_KEEPING(3)
+        HT_SWEEP_KEEPING(4) HT_SWEEP_KEEPING(5) HT_SWEEP_KEEPING(6) HT_SWEEP_KEEPING(7)
+        HT_SWEEP_KEEPING(8) HT_SWEEP_KEEPING(9) HT_SWEEP_KEEPING(10) HT_SWEEP_KEEPING(11)
+        HT_SWEEP_KEEPING(12) HT_SWEEP_KEEPING(13) HT_SWEEP_KEEPING(14) HT_SWEEP_KEEPING(15)
+#undef HT_SWEEP_KEEPING
     }
-    int64_t j = 0;
-    for (; j + HT_VL <= n; j += HT_VL) {
-        ht_vf xn = ht_vload(x_next + j);
-        HT_UNROLL(4)
-        for (int q = 0; q < Q; q++) a[q] = ht_vfma(xn, ht_vload(Wq[q] + j), a[q]);
-    }
-    if (j < n) {
-        ht_vf xn = ht_vload_first(x_next + j, n - j);
-        HT_UNROLL(4)
-        for (int q = 0; q < Q; q++) a[q] = ht_vfma(xn, ht_vload_first(Wq[q] + j, n - j), a[q]);
-    }
-    HT_UNROLL(4)
-    for (int q = 0; q < Q; q++) acc[row[q]] = a[q];
+    for (int q = 0; q < Q; q++)
+        if (kept >> q & 1 && ht_vany_nan(acc[r + q]))
+            sweep_rows(Wr + q * n, bufr ? bufr + q * n : NULL, dy + r + q, x, n, sgd, sgd_variant,
+                       x_next, acc + r + q, 1, 0);
 }
 
-/* Rows row[0..count) by sweep_rows, or by dot_rows when `unchanged` (a row whose product is
- * NaN then redone by sweep_rows), in blocks of FUSED_ROWS, then one at a time. */
-HT_INLINE void sweep_rows_of(float *W, float *buf, const float *dy, const float *x, int64_t n,
-                             ht_sgd_params sgd, const int sgd_variant, const float *x_next,
-                             ht_vf *acc, const int *row, int count, const int unchanged) {
-    int at = 0;
-    for (; at + FUSED_ROWS <= count; at += FUSED_ROWS)
-        if (unchanged)
-            dot_rows(W, x_next, n, acc, row + at, FUSED_ROWS);
-        else
-            sweep_rows(W, buf, dy, x, n, sgd, sgd_variant, x_next, acc, row + at, FUSED_ROWS);
-    for (; at < count; at++)
-        if (unchanged)
-            dot_rows(W, x_next, n, acc, row + at, 1);
-        else
-            sweep_rows(W, buf, dy, x, n, sgd, sgd_variant, x_next, acc, row + at, 1);
-    if (unchanged)
-        for (int q = 0; q < count; q++)
-            if (ht_vany_nan(acc[row[q]]))
-                sweep_rows(W, buf, dy, x, n, sgd, sgd_variant, x_next, acc, row + q, 1);
-}
-
-/* One group of HT_VL rows (their products summed by one tree), `rows` of them from row i0,
- * last to first when `backwards`: those that the update changes, then, when
- * `zero_dy_unchanged`, those whose dy is zero (a ReLU's inactive units: about half). */
+/* One group of HT_VL rows (their products summed by one tree), `rows` of them from row i0:
+ * blocks of FUSED_ROWS, then single rows; last to first when `backwards`. */
 HT_INLINE void sweep_group(float *W, float *buf, const float *dy, const float *x, int64_t i0,
                            int rows, int64_t n, ht_sgd_params sgd, const int sgd_variant, float *y,
                            const float *x_next, int backwards, int zero_dy_unchanged) {
-    int changing[HT_VL], unchanged[HT_VL], changing_rows = 0, unchanged_rows = 0;
-    for (int u = 0; u < rows; u++) {
-        int q = backwards ? rows - 1 - u : u;
-        if (zero_dy_unchanged && dy[i0 + q] == 0.0f)
-            unchanged[unchanged_rows++] = q;
-        else
-            changing[changing_rows++] = q;
-    }
     ht_vf acc[HT_VL];
     for (int q = rows; q < HT_VL; q++) acc[q] = ht_vzero();
     float *Wg = W + i0 * n, *bufg = buf ? buf + i0 * n : NULL;
-    sweep_rows_of(Wg, bufg, dy + i0, x, n, sgd, sgd_variant, x_next, acc, changing, changing_rows,
-                  0);
-    if (sgd_variant == 0) /* only then can zero_dy_unchanged hold: no such code in the others */
-        sweep_rows_of(Wg, bufg, dy + i0, x, n, sgd, 0, x_next, acc, unchanged, unchanged_rows, 1);
+    const int blocks = rows / FUSED_ROWS, singles = rows % FUSED_ROWS;
+    for (int u = 0; u < blocks + singles; u++) {
+        int unit = backwards ? blocks + singles - 1 - u : u;
+        int r = unit < blocks ? unit * FUSED_ROWS : blocks * FUSED_ROWS + (unit - blocks);
+        if (unit < blocks)
+            sweep_block(Wg, bufg, dy + i0, x, r, n, sgd, sgd_variant, x_next, acc, FUSED_ROWS,
+                        zero_dy_unchanged);
+        else
+            sweep_block(Wg, bufg, dy + i0, x, r, n, sgd, sgd_variant, x_next, acc, 1,
+                        zero_dy_unchanged);
+    }
     ht_vf sums = ht_vsum_each(acc);
     for (int q = 0; q < rows; q++) y[i0 + q] = sums[q];
 }
@@ -164,7 +148,7 @@ HT_INLINE void sweep_group(float *W, float *buf, const float *dy, const float *x
 /* Whether the update leaves each row whose dy is zero as it is, bit for bit, so that it need
  * not be written: with plain SGD (no momentum nor weight decay), x finite, and lr finite and
  * not negative, each element's gradient fma(±0, x, +0) is +0 and fma(+0, -lr, w) = w + -0
- * is w, unless w is a NaN (which dot_rows leaves to sweep_rows). */
+ * is w, unless w is a NaN (sweep_block sees those rows and updates them). */
 static int leaves_zero_dy_rows(const float *x, int64_t n, ht_sgd_params sgd,
                                const int sgd_variant) {
     if (sgd_variant != 0 || !isfinite(sgd.lr) || signbit(sgd.lr)) return 0;
