@@ -1,15 +1,29 @@
 "Rendering data loaders to C: transforms, `loader`, `len` and `for_dataloader`, whose loop
-reads batches with no Python in it. A training loop whose first layer's SGD step is applied
-during the backward pass is pipelined: the next batch is read during that step and its
-first-layer outputs computed in the same pass over the weights (ht_linear_bwd_weight_sgd_fwd).
+reads batches with no Python in it. A loader reads MNIST-format images or the user's arrays
+(c_runtime/ht_data.h), one sample's shapes in its info:
+
+  (loader (MNIST True True x3 64 False))   ; data [64 1 28 28] float32, target [64] int64
+  (loader (arrays (3) (1) float32 16))     ; data [16 3] float32, target [16 1] float32
+
+A training loop whose first layer's SGD step is applied during the backward pass is
+pipelined: the next batch is read during that step and its first-layer outputs computed in
+the same pass over the weights (ht_linear_bwd_weight_sgd_fwd).
 A mixin of CRenderer (c_render.hy)."
 
-(import hytorch.backend.c_out [Out c-float excerpt indent]
+(import math
+        hytorch.backend.c_out [Out c-float excerpt indent]
+        hytorch.backend.c_tensor [C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.printf [c-string]
         hytorch.ir.syntax [Sym]
         hytorch.backend.scope [Binding]
         hytorch.ir.types [TensorType]
         hytorch.errors [IRError])
+
+
+(defn positive-sizes? [sizes]
+  "Whether `sizes` is a list of integers of at least 1: (positive-sizes? [2 3]) => True"
+  (and (isinstance sizes list)
+       (all (gfor d sizes (and (isinstance d int) (not (isinstance d bool)) (>= d 1))))))
 
 
 (defclass DataRendering []
@@ -37,17 +51,42 @@ A mixin of CRenderer (c_render.hy)."
       ["MNIST" train download transform #* rest]
         (do (setv tb (.lookup scope transform)
                   [batch shuffle] (+ (list rest) (cut [1 False] (len rest) None))
-                  [rows cols] (.get self.loader-dims (str target) #(28 28))
-                  [expr field] (self.state-field target "ht_loader" "(loader (MNIST ...))"))
+                  [rows cols] (.get self.loader-dims (str target) #(28 28)))
             (when (!= tb.type "transform")
               (raise (IRError f"the loader's transform `{transform}` is a {tb.type}")))
-            (.append self.free-lines f"ht_loader_release(&{expr});")
-            (self.slot f"&{expr}" "loader" :sym target :train (bool train) :batch_size batch
-                       :shuffle (bool shuffle) :mean (get tb.info "mean") :std (get tb.info "std")
-                       :rows rows :cols cols)
-            (Out [] expr "loader" :declared True
-                 :info {"batch" batch "rows" rows "cols" cols}))
+            (self.loader-out target "MNIST" batch [1 rows cols] [] "int64"
+                             :train (bool train) :shuffle (bool shuffle)
+                             :mean (get tb.info "mean") :std (get tb.info "std")))
+      ["arrays" #* args] (self.arrays-loader spec target)
       _ (raise (IRError f"unknown data set in (loader {(excerpt spec)})"))))
+
+  (defn arrays-loader [self spec target]
+    "`(arrays (INPUT-SHAPE) (TARGET-SHAPE) TARGET-DTYPE BATCH)`: an ArrayLoader's arrays, by
+    the shapes of one sample's input and target."
+    (match spec
+      [_ input-shape target-shape dtype batch]
+        :if (and (positive-sizes? input-shape) (positive-sizes? target-shape)
+                 (positive-sizes? [batch]) (in (str dtype) #("int64" "float32")))
+        (self.loader-out target "arrays" batch input-shape target-shape (str dtype))
+      _ (raise (IRError (+ f"(loader {(excerpt spec)}): an array loader is (arrays (INPUT-SHAPE) "
+                           "(TARGET-SHAPE) int64|float32 BATCH), with sizes of at least 1")))))
+
+  (defn loader-out [self target source batch input-shape target-shape target-dtype #** info]
+    "A loader of the state: its slot (what Python binds to it), the element types C reads
+    (MNIST's are the zero ones) and its batches' shapes in its info."
+    (setv [expr _] (self.state-field target "ht_loader" f"(loader ({source} ...))"))
+    (when (= source "arrays")
+      (.append self.init-lines (.join " " [f"{expr}.images_type = HT_FLOAT32;"
+                                           f"{expr}.labels_type = HT_{(.upper target-dtype)};"
+                                           f"{expr}.target_size = {(math.prod target-shape)};"])))
+    (.append self.free-lines f"ht_loader_release(&{expr});")
+    (self.slot f"&{expr}" "loader" :sym target :source source :batch_size batch
+               :input_shape (list input-shape) :target_shape (list target-shape)
+               :target_dtype target-dtype #** info)
+    (Out [] expr "loader" :declared True
+         :info {"batch" batch
+                "data" (TensorType [batch #* input-shape] "float32")
+                "target" (TensorType [batch #* target-shape] target-dtype)}))
 
   (defn loader-of [self x scope]
     (setv b (.lookup scope x))
@@ -63,7 +102,10 @@ A mixin of CRenderer (c_render.hy)."
       (raise (IRError "for_dataloader binds (INDEX DATA TARGET)")))
     (setv lb (self.loader-of loader scope)
           [index data target] names
-          batch (get lb.info "batch") rows (get lb.info "rows") cols (get lb.info "cols")
+          batch (get lb.info "batch")
+          data-type (get lb.info "data")
+          target-type (get lb.info "target")
+          y-element (get C-ELEMENT target-type.dtype)
           i (self.names.fresh index)
           n (self.names.fresh f"{index}_batches")
           rows-var (self.names.fresh f"{index}_rows")
@@ -71,24 +113,26 @@ A mixin of CRenderer (c_render.hy)."
           plan (self.pipeline-plan body data scope)
           buffers (if plan #("a" "b") #("a"))
           xs (lfor b buffers (get (self.state-field f"{data}_batch_{b}" "float *" "a batch of inputs") 0))
-          ys (lfor b buffers (get (self.state-field f"{target}_batch_{b}" "int64_t *" "a batch of labels") 0))
+          ys (lfor b buffers (get (self.state-field f"{target}_batch_{b}" f"{y-element} *"
+                                                    "a batch of targets") 0))
           [x-cur y-cur] (if plan
                           [(self.names.fresh f"{data}_current") (self.names.fresh f"{target}_current")]
                           [(get xs 0) (get ys 0)])
           inner (.child scope))
-    (for [x xs] (self.state-buffer x (* 4 batch rows cols)))
-    (for [y ys] (self.state-buffer y (* 8 batch)))
+    (for [x xs] (self.state-buffer x (* 4 data-type.numel)))
+    (for [y ys] (self.state-buffer y (* (get ELEMENT-BYTES target-type.dtype) target-type.numel)))
     (.bind inner index (Binding i "int"))
-    (.bind inner data (Binding x-cur "tensor" :ttype (TensorType [batch 1 rows cols] "float32" rows-var)
+    (.bind inner data (Binding x-cur "tensor" :ttype (TensorType data-type.shape "float32" rows-var)
                                :requires-grad False))
-    (.bind inner target (Binding y-cur "tensor" :ttype (TensorType [batch] "int64" rows-var)
+    (.bind inner target (Binding y-cur "tensor"
+                                 :ttype (TensorType target-type.shape target-type.dtype rows-var)
                                  :requires-grad False))
     (when plan
       (setv dot (get plan "dot")
             outs (lfor b buffers (get (self.state-field f"{dot}_{b}" "float *"
                                                          "a batch's first-layer outputs") 0)))
       (for [o outs] (self.state-buffer o (* 4 batch (get plan "out"))))
-      (.update plan {"index" i "count" n "loader" lb.cname "rows" rows-var
+      (.update plan {"index" i "count" n "loader" lb.cname "rows" rows-var "y-element" y-element
                      "rows-next" (self.names.fresh f"{index}_rows_next")
                      "ready" (self.names.fresh f"{index}_outputs_ready")
                      "prefetched" (self.names.fresh f"{index}_prefetched")
@@ -124,14 +168,14 @@ A mixin of CRenderer (c_render.hy)."
     "The loop when the first layer's SGD step is fused with the next batch's forward: the
     next batch is read during the backward pass and its first-layer outputs computed with
     the updated weights, in the same pass over them (double buffers swap at the end)."
-    (setv [i n loader rows rows-next ready prefetched out-cur out-next x-next y-next]
+    (setv [i n loader rows rows-next ready prefetched out-cur out-next x-next y-next y-element]
           (lfor k ["index" "count" "loader" "rows" "rows-next" "ready" "prefetched" "out-cur"
-                   "out-next" "x-next" "y-next"]
+                   "out-next" "x-next" "y-next" "y-element"]
                 (get plan k))
           [xa xb] xs [ya yb] ys [oa ob] outs)
     (Out [#* head
           f"float *{x-cur} = {xa}, *{x-next} = {xb};"
-          f"int64_t *{y-cur} = {ya}, *{y-next} = {yb};"
+          f"{y-element} *{y-cur} = {ya}, *{y-next} = {yb};"
           f"float *{out-cur} = {oa}, *{out-next} = {ob};"
           f"int64_t {rows} = 0, {rows-next} = 0;"
           f"int {ready} = 0, {prefetched} = 0;"
@@ -143,7 +187,7 @@ A mixin of CRenderer (c_render.hy)."
           f"  {ready} = {prefetched};"
           f"  if ({prefetched}) {{"
           f"    float *swap_x = {x-cur}; {x-cur} = {x-next}; {x-next} = swap_x;"
-          f"    int64_t *swap_y = {y-cur}; {y-cur} = {y-next}; {y-next} = swap_y;"
+          f"    {y-element} *swap_y = {y-cur}; {y-cur} = {y-next}; {y-next} = swap_y;"
           f"    float *swap_o = {out-cur}; {out-cur} = {out-next}; {out-next} = swap_o;"
           f"    {rows} = {rows-next};"
           f"    {prefetched} = 0;"

@@ -2,6 +2,7 @@
 #include "ht_data.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "ht_parallel.h"
 
@@ -9,8 +10,35 @@
 #include <immintrin.h>
 #endif
 
+/* Bytes of one element of type `t`. */
+static int64_t element_bytes(int t) { return t == HT_UINT8 ? 1 : t == HT_INT64 ? 8 : 4; }
+
+/* Values in a sample's target: one label, or target_size values. */
+static int64_t target_values(const ht_loader *l) {
+    return l->labels_type == HT_UINT8 ? 1 : l->target_size;
+}
+
+static int check_types(const ht_loader *l) {
+    if (l->images_type != HT_UINT8 && l->images_type != HT_FLOAT32) {
+        ht_set_error("data loader: inputs of element type %d; uint8 pixels (%d) or float32 "
+                     "values (%d) are read", l->images_type, HT_UINT8, HT_FLOAT32);
+        return HT_ERROR;
+    }
+    if (l->labels_type != HT_UINT8 && l->labels_type != HT_INT64 && l->labels_type != HT_FLOAT32) {
+        ht_set_error("data loader: targets of element type %d; uint8 labels (%d), int64 (%d) or "
+                     "float32 (%d) values are read", l->labels_type, HT_UINT8, HT_INT64, HT_FLOAT32);
+        return HT_ERROR;
+    }
+    if (target_values(l) < 1) {
+        ht_set_error("data loader: targets of %lld values a sample", (long long)l->target_size);
+        return HT_ERROR;
+    }
+    return HT_OK;
+}
+
 int ht_loader_init(ht_loader *l) {
     l->owns_order = 0;
+    if (check_types(l) != HT_OK) return HT_ERROR;
     if (l->count < 0 || l->rows < 1 || l->cols < 1) {
         ht_set_error("data loader: bad shape: %lld samples of %lldx%lld", (long long)l->count,
                      (long long)l->rows, (long long)l->cols);
@@ -76,35 +104,72 @@ static int64_t batch_rows(const ht_loader *l, int64_t batch) {
     return l->count - start < l->batch_size ? l->count - start : l->batch_size;
 }
 
+/* Asks the caches for `bytes` bytes at `start`. Inlined, as prefetch_sample: gcc deems a
+ * function that only prefetches pure, and drops calls of it. */
+static inline __attribute__((always_inline)) void prefetch_bytes(const void *start, int64_t bytes) {
+    const char *p = start;
+    for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(p + at);
+    __builtin_prefetch(p + bytes - 1);
+}
+
 /* Asks the caches for a sample that a later fill reads: samples come in a shuffled order that
  * the hardware prefetchers cannot guess (at batch 1, waiting for one image from memory took a
- * tenth of the step). Inlined: gcc deems a function that only prefetches pure, and drops
- * calls of it. */
+ * tenth of the step). */
 static inline __attribute__((always_inline)) void prefetch_sample(const ht_loader *l,
                                                                   int64_t sample) {
-    int64_t pixels = l->rows * l->cols;
-    const uint8_t *image = l->images + sample * pixels;
-    for (int64_t at = 0; at < pixels; at += 64) __builtin_prefetch(image + at);
-    __builtin_prefetch(image + pixels - 1);
-    __builtin_prefetch(l->labels + sample);
+    int64_t input = l->rows * l->cols * element_bytes(l->images_type);
+    int64_t target = target_values(l) * element_bytes(l->labels_type);
+    prefetch_bytes((const char *)l->images + sample * input, input);
+    prefetch_bytes((const char *)l->labels + sample * target, target);
 }
 
 typedef struct {
     const ht_loader *l;
     int64_t batch, rows, next_rows;
     float *x;
-    int64_t *y;
+    void *y;
 } fill_job;
+
+/* The inputs of rows [from, to) of the job's batch: uint8 pixels through the table, or
+ * float32 values copied. */
+static void fill_inputs(const fill_job *job, int64_t from, int64_t to) {
+    const ht_loader *l = job->l;
+    const int64_t values = l->rows * l->cols, first = job->batch * l->batch_size;
+    if (l->images_type == HT_UINT8) {
+        const uint8_t *images = l->images;
+        for (int64_t r = from; r < to; r++)
+            normalise_pixels(job->x + r * values, images + l->order[first + r] * values, values, l);
+    } else {
+        const float *inputs = l->images;
+        for (int64_t r = from; r < to; r++)
+            memcpy(job->x + r * values, inputs + l->order[first + r] * values,
+                   (size_t)values * sizeof(float));
+    }
+}
+
+/* The targets of rows [from, to): uint8 labels as int64, or int64 / float32 values copied. */
+static void fill_targets(const fill_job *job, int64_t from, int64_t to) {
+    const ht_loader *l = job->l;
+    const int64_t first = job->batch * l->batch_size;
+    if (l->labels_type == HT_UINT8) {
+        const uint8_t *labels = l->labels;
+        int64_t *y = job->y;
+        for (int64_t r = from; r < to; r++) y[r] = labels[l->order[first + r]];
+    } else {
+        const int64_t bytes = target_values(l) * element_bytes(l->labels_type);
+        const char *targets = l->labels;
+        char *y = job->y;
+        for (int64_t r = from; r < to; r++)
+            memcpy(y + r * bytes, targets + l->order[first + r] * bytes, (size_t)bytes);
+    }
+}
 
 /* Rows [from, to) of the job's batch, then a request for the same rows of the next batch. */
 static void fill_rows(const fill_job *job, int64_t from, int64_t to) {
     const ht_loader *l = job->l;
-    const int64_t pixels = l->rows * l->cols, first = job->batch * l->batch_size;
-    for (int64_t r = from; r < to; r++) {
-        int64_t sample = l->order[first + r];
-        normalise_pixels(job->x + r * pixels, l->images + sample * pixels, pixels, l);
-        job->y[r] = l->labels[sample];
-    }
+    const int64_t first = job->batch * l->batch_size;
+    fill_inputs(job, from, to);
+    fill_targets(job, from, to);
     for (int64_t r = from; r < to && r < job->next_rows; r++)
         prefetch_sample(l, l->order[first + l->batch_size + r]);
 }
@@ -115,11 +180,11 @@ static void fill_task(void *arg, int t, int tasks) {
     fill_rows(job, share.from, share.to);
 }
 
-/* A batch is filled by several threads when each gets at least this many images (a
+/* A batch is filled by several threads when each gets at least this many samples (a
  * microsecond or more of work; handing out a task costs well under one). */
 #define PARALLEL_MIN_ROWS 8
 
-int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y) {
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y) {
     fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), x, y};
     int64_t most = job.rows / PARALLEL_MIN_ROWS, threads = ht_get_num_threads();
     ht_parallel((int)(most < 1 ? 1 : most < threads ? most : threads), fill_task, &job);
@@ -132,7 +197,7 @@ void ht_loader_release(ht_loader *l) {
     l->owns_order = 0;
 }
 
-int ht_loader_bind(ht_loader *l, const uint8_t *images, const uint8_t *labels, int64_t count,
+int ht_loader_bind(ht_loader *l, const void *images, const void *labels, int64_t count,
                    int64_t rows, int64_t cols, int64_t batch_size, int shuffle, int drop_last,
                    float mean, float std, uint64_t rng) {
     ht_loader_release(l);

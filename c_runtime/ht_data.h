@@ -1,4 +1,7 @@
-/* ht_data.h: the batch loader of compiled training loops, bit for bit hytorch/data.py's MNIST.
+/* ht_data.h: the batch loader of compiled training loops, bit for bit hytorch/data.py's loaders.
+ * Its source of samples is MNIST-format data (uint8 pixels, normalised, and uint8 labels: the
+ * zero value of the element types) or the user's arrays (float32 inputs, int64 or float32
+ * targets), both in memory; the order of the samples, shuffled or not, is the loader's.
  *
  *     ht_loader l = {.images = px, .labels = lb, .count = 60000, .rows = 28, .cols = 28,
  *                    .batch_size = 64, .shuffle = 1, .mean = 0.1307f, .std = 0.3081f, .rng = seed};
@@ -6,7 +9,7 @@
  *     for (int epoch = 0; epoch < epochs; epoch++) {
  *         ht_loader_begin_epoch(&l);
  *         for (int64_t b = 0; b < ht_loader_len(&l); b++) {
- *             int64_t n = ht_loader_fill(&l, b, x, y);           // x: [n,1,rows,cols], y: [n]
+ *             int64_t n = ht_loader_fill(&l, b, x, y);           // x: [n,rows,cols], y: [n]
  *             ...
  *         }
  *     }
@@ -19,9 +22,18 @@
 
 #include "ht_core.h"
 
+/* The element types of a loader's source. */
+typedef enum { HT_UINT8 = 0, HT_INT64 = 1, HT_FLOAT32 = 2 } ht_element;
+
 typedef struct {
-    const uint8_t *images; /* [count, rows, cols] */
-    const uint8_t *labels; /* [count] */
+    /* What the source's elements are, fixed for a compiled program (all zero: MNIST's).
+     * images_type: HT_UINT8 pixels, normalised through pixel_table, or HT_FLOAT32 values.
+     * labels_type: HT_UINT8 labels, written as int64, or HT_INT64 / HT_FLOAT32 values,
+     * target_size of them a sample (a label is one). */
+    int images_type, labels_type;
+    int64_t target_size;
+    const void *images; /* the inputs: [count, rows, cols] of images_type (an array's: rows 1) */
+    const void *labels; /* the targets: [count] labels, or [count, target_size] values */
     int64_t count, rows, cols, batch_size;
     int shuffle, drop_last;
     float mean, std;
@@ -39,16 +51,18 @@ int ht_loader_init(ht_loader *l);
 int64_t ht_loader_len(const ht_loader *l);
 /* Starts an epoch: order = 0..count-1, then shuffled with l->rng when l->shuffle. */
 void ht_loader_begin_epoch(ht_loader *l);
-/* Writes batch `batch` of the epoch into x [batch_size*rows*cols] and y [batch_size];
+/* Writes batch `batch` of the epoch into x (float [batch_size*rows*cols]) and y (int64_t
+ * [batch_size] for labels, else [batch_size*target_size] of labels_type);
  * returns the number of samples written (batch_size, fewer for a last partial batch,
  * 0 when `batch` is out of range). Asks the caches for the next batch's samples. A batch of
  * 16 samples or more is split over the runtime's threads (ht_machine.h): the same values. */
-int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y);
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y);
 /* Frees `order` if ht_loader_init allocated it. */
 void ht_loader_release(ht_loader *l);
 /* Points l at a data set (releasing what it held) and initialises it; used by Python to
- * give a compiled program its loader's data and random state before a call. */
-int ht_loader_bind(ht_loader *l, const uint8_t *images, const uint8_t *labels, int64_t count,
+ * give a compiled program its loader's data and random state before a call. The element
+ * types and target_size stay: they are the compiled program's. */
+int ht_loader_bind(ht_loader *l, const void *images, const void *labels, int64_t count,
                    int64_t rows, int64_t cols, int64_t batch_size, int shuffle, int drop_last,
                    float mean, float std, uint64_t rng);
 

@@ -1,5 +1,6 @@
-"""Data for training loops: MNIST-format (IDX) files and a batch loader over them, matched bit for
-bit by c_runtime/ht_data.c; ArrayLoader, batches of the user's own arrays.
+"""Data for training loops: MNIST-format (IDX) files and a batch loader over them, and
+ArrayLoader, batches of the user's own arrays; both matched bit for bit by c_runtime/ht_data.c,
+which reads their batches in compiled training loops.
 
     >>> loader = MNIST(train=False, batch_size=64, limit=1000)      # Fashion-MNIST test split
     >>> len(loader), loader.count, (loader.rows, loader.cols)
@@ -36,7 +37,8 @@ _CHUNK = 1 << 24
 
 
 class DataError(HyTorchError, ValueError):
-    """A data file that is missing, truncated or corrupt; the message names the file."""
+    """A data file that is missing, truncated or corrupt, or arrays that cannot be a data set;
+    the message names the file or the argument."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,11 +178,12 @@ def pixel_table(mean, std):
 
 @dataclasses.dataclass(frozen=True)
 class CLoaderSpec:
-    """What c_runtime/ht_data.h's ht_loader needs; mean and std are already exact float32 values."""
-    images: np.ndarray  # uint8 [count, rows, cols], C-contiguous
-    labels: np.ndarray  # uint8 [count]
+    """What c_runtime/ht_data.h's ht_loader needs to read a loader's data; mean and std are
+    already exact float32 values. The arrays are C-contiguous, the loader's own (not copies)."""
+    images: np.ndarray  # the inputs: MNIST's uint8 [count, rows, cols], or float32 [count, ...]
+    labels: np.ndarray  # the targets: MNIST's uint8 [count], or int64 / float32 [count, ...]
     count: int
-    rows: int
+    rows: int           # a sample's inputs are rows x cols values (an array's: 1 x its size)
     cols: int
     batch_size: int
     shuffle: bool
@@ -191,7 +194,8 @@ class CLoaderSpec:
 
 
 class BatchOrder:
-    """The order in which a loader's `count` samples come in batches: `len` batches an epoch,
+    """The base of hytorch's data loaders (MNIST, ArrayLoader), which compiled training loops
+    read in C: the order in which a loader's `count` samples come in batches: `len` batches an epoch,
     in order, or, with shuffle, in a fresh permutation each epoch drawn from SplitMix64 seeded by
     `seed` (as compiled code draws it, so eager and compiled epochs continue one stream)."""
 
@@ -221,6 +225,11 @@ class BatchOrder:
     def set_rng_state(self, state):
         """Continue from the state C left in the loader's rng, so eager epochs follow compiled ones."""
         self.rng.state = int(state) & MASK64
+
+    def sample_types(self):
+        """The shape and dtype of one sample's input and of its target in a batch, as compiled
+        code reads them: ((input shape, "float32"), (target shape, "int64" or "float32"))."""
+        raise NotImplementedError
 
 
 class MNIST(BatchOrder):
@@ -265,6 +274,9 @@ class MNIST(BatchOrder):
         self.pixel_table = pixel_table(self.mean, self.std)
         self._labels64 = self.labels.astype(np.int64)
 
+    def sample_types(self):
+        return ((1, self.rows, self.cols), "float32"), ((), "int64")
+
     def __repr__(self):
         return (f"MNIST({self.images_path!r}, count={self.count}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last})")
@@ -305,7 +317,10 @@ class ArrayLoader(BatchOrder):
     arrays or torch tensors, as (input batch, target batch) torch tensors, like a torch
     DataLoader over a TensorDataset but with its own shuffle (see BatchOrder). Floating data
     becomes float32 and integer (or bool) data int64, the types compiled code computes with, so
-    NumPy's float64 arrays train a float32 model as they are.
+    NumPy's float64 arrays train a float32 model as they are. The loader keeps the arrays
+    themselves when they are C-contiguous and of those types (one copy otherwise), and a
+    compiled training loop reads its batches from them in C: float32 inputs, int64 targets
+    (classes, for nll_loss / cross_entropy) or float32 ones (values, for mse_loss).
 
         >>> xs, ys = np.arange(12.0).reshape(6, 2), np.array([0, 1, 0, 1, 1, 0])
         >>> loader = ArrayLoader(xs, ys, batch_size=4)
@@ -317,8 +332,8 @@ class ArrayLoader(BatchOrder):
         self.inputs = _training_array(inputs, "inputs")
         self.targets = _training_array(targets, "targets")
         if len(self.inputs) != len(self.targets):
-            raise ValueError(f"inputs hold {len(self.inputs)} samples but targets hold "
-                             f"{len(self.targets)}")
+            raise DataError(f"inputs hold {len(self.inputs)} samples but targets hold "
+                            f"{len(self.targets)}")
         self._init_order(len(self.inputs), batch_size, shuffle, seed, drop_last)
 
     def __repr__(self):
@@ -337,17 +352,51 @@ class ArrayLoader(BatchOrder):
         for index in self.batch_slices(self.epoch_order()):
             yield self.inputs[index], self.targets[index]
 
+    def sample_types(self):
+        if self.inputs.dtype != np.float32:
+            raise DataError(f"inputs hold {self.inputs.dtype} values; a compiled training loop "
+                            "reads float32 inputs: give floating-point inputs")
+        return ((self.inputs.shape[1:], "float32"),
+                (self.targets.shape[1:], str(self.targets.dtype)))
+
+    def c_spec(self):
+        """Everything ht_loader needs (the arrays themselves), with the current rng state."""
+        return CLoaderSpec(
+            images=self.inputs, labels=self.targets, count=self.count, rows=1,
+            cols=math.prod(self.inputs.shape[1:]), batch_size=self.batch_size,
+            shuffle=self.shuffle, drop_last=self.drop_last, mean=0.0, std=1.0,
+            rng_state=self.rng.state)
+
+
+def _tensor_as_numpy(tensor, what):
+    """A CPU tensor's memory as a NumPy array; a float type NumPy lacks (bfloat16) as float32."""
+    try:
+        return tensor.numpy()
+    except TypeError:
+        if tensor.is_floating_point():
+            return tensor.float().numpy()
+        raise DataError(f"{what} hold {tensor.dtype}, which is not a number type NumPy reads") \
+            from None
+
 
 def _training_array(data, what):
     """`data` (a NumPy array, a torch tensor or nested lists) as a C-contiguous float32 or
-    int64 array; a ValueError naming `what` for other element types."""
+    int64 array: itself when it is one already (a tensor's memory as a NumPy array), else one
+    copy. A DataError naming `what` for other element types, no samples or empty samples."""
     if hasattr(data, "detach") and hasattr(data, "cpu"):   # a torch tensor
-        data = data.detach().cpu().numpy()
-    array = np.asarray(data)
+        data = _tensor_as_numpy(data.detach().cpu(), what)
+    try:
+        array = np.asarray(data)
+    except ValueError as error:   # ragged nested lists
+        raise DataError(f"{what} are not an array: {error}") from None
     if array.ndim == 0:
-        raise ValueError(f"{what} need a first dimension: one row per sample")
+        raise DataError(f"{what} need a first dimension: one row per sample")
+    if len(array) == 0:
+        raise DataError(f"{what} hold no samples (shape {list(array.shape)})")
+    if array.size == 0:
+        raise DataError(f"{what} hold empty samples (shape {list(array.shape)})")
     if array.dtype.kind == "f":
         return np.ascontiguousarray(array, dtype=np.float32)
     if array.dtype.kind in "iub":
         return np.ascontiguousarray(array, dtype=np.int64)
-    raise ValueError(f"{what} must hold numbers (float or integer), got {array.dtype}")
+    raise DataError(f"{what} must hold numbers (float or integer), got {array.dtype}")

@@ -34,7 +34,7 @@ def use_staged_tensors(tensor_class):
     _staged_tensor_class = tensor_class
 
 
-def _staged_tensor(sym, ttype, requires_grad=False):
+def staged_tensor(sym, ttype, requires_grad=False):
     if _staged_tensor_class is None:
         raise RuntimeError("no class of staged tensors is registered: lift objects through "
                            "hytorch.stand_ins.stand_in, which loads hytorch.tensors")
@@ -95,7 +95,7 @@ def lift_tensor(t, position=None, name=None):
     tensor_node = [Sym("tensor"), shape] + ([Sym(dtype)] if dtype != "float32" else [])
     tsym = _emit_root(st, tensor_node)
     vsym = _emit_root(st, [Sym("variable"), tsym, not trainable])
-    rep = _staged_tensor(vsym, TensorType(shape, dtype), requires_grad=trainable)
+    rep = staged_tensor(vsym, TensorType(shape, dtype), requires_grad=trainable)
     return _remember(st, t, rep, tsym, Binding("tensor", t, position, name))
 
 
@@ -209,11 +209,11 @@ class StagedLoader(Staged):
     def __staged_for__(self, run_block, body, where, start=None):
         st = builder.current()
         index, data, target = st.fresh(), st.fresh("t"), st.fresh()
-        loader = self.loader
         tag = str(index)
-        data_rep = _staged_tensor(data, TensorType([loader.batch_size, 1, loader.rows, loader.cols],
-                                                   "float32", tag))
-        target_rep = _staged_tensor(target, TensorType([loader.batch_size], "int64", tag))
+        batch = self.loader.batch_size
+        (data_shape, data_dtype), (target_shape, target_dtype) = self.loader.sample_types()
+        data_rep = staged_tensor(data, TensorType([batch, *data_shape], data_dtype, tag))
+        target_rep = staged_tensor(target, TensorType([batch, *target_shape], target_dtype, tag))
 
         def step():
             st.define_here(index, data, target)
@@ -234,17 +234,32 @@ class StagedEnumerate:
 
 
 def lift_loader(loader, position=None):
+    """A hytorch.data loader: `(loader (MNIST ...))` or, for an ArrayLoader,
+    `(loader (arrays (INPUT-SHAPE) (TARGET-SHAPE) TARGET-DTYPE BATCH))`, one sample's shapes."""
+    from hytorch.data import MNIST   # loaded: `loader` is one of its loaders
+
     st = builder.current()
     if id(loader) in st.lifted:
         return st.lifted[id(loader)]
+    source = _mnist_source(st, loader) if isinstance(loader, MNIST) else _arrays_source(loader)
+    sym = _emit_root(st, [Sym("loader"), source])
+    return _remember(st, loader, StagedLoader(sym, loader), sym, Binding("loader", loader, position))
+
+
+def _mnist_source(st, loader):
     transform = _emit_root(st, [Sym("transform"), Sym("toTensor")])
     if loader.normalize is not None:
         mean, std = loader.normalize
         normalize = _emit_root(st, [Sym("transform"), Sym("normalize"), [float(mean), float(std)]])
         transform = _emit_root(st, [Sym("transform"), Sym("compose"), [transform, normalize]])
-    sym = _emit_root(st, [Sym("loader"), [Sym("MNIST"), bool(loader.train), True, transform,
-                                          loader.batch_size, bool(loader.shuffle)]])
-    return _remember(st, loader, StagedLoader(sym, loader), sym, Binding("loader", loader, position))
+    return [Sym("MNIST"), bool(loader.train), True, transform, loader.batch_size,
+            bool(loader.shuffle)]
+
+
+def _arrays_source(loader):
+    (input_shape, _), (target_shape, target_dtype) = loader.sample_types()
+    return [Sym("arrays"), list(input_shape), list(target_shape), Sym(target_dtype),
+            loader.batch_size]
 
 
 def guard_real_optimizer_steps():

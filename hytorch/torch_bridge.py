@@ -19,9 +19,17 @@ from hytorch.data import MNIST
 
 
 def loader_dims(program):
-    """The image size of each data loader `program` lifted, by its IR symbol."""
+    """The image size of each MNIST loader `program` lifted, by its IR symbol (an ArrayLoader's
+    IR node says its shapes)."""
     return {str(sym): (b.obj.rows, b.obj.cols) for sym, b in program.bindings.items()
-            if b.kind == "loader"}
+            if b.kind == "loader" and isinstance(b.obj, MNIST)}
+
+
+def _batches(batch_size, input_shape, target_shape, target_dtype):
+    """Batches as an error message tells them:
+    batches of 64 samples: inputs [1, 28, 28] float32, targets [] int64."""
+    return (f"batches of {batch_size} samples: inputs {list(input_shape)} float32, targets "
+            f"{list(target_shape)} {target_dtype}")
 
 
 class TorchBridge:
@@ -112,9 +120,14 @@ class TorchBridge:
         self._in_sync[i] = (weakref.ref(tensor), tensor.data_ptr(), tensor._version)
 
     def _loader_for(self, s, args):
+        """The loader bound to slot `s`: the one given, else (IR compiled from text) the MNIST
+        split its node names; an array loader must be given."""
         loader = self._resolve(s["sym"], args)
         if loader is not None:
             return loader
+        if s["source"] != "MNIST":
+            raise ValueError(f"{self.name}: no ArrayLoader is bound to loader {s['sym']}: call "
+                             "a function staged with one, with one in its place")
         if s["sym"] not in self._default_loaders:
             normalize = None if (s["mean"], s["std"]) == (0.0, 1.0) else (s["mean"], s["std"])
             self._default_loaders[s["sym"]] = MNIST(train=s["train"], batch_size=s["batch_size"],
@@ -122,15 +135,18 @@ class TorchBridge:
         return self._default_loaders[s["sym"]]
 
     def _bind_loader(self, state, i, s, args):
+        """Point the compiled loader of slot `i` at the data of the loader given for it: its
+        arrays themselves, which must stay alive while the program runs."""
         loader = self._loader_for(s, args)
-        spec = loader.c_spec()
-        staged = (s["batch_size"], s["rows"], s["cols"])
-        if (spec.batch_size, spec.rows, spec.cols) != staged:
-            raise ValueError(f"{self.name}: the loader for {s['sym']} gives batches of "
-                             f"{spec.batch_size} images of {spec.rows}x{spec.cols}; the program was "
-                             f"staged for {staged[0]} of {staged[1]}x{staged[2]}")
+        (input_shape, _), (target_shape, target_dtype) = loader.sample_types()
+        given = (loader.batch_size, tuple(input_shape), tuple(target_shape), target_dtype)
+        staged = (s["batch_size"], tuple(s["input_shape"]), tuple(s["target_shape"]),
+                  s["target_dtype"])
+        if given != staged:
+            raise ValueError(f"{self.name}: the loader for {s['sym']} gives {_batches(*given)}; "
+                             f"the program was staged for {_batches(*staged)}")
         self._check_loader_size(s["sym"], loader)
-        return (*state.bind_loader(i, spec), loader)
+        return (*state.bind_loader(i, loader.c_spec()), loader)
 
     def _check_loader_size(self, sym, loader):
         """Python code run while staging may have read the staged loader's size (`len`,

@@ -17,7 +17,7 @@ def torch_batches(inputs, targets, batch_size, drop_last, order=None):
                                             sampler=sampler))
 
 
-shapes = st.tuples(st.integers(0, 23), st.lists(st.integers(1, 3), max_size=2))
+shapes = st.tuples(st.integers(1, 23), st.lists(st.integers(1, 3), max_size=2))
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)

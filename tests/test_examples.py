@@ -86,3 +86,16 @@ def test_mnist_cnn_trains_compiled_and_eagerly():
         assert len(losses) == 2 and losses[1] < losses[0] < 2.4, "it learns"
         assert accuracy > 25
     assert abs(logged_losses_and_accuracy(compiled)[0][0] - logged_losses_and_accuracy(eager)[0][0]) < 0.05
+
+
+def test_regression_on_numpy_data_trains_compiled_as_eagerly():
+    out = run_example("regression.hy", "--samples", "500", "--epochs", "4", "--ir")
+    assert "(loader (arrays (8) (1) float32 32))" in out
+    compiled, eager = ([float(line.split("mean loss ")[1]) for line in part.splitlines()
+                        if line.startswith("Epoch ")]
+                       for part in out.split("Compiled:")[1].split("Eager PyTorch:"))
+    assert len(compiled) == len(eager) == 4
+    assert max(abs(a - b) for a, b in zip(compiled, eager)) < 1e-5
+    assert compiled[-1] < compiled[0] / 10, "it learns"
+    difference = float(out.split("Largest weight difference, compiled vs eager: ")[1].split()[0])
+    assert difference < 1e-4

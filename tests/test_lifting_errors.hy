@@ -46,7 +46,7 @@
         trainer (hytorch.stage one-epoch model optimizer (MNIST :batch-size 4 :limit 8)))
   (with [e (pytest.raises ValueError)]
     (trainer model optimizer (MNIST :batch-size 8 :limit 8)))
-  (assert (in "staged for 4 of 28x28" (str e.value))))
+  (assert (in "staged for batches of 4 samples: inputs [1, 28, 28]" (str e.value))))
 
 (defn test-a-model-of-other-shapes-is-refused-at-call-time []
   (setv model (Net)

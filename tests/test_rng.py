@@ -24,8 +24,10 @@ void ht_rng_fill_uniform(uint64_t *state, float *x, int64_t n, float lo, float h
 const char *ht_last_error(void);
 
 typedef struct {
-    const uint8_t *images;
-    const uint8_t *labels;
+    int images_type, labels_type;
+    int64_t target_size;
+    const void *images;
+    const void *labels;
     int64_t count, rows, cols, batch_size;
     int shuffle, drop_last;
     float mean, std;
@@ -37,7 +39,7 @@ typedef struct {
 int ht_loader_init(ht_loader *l);
 int64_t ht_loader_len(const ht_loader *l);
 void ht_loader_begin_epoch(ht_loader *l);
-int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, int64_t *y);
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y);
 void ht_loader_release(ht_loader *l);
 """
 SEEDS = [0, 1, 42, 0x123456789ABCDEF0, 2**64 - 1]
