@@ -16,8 +16,10 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.c-data [DataRendering]
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering]
+        hytorch.backend.c-bptt [LoopGradRendering TensorCellKind uses-backward]
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
-        hytorch.ir.types [TensorType]
+        hytorch.ir.types [TensorType ListType]
+        hytorch.ir.types :as shapes
         hytorch.ir.ops [OPS]
         hytorch.ir.optimizers [OPTIMIZERS]
         hytorch.backend.printf [c-spec c-string c-print-text]
@@ -50,7 +52,21 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         True (raise (IRError f"a value is {a} on one path and {b} on another"))))
 
 
-(defclass CRenderer [TensorRendering DataRendering TrainingRendering]
+(defn join-cell-kinds [a b]
+  "The type of a cell set to values of types `a` and `b` (see join-kinds): tensors join only
+  with tensors of the same shape and dtype."
+  (cond (is a None) b
+        (and (isinstance a TensorCellKind) (isinstance b TensorCellKind))
+          (if (= a.ttype b.ttype)
+            (TensorCellKind a.ttype (or a.requires-grad b.requires-grad))
+            (raise (IRError (+ f"a cell holds a {(shapes.show a.ttype)} tensor and a "
+                               f"{(shapes.show b.ttype)} one: it keeps one shape and dtype"))))
+        (or (isinstance a TensorCellKind) (isinstance b TensorCellKind))
+          (raise (IRError "a cell holds a tensor and a number: it keeps one kind of value"))
+        True (join-kinds a b)))
+
+
+(defclass CRenderer [TensorRendering DataRendering TrainingRendering LoopGradRendering]
   "Renders one IR program; `arg-kinds` are its parameters' kinds (\"int\", \"float\",
   \"bool\", a TensorType for a tensor parameter, or \"object\" for a parameter that only
   stands for lifted values), and
@@ -62,6 +78,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           self.loader-dims (or loader-dims {})
           self.cell-kinds {}
           self.function-kinds {}
+          self.has-backward (uses-backward program)
           self.changed False))
 
   (defn render [self]
@@ -71,6 +88,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
             self.names (CNames)
             self.nested 0
             self.pending None
+            self.loops []
+            self.replaying 0
+            self.in-backward False
             self.function-lines [])
       (self.reset-tensor-state)
       (setv result (self.render-function))
@@ -91,6 +111,12 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (for [[p kind] (zip params self.arg-kinds)]
       (cond
         (= kind "object") (.bind scope p (Binding "0" "object"))
+        (isinstance kind ListType)   ; the caller's tensors, one after another, and how many
+          (do (setv cname (self.names.fresh p)
+                    length (self.names.fresh f"{p}_length"))
+              (.bind scope p (Binding cname "list" :ttype kind.element :length length))
+              (.extend c-params [f"{(get C-ELEMENT kind.element.dtype)} *{cname}"
+                                 f"int64_t {length}"]))
         (isinstance kind TensorType)   ; the caller's array, read in place
           (do (setv cname (self.names.fresh p))
               (.bind scope p (Binding cname "tensor" :ttype kind :requires-grad False))
@@ -102,8 +128,10 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (setv [lines expr kind] (self.block body scope)
           [result-param store result-shape] (self.result-of expr kind))
     (setv signature (.join ", " ["ht_state *ht_s" #* c-params #* result-param])
-          call-args (.join ", " ["ht_s" #* (lfor [p k] (zip params self.arg-kinds) :if (!= k "object")
-                                                  (. (.lookup scope p) cname))
+          call-args (.join ", " ["ht_s" #* (gfor [p k] (zip params self.arg-kinds) :if (!= k "object")
+                                                  :setv b (.lookup scope p)
+                                                  e [b.cname #* (if (= b.type "list") [(get b.info "length")] [])]
+                                                  e)
                                  #* (if result-param ["ht_result"] [])]))
     (setv loaders (lfor [i s] (enumerate self.slots) :if (= (get s "role") "loader") i))
     {"source" (.join "\n"
@@ -242,7 +270,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                 True (Binding "0" "none")))
     (.bind scope name binding)
     (when self.pending
-      (setv self.pending.binding binding)
+      (when (is self.pending.binding None)   ; (a `set` record's is its cell's)
+        (setv self.pending.binding binding))
       (.append self.tape self.pending)
       (setv self.pending None))
     binding)
@@ -296,7 +325,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["def" name params body] :if (isinstance params list) (self.def-node name params body target)
       ["call" f args] :if (and (isinstance args list) (self.is-function f scope)) (self.call-function f args scope target)
       ["set" cell value] (self.set-cell cell value scope)
-      ["get" cell] (self.get-cell cell scope)
+      ["get" cell] (self.get-cell cell scope target node)
       ["tensor" dims] (self.tensor-node dims "float32" target)
       ["tensor" dims dtype] (self.tensor-node dims (str dtype) target)
       ["variable" x volatile] (self.variable-node x volatile scope target)
@@ -326,10 +355,17 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["transform" "compose" parts] (self.compose parts scope)
       ["transform" kind #* args] (self.transform kind args)
       ["loader" spec] (self.loader-node spec scope target)
+      ["len" x] :if (self.is-list x scope) (Out [] (get (. (.lookup scope x) info) "length") "int")
       ["len" x] (self.len-node x scope)
+      ["nth" xs i] (self.nth-node xs i scope target node)
+      ["bptt" key seeds outs] :if (and self.in-backward (isinstance key int) (isinstance seeds list)
+                                       (isinstance outs list) (< -1 key (len self.loops)))
+        (self.bptt-node key seeds outs scope)
       ["for_dataloader" loader names body] (self.for-dataloader loader names body scope)
       ["if" test then else] (self.if-node test then else scope target)
       ["while" cond body] (self.while-node cond body scope)
+      [(| "print" "printf") _] :if self.replaying   ; a loop run again for its backward pass
+        (Out [] None "none")
       ["print" value] :if (and (isinstance value Sym) (self.is-string value scope))
         (self.print-string value scope)
       ["print" value] (self.print-node value scope)
@@ -436,10 +472,15 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     cname)
 
   (defn new-cell [self target]
-    ;; The cell's C type is the join of the values set into it, known after one pass.
+    ;; The cell's type is the join of the values set into it, known after one pass: a C
+    ;; number, or a tensor whose storage is taken where the cell is made (outside the loops
+    ;; that set it, so it outlives their iterations).
     (setv cname (self.names.fresh target)
           kind (or (.get self.cell-kinds (self.cell-key cname)) "int"))
-    (Out [f"{(get C-TYPES kind)} {cname} = 0;"] cname "cell" :declared True))
+    (if (isinstance kind TensorCellKind)
+      (do (setv [lines storage] (self.alloc target kind.ttype))
+          (Out lines storage "cell" :declared True :info {"requires-grad" kind.requires-grad}))
+      (Out [f"{(get C-TYPES kind)} {cname} = 0;"] cname "cell" :declared True)))
 
   (defn cell-of [self cell scope]
     (setv b (.lookup scope cell))
@@ -449,18 +490,63 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
   (defn set-cell [self cell value scope]
     (setv b (self.cell-of cell scope)
-          [expr kind] (self.scalar value scope)
+          tensor (self.is-tensor value scope)
+          [expr kind] (if tensor
+                        (do (setv v (.lookup scope value))
+                            #(v.cname (TensorCellKind (self.ttype v) (self.requires v))))
+                        (self.scalar value scope))
           key (self.cell-key b.cname)
           old (.get self.cell-kinds key)
-          new (join-kinds old kind))
+          new (join-cell-kinds old kind))
     (when (!= old new)
       (setv (get self.cell-kinds key) new
             self.changed True))
-    (Out [f"{b.cname} = {expr};"] None "none"))
+    (when (and tensor kind.requires-grad)
+      ;; the cell's value from here on is `value`: its gradient goes to `value` (grad.hy)
+      (self.record [(Sym "set") cell value] cell [value])
+      (setv self.pending.binding b))
+    (if (and tensor (isinstance old TensorCellKind))
+      (Out [f"memcpy({b.cname}, {expr}, {(self.tensor-bytes kind.ttype)});"] None "none")
+      (Out [f"{b.cname} = {expr};"] None "none")))
 
-  (defn get-cell [self cell scope]
-    (setv b (self.cell-of cell scope))
-    (Out [] b.cname (or (.get self.cell-kinds (self.cell-key b.cname)) "int")))
+  (defn is-list [self x scope]
+    (and (isinstance x Sym) (= (. (.lookup scope x) type) "list")))
+
+  (defn nth-node [self xs i scope target node]
+    "`(nth XS I)`: element I of a list parameter, in place; Python's indexing (a negative I
+    counts from the end, one out of range raises IndexError)."
+    (when (not (self.is-list xs scope))
+      (raise (IRError f"nth reads a list parameter, not `{(print-ir xs)}`: {(excerpt node)}")))
+    (setv b (.lookup scope xs)
+          t (get b.info "ttype")
+          length (get b.info "length")
+          [index kind] (self.scalar i scope)
+          at (self.names.fresh "at")
+          cname (self.names.fresh target))
+    (when (= kind "float")
+      (raise (IRError f"a list index is an int, not a float: {(excerpt node)}")))
+    (self.tensor-out [f"int64_t {at} = {index};"
+                      f"if ({at} < 0) {at} += {length};"
+                      f"if ({at} < 0 || {at} >= {length}) return ht_raise(\"IndexError\", \"list index out of range\");"
+                      f"{(get C-ELEMENT t.dtype)} *{cname} = {b.cname} + {at} * {t.numel};"]
+                     cname t False))
+
+  (defn tensor-bytes [self t]
+    "C expression of the bytes of a tensor of type `t` (a batch's rows count at run time)."
+    f"({(self.numel t)}) * {(get ELEMENT-BYTES t.dtype)}")
+
+  (defn get-cell [self cell scope target node]
+    "A number's cell is read as it is; a tensor's is copied, so that the value read stays
+    the same when the cell is set again."
+    (setv b (self.cell-of cell scope)
+          kind (or (.get self.cell-kinds (self.cell-key b.cname)) "int"))
+    (if (isinstance kind TensorCellKind)
+      (do (setv [lines cname] (self.alloc target kind.ttype))
+          (when kind.requires-grad
+            (self.record node target [cell]))
+          (self.tensor-out [#* lines f"memcpy({cname}, {b.cname}, {(self.tensor-bytes kind.ttype)});"]
+                           cname kind.ttype kind.requires-grad))
+      (Out [] b.cname kind)))
 
   (defn arithmetic [self op a b scope node]
     (setv [x xk] (self.scalar a scope)
@@ -532,11 +618,27 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (setv [x _] (self.integer a scope node))
     (Out [] f"(~(int64_t){x})" "int"))
 
-  (defn nested-block [self node scope]
+  (defn nested-block [self node scope [loop None]]
+    "A block inside a construct. The tape keeps its ops, for a backward pass inside it; a
+    differentiable `loop` (c_bptt.hy) stands for its body's ops outside it, and no other
+    construct may set a variable outside it to a tensor that needs gradients."
+    (setv tape-length (len self.tape))
     (+= self.nested 1)
     (try
-      (self.block node scope)
-      (finally (-= self.nested 1))))
+      (setv result (self.block node scope))
+      (finally (-= self.nested 1)))
+    (setv added (cut self.tape tape-length None))
+    (cond
+      loop (del (cut self.tape tape-length None))
+      self.has-backward
+        (for [r added]
+          (when (and (= (get r.node 0) "set")
+                     (is (try (.lookup scope r.out) (except [IRError] None)) r.binding))
+            (raise (IRError (+ f"`{(get r.node 1)}` is set to a tensor that needs gradients "
+                               "inside a staged `if` or data-loader loop and used after it: "
+                               "gradients through that are not supported yet (a staged "
+                               "`while` or `for` over a list is)"))))))
+    result)
 
   (defn if-node [self test then else scope target]
     (setv [test-expr _] (self.scalar test scope)
@@ -556,14 +658,19 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
   (defn while-node [self cond body scope]
     (setv mark (self.names.fresh "arena_mark")
           [cond-lines cond-expr cond-kind] (self.nested-block cond scope)
-          [body-lines _ _] (self.nested-block body scope))
+          loop (self.differentiable-loop body scope)
+          [body-lines _ _] (self.nested-block body scope loop))
     (when (not-in cond-kind C-TYPES)
       (raise (IRError f"a while's test is a {cond-kind}, not a number: {(excerpt cond)}")))
-    (Out ["for (;;) {"
+    (when loop
+      (self.record-loop loop))
+    (Out [#* (if loop [f"{loop.tape}.used = 0;"] [])
+          "for (;;) {"
           "  if (ht_interrupted) return ht_interrupt_status();"
           f"  size_t {mark} = ht_s->arena.top;"
           #* (indent cond-lines)
           f"  if (!({cond-expr})) break;"
+          #* (if loop (indent (self.loop-save-lines loop)) [])
           #* (indent body-lines)
           f"  ht_s->arena.top = {mark};"
           "}"]

@@ -192,10 +192,13 @@ backward pass where a block's zero_grad/backward/step allow it. A mixin of CRend
     (.append self.backward-ir (lfor [sym rhs] lets (print-ir [(Sym "let") sym rhs (Sym "...")])))
     (setv lines [(c-comment f"backward of {loss}")]
           gradients (.child scope))   ; their names stay out of the program's scope
-    (for [[sym rhs] lets]
-      (setv out (self.rhs rhs gradients (str sym)))
-      (self.bind-out gradients sym out)
-      (.extend lines out.lines))
+    (setv self.in-backward True)   ; (its `bptt` nodes render only here)
+    (try
+      (for [[sym rhs] lets]
+        (setv out (self.rhs rhs gradients (str sym)))
+        (self.bind-out gradients sym out)
+        (.extend lines out.lines))
+      (finally (setv self.in-backward False)))
     (Out lines lb.cname "tensor" :declared True :info lb.info))
 
   (defn param-of [self v scope]

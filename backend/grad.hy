@@ -41,9 +41,13 @@ backward of l is
   "One forward tensor op on the tape: `node` bound to `out`, reading the names `inputs`.
   `row-vectors` names the operands broadcast over rows; `input-shape` is a view's input
   shape; `binding` is the output's binding (to tell whether `out` still names it)."
-  (defn __init__ [self node out inputs binding [row-vectors #{}] [input-shape None]]
+  (defn __init__ [self node out inputs binding [row-vectors #{}] [input-shape None] [outs None]]
     (setv self.node node self.out out self.inputs inputs self.binding binding
-          self.row-vectors row-vectors self.input-shape input-shape))
+          self.row-vectors row-vectors self.input-shape input-shape self.outs outs))
+
+  (defn outputs [self]
+    "[[name binding] ...] of what the op writes: its result, or a loop's cells."
+    (or self.outs [[self.out self.binding]]))
 
   (defn broadcast [self operand]
     (in (str operand) self.row-vectors))
@@ -59,9 +63,10 @@ backward of l is
   scoped); `requires-grad` whether a name is a trainable variable or depends on one;
   `trainable` whether it is a trainable variable (a leaf whose gradient is kept);
   `fused` maps a trainable variable to the optimizer whose step may be applied right away."
-  (defn __init__ [self tape loss fresh live requires-grad trainable fused]
+  (defn __init__ [self tape loss fresh live requires-grad trainable fused [seeds None]]
     (setv self.tape tape self.loss loss self.fresh fresh self.live live
           self.requires-grad requires-grad self.trainable trainable self.fused fused
+          self.seeds (or seeds {})
           self.lets [] self.grads {} self.contributions {} self.fused-done #{}))
 
   (defn emit [self rhs]
@@ -104,22 +109,44 @@ backward of l is
   (defn run [self]
     "The backward lets, and the names of the variables whose step was fused into them."
     (setv records (self.reachable))
+    (when (any (gfor r records (= (get r.node 0) "loop")))
+      ;; a loop's backward runs its body again: no step may change a weight before that
+      (setv self.fused {}))
     (self.count-contributions records)
-    (setv (get self.grads (str self.loss)) (self.emit (call "ones_like" self.loss)))
+    (if (is self.loss None)
+      (.update self.grads self.seeds)
+      (setv (get self.grads (str self.loss)) (self.emit (call "ones_like" self.loss))))
     (for [r (reversed records)]
-      (setv gy (.get self.grads (str r.out)))
-      (when (is-not gy None)
-        (self.rule r gy)))
+      (if (= (get r.node 0) "loop")
+        (self.loop-rule r)
+        (do (setv gy (.get self.grads (str r.out)))
+            (when (is-not gy None)
+              (self.rule r gy)))))
     (for [[name grad] (list (.items self.grads))]
       (when (and (self.trainable name) (!= name (str self.loss)))
         (self.emit (call "grad_accumulate" (Sym name) grad))))
     #(self.lets self.fused-done))
 
+  (defn loop-rule [self r]
+    "A differentiable loop (c_bptt.hy): its cells' gradients when it ended in, their
+    gradients when it began and its outer tensors' out, as one `bptt` node."
+    (setv [_ loop] r.node
+          cells (lfor [name _] (.outputs r) name)
+          seeds (lfor c cells (.pop self.grads (str c) None)))
+    (when (all (gfor g seeds (is g None)))
+      (return))
+    (setv outs (lfor _ r.inputs (self.fresh)))
+    (.append self.lets [(self.fresh) [(Sym "bptt") loop seeds outs]])
+    (for [[x g] (zip r.inputs outs)]
+      (self.into x g)))
+
   (defn reachable [self]
     "The live records the loss depends on, in forward order."
-    (setv wanted #{(str self.loss)} out [])
+    (setv wanted (if (is self.loss None) (set (map str self.seeds)) #{(str self.loss)})
+          out [])
     (for [r (reversed self.tape)]
-      (when (and (in (str r.out) wanted) (self.live r.out r.binding))
+      (when (any (gfor [name binding] (.outputs r)
+                       (and (in (str name) wanted) (self.live name binding))))
         (.append out r)
         (.update wanted (gfor n r.inputs :if (self.needs n) (str n)))))
     (list (reversed out)))
@@ -158,13 +185,27 @@ backward of l is
       ["call" f operands] :if (and (isinstance operands list) (in f OPS) (. (get OPS f) differentiable))
         (for [[x g] (zip operands (.gradients (get OPS f) gy r.out operands))]
           (when (and (is-not g None) (self.needs x))
-            (self.into x (self.emit-node g))))
+            (self.into x (if (isinstance g Sym) g (self.emit-node g)))))
       ["call" x "view" dims]
         (self.into x (self.emit [CALL gy (Sym "view") (.input-dims r)]))
+      ["get" cell]   ; reading a cell: its gradient from here back adds up the reads'
+        (self.into cell gy)
+      ["set" cell value]   ; the value the cell held from here on: it takes the gradient
+        (do (.pop self.grads (str cell))
+            (self.into value gy))
       _ None))
 
   (defn signed [self g sign]
     (if (= sign 1) g (self.emit (call "scale" g -1.0)))))
+
+
+(defn backward-from-seeds [tape seeds fresh live requires-grad trainable]
+  "The backward pass of a loop's body (c_bptt.hy): from `seeds` ({name: gradient symbol}),
+  the gradients of its cells when the body ended, back through the ops of `tape`. Returns
+  #(lets {name: gradient symbol}) for each name reached (the cells' at the body's start)."
+  (setv b (Backward tape None fresh live requires-grad trainable {} seeds)
+        [lets _] (.run b))
+  #(lets b.grads))
 
 
 (defn backward-lets [tape loss fresh live requires-grad trainable fused]

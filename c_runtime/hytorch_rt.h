@@ -11,5 +11,6 @@
 #include "ht_machine.h"
 #include "ht_int_ops.h"
 #include "ht_data.h"
+#include "ht_tape.h"
 
 #endif

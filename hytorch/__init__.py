@@ -21,7 +21,7 @@ _API = {"lms_compile": "hytorch.api", "stage": "hytorch.api", "compile_ir": "hyt
         "parse_ir": "hytorch.api", "IRProgram": "hytorch.api",
         "staged": "hytorch.control",  # `staged`: the decorator `defstaged` expands to
         "set_num_threads": "hytorch.machine", "get_num_threads": "hytorch.machine",
-        "TensorType": "hytorch.staged_args"}
+        "TensorType": "hytorch.staged_args", "ListOf": "hytorch.staged_args"}
 
 
 def __getattr__(name):
@@ -35,6 +35,6 @@ def __getattr__(name):
 
 
 __all__ = ["lms_compile", "stage", "compile_ir", "parse_ir", "set_num_threads", "get_num_threads",
-           "TensorType",
+           "TensorType", "ListOf",
            "StagingError", "HyTorchError", "IRSyntaxError", "IRError", "CCompileError",
            "CompilerNotFound", "BuildError", "ExecutionError"]

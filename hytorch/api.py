@@ -4,6 +4,7 @@ and IR text to either (`parse_ir`, `compile_ir`).
     >>> str(lms_compile(lambda n: n * 2 + 1))
     '(def <lambda> (in) (begin (begin (let x0 (* in 2) (let x1 (+ x0 1) x1)))))'
 """
+import contextlib
 import sys
 
 from hytorch import builder
@@ -64,9 +65,12 @@ def lms_compile(f, *arg_types):
     """
     arg_types = list(arg_types) or [int]
     params = param_names(len(arg_types))
+    parameter_calls = contextlib.nullcontext()
     if sys.modules.get("torch") is not None:  # a torch already imported (None: blocked)
         guard_real_optimizer_steps()
-    with builder.Staging() as st:
+        from hytorch.parameter_calls import staging_parameter_calls
+        parameter_calls = staging_parameter_calls()
+    with builder.Staging() as st, parameter_calls:
         args = [staged_argument(t, Sym(p), st, i) for i, (t, p) in enumerate(zip(arg_types, params))]
         try:
             result = f(*args)

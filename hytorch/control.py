@@ -12,43 +12,22 @@ Variables assigned under staged control flow become cells (`new`/`set`/`get`); i
 straight-line code the last value set is forwarded, so a cell is read (`get`) only where a
 block starts or after a staged construct that may have changed it.
 """
-from hytorch import builder
+from hytorch import builder, stand_ins
+from hytorch.cells import Cell
 from hytorch.ir.syntax import Sym, print_ir
 from hytorch.errors import HyTorchError, StagingError
 from hytorch.source_location import traceback_location, user_location
 from hytorch.staged_function import staged  # noqa: F401  (re-exported: hytorch.staged)
 from hytorch.staged_print import StagedFormat, stage_format, stage_print
-from hytorch.stand_ins import stand_in
 from hytorch.values import (UNBOUND, Rep, Staged, StagedStr, _Sentinel, atom, is_staged,
                             out_of_scope, scalar_kind, value_kind)
 
 __all__ = ["Frame", "Vars", "stage_if", "stage_while", "stage_for", "stage_print",
            "stage_format", "stage_and", "stage_or", "stage_not", "loop_break", "loop_continue",
-           "return_from", "Return", "unsupported", "range", "enumerate", "UNBOUND", "raising",
+           "return_from", "Return", "unsupported", "range", "enumerate", "len", "UNBOUND", "raising",
            "try_body", "STAGING_SIGNALS"]
 
-_builtin_range, _builtin_enumerate = range, enumerate
-
-
-class Cell:
-    """A mutable run-time variable (`new`), written with `set` and read with `get`."""
-
-    def __init__(self, name, st):
-        self.name = name
-        self.kind = None
-        self.sym = st.emit(Sym("new"))
-
-    def set(self, value, where=None):
-        kind = scalar_kind(value)
-        if kind is None:
-            raise StagingError(
-                f"`{self.name}` is assigned under staged control flow, so it must hold a number "
-                f"or a staged scalar, not {type(value).__name__} ({value!r:.60})", where)
-        self.kind = kind if self.kind in (None, kind) else "float"
-        builder.current().emit([Sym("set"), self.sym, atom(value)])
-
-    def get(self):
-        return Rep(builder.current().emit([Sym("get"), self.sym]), self.kind)
+_builtin_range, _builtin_enumerate, _builtin_len = range, enumerate, len
 
 
 class Frame:
@@ -436,7 +415,7 @@ def stage_for(frame, iterable, body_fn, vars, body_reads, where, else_fn=None):
     (a `range` with a staged bound, a data loader) emits its own loop. `else_fn` runs after
     a loop that ended without `break` (a staged loop cannot break)."""
     vars = vars or _NO_VARS
-    iterable = stand_in(iterable)
+    iterable = stand_ins.stand_in(iterable)
     emit_loop = getattr(iterable, "__staged_for__", None)
     if emit_loop is not None:
         st = builder.current()
@@ -502,9 +481,17 @@ def range(*args):
     return _builtin_range(*args)
 
 
+def len(obj):
+    """`len` that is staged, `(len XS)`, for a list whose length is known only at run time."""
+    staged_len = getattr(obj, "__staged_len__", None)
+    if staged_len is not None:
+        return staged_len()
+    return _builtin_len(obj)
+
+
 def enumerate(iterable, start=0):
     """`enumerate` that keeps a staged loader staged (its loop index comes from the loop)."""
-    staged_enumerate = getattr(stand_in(iterable), "__staged_enumerate__", None)
+    staged_enumerate = getattr(stand_ins.stand_in(iterable), "__staged_enumerate__", None)
     if staged_enumerate is not None:
         return staged_enumerate(start)
     return _builtin_enumerate(iterable, start)

@@ -87,6 +87,12 @@ def lift_tensor(t, position=None, name=None):
     if dtype is None:
         raise StagingError(f"tensors of dtype {t.dtype} cannot be staged (float32 and int64 can)",
                            user_location())
+    if t.grad_fn is not None:
+        raise StagingError(
+            "a tensor computed from a module's parameters by ordinary code while staging (no "
+            "staged value took part, so torch computed it now) would be a constant of the "
+            "compiled code, neither trained nor updated when the parameters change; compute it "
+            "from a staged value, such as an argument", user_location())
     import torch  # t is a torch tensor: torch is loaded already
     trainable = isinstance(t, torch.nn.Parameter) and t.requires_grad
     if trainable and dtype != "float32":

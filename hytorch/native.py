@@ -23,8 +23,8 @@ from hytorch.backend.c_render import render_c
 from hytorch.build import build_shared
 from hytorch.errors import BuildError, ExecutionError, HyTorchError, show_int
 from hytorch.machine import RUNTIME_CDEF, get_num_threads
-from hytorch.ir.types import TensorType as IRTensorType
-from hytorch.staged_args import SCALAR_KINDS, is_object_argument, tensor_parameter_type
+from hytorch.ir.types import ListType, TensorType as IRTensorType
+from hytorch.staged_args import SCALAR_KINDS, ListOf, is_object_argument, tensor_parameter_type
 from hytorch.torch_bridge import TorchBridge, loader_dims
 
 HT_OK, HT_ERROR, HT_INTERRUPTED, HT_ZERO_DIVISION, HT_RAISED = 0, 1, 2, 3, 4
@@ -96,6 +96,8 @@ def _arg_kind(t):
     tensor_type = tensor_parameter_type(t)
     if tensor_type is not None:
         return tensor_type.ir_type()
+    if isinstance(t, ListOf):
+        return t.ir_type()
     if isinstance(t, type) and t in SCALAR_KINDS:
         return SCALAR_KINDS[t]
     if is_object_argument(t) or t is object:
@@ -128,9 +130,52 @@ def _tensor_argument(value, t, position):
     return np.ascontiguousarray(array)
 
 
+def _list_argument(value, kind, position):
+    """The tensors of the list parameter of IR type `kind` (a ListType) given as `value`, one
+    after another in one contiguous NumPy array: a list or tuple of tensors or arrays (copied
+    into it), or one tensor or array whose first dimension runs over the list (a view of it
+    when it is contiguous and of the element's dtype)."""
+    element = kind.element
+    if isinstance(value, (list, tuple)):
+        arrays = [_tensor_argument(x, element, f"{position} (element {i})")
+                  for i, x in enumerate(value)]
+        if not arrays:
+            return np.empty((0, *element.shape), dtype=_NUMPY[element.dtype])
+        return np.stack(arrays)
+    shape = getattr(value, "shape", None)
+    if shape is None or len(shape) != len(element.shape) + 1:
+        raise TypeError(f"argument {position} must be a list of tensors or NumPy arrays of shape "
+                        f"{list(element.shape)} ({element.dtype}), or one tensor or array of "
+                        f"shape [n, {', '.join(map(str, element.shape))}], not "
+                        f"{type(value).__name__}" + (f" of shape {list(shape)}" if shape else ""))
+    return _tensor_argument(value, IRTensorType((shape[0], *element.shape), element.dtype),
+                            position)
+
+
 def _converter(ffi, kind, position):
     """The function giving the C argument of a parameter of `kind` from a Python value: plain
-    values of the staged type take a short path, the rest goes through _convert."""
+    values of the staged type take a short path, the rest goes through _convert. A list
+    parameter gives two C arguments: the tensors' storage and how many there are."""
+    if isinstance(kind, ListType):
+        element = tuple(kind.element.shape)
+        ctype, from_buffer, cast = _C_ELEMENTS[kind.element.dtype], ffi.from_buffer, ffi.cast
+        pointer = ctype.replace("[]", " *")
+        dtype = np.dtype(_NUMPY[kind.element.dtype])
+        torch = sys.modules.get("torch")
+        torch_dtype = getattr(torch, kind.element.dtype, None)
+
+        def tensors(value):
+            # one stacked tensor or array, contiguous and of the element's type: in place
+            if (torch is not None and type(value) is torch.Tensor and value.dtype is torch_dtype
+                    and value.shape[1:] == element and value.dim() == len(element) + 1
+                    and value.is_cpu and value.is_contiguous()):
+                return cast(pointer, value.data_ptr()), value.shape[0]
+            if not (type(value) is np.ndarray and value.dtype is dtype
+                    and value.shape[1:] == element and value.ndim == len(element) + 1
+                    and value.flags.c_contiguous):
+                value = _list_argument(value, kind, position)
+            return from_buffer(ctype, value, require_writable=False), len(value)
+        return tensors
     if isinstance(kind, IRTensorType):
         shape, dtype = tuple(kind.shape), np.dtype(_NUMPY[kind.dtype])
         ctype, from_buffer = _C_ELEMENTS[kind.dtype], ffi.from_buffer
@@ -257,7 +302,8 @@ class CompiledFunction:
         self._converters = [_converter(ffi, k, i + 1) for i, k in enumerate(self.arg_kinds)
                             if k != "object"]
         self._positions = [i for i, k in enumerate(self.arg_kinds) if k != "object"]
-        self._tensor_params = any(isinstance(k, IRTensorType) for k in self.arg_kinds)
+        self._tensor_params = any(isinstance(k, (IRTensorType, ListType)) for k in self.arg_kinds)
+        self._list_params = any(isinstance(k, ListType) for k in self.arg_kinds)
         self._prints = "ht_print" in self.c_source
 
     @property
@@ -288,6 +334,8 @@ class CompiledFunction:
             raise TypeError(f"{self.name}() takes {len(self.arg_kinds)} argument(s) "
                             f"but {len(args)} were given")
         c_args = [convert(args[i]) for convert, i in zip(self._converters, self._positions)]
+        if self._list_params:  # a list's storage and length are two C arguments
+            c_args = [c for a in c_args for c in (a if isinstance(a, tuple) else (a,))]
         if self._set_num_threads is not None:
             self._set_num_threads(get_num_threads())
         result = None
@@ -327,6 +375,8 @@ class CompiledFunction:
         torch = sys.modules.get("torch") if self._tensor_params else None
         given_torch = torch is not None and any(
             isinstance(k, IRTensorType) and isinstance(a, torch.Tensor)
+            or isinstance(k, ListType) and (isinstance(a, torch.Tensor) or isinstance(a, (list, tuple))
+                                            and any(isinstance(x, torch.Tensor) for x in a))
             for a, k in zip(args, self.arg_kinds))
         return torch.from_numpy(array) if given_torch else array
 

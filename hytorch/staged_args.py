@@ -2,9 +2,11 @@
 
     param_names(1) == ["in"];  param_names(2) == ["in1", "in2"]
     TensorType([4, 16])            # a float32 tensor parameter of shape [4, 16]
+    ListOf(TensorType([4, 16]))    # a list of them, as long as the caller's
 """
 from hytorch.errors import StagingError
 from hytorch.ir import types as ir_types
+from hytorch.staged_list import StagedList
 from hytorch.stand_ins import load_staged_tensors, stand_in
 from hytorch.values import Rep
 
@@ -48,6 +50,37 @@ class TensorType:
 
     def __repr__(self):
         return f"TensorType({list(self.shape)}, {self.dtype})"
+
+
+class ListOf:
+    """The type of a parameter that is a list of tensors of one type, its length known only
+    when the compiled function is called: a staged `for` over it is a loop of the compiled
+    code, run as many times as the list given has elements. The compiled function takes a
+    list or tuple of tensors or NumPy arrays, or one tensor or array whose first dimension
+    runs over the list.
+
+        >>> ListOf(TensorType([4, 16]))
+        ListOf(TensorType([4, 16], float32))
+    """
+
+    def __init__(self, element):
+        element_type = tensor_parameter_type(element)
+        if element_type is None:
+            raise TypeError("ListOf takes the type of the list's elements: a hytorch.TensorType "
+                            f"(or an example tensor or NumPy array), not {element!r:.60}")
+        self.element = element_type
+
+    def ir_type(self):
+        return ir_types.ListType(self.element.ir_type())
+
+    def __eq__(self, other):
+        return isinstance(other, ListOf) and self.element == other.element
+
+    def __hash__(self):
+        return hash(("list", self.element))
+
+    def __repr__(self):
+        return f"ListOf({self.element!r})"
 
 
 def dtype_name(dtype):
@@ -95,10 +128,14 @@ def staged_argument(arg_type, sym, st, position):
     """The staged value of parameter `position`: a staged scalar for the types int, float
     and bool; a staged tensor for a tensor type (see tensor_parameter_type); for an object (a
     module, optimizer, data loader, a tensor that requires grad), its stand-in, whose values
-    the compiled code reads from the object passed in that position at each call."""
+    the compiled code reads from the object passed in that position at each call; for a
+    ListOf, a StagedList."""
     tensor_type = tensor_parameter_type(arg_type)
     if tensor_type is not None:
         return load_staged_tensors()(sym, tensor_type.ir_type())
+    if isinstance(arg_type, ListOf):
+        load_staged_tensors()
+        return StagedList(sym, arg_type.ir_type())
     if isinstance(arg_type, type) and arg_type in SCALAR_KINDS:
         return Rep(sym, SCALAR_KINDS[arg_type])
     if is_object_argument(arg_type):

@@ -40,6 +40,10 @@ class TorchBridge:
         self.program, self.slots = program, slots
         self._default_loaders = {}
         self._in_sync = {}   # slot -> (weak reference, data_ptr, _version) of the tensor it holds
+        # Without a torch optimizer nothing trains the parameters from Python's side: the optimizer
+        # slots are the program's own, and no parameter comes back (an inference call then costs
+        # only the check that its weights are unchanged).
+        self._optimizers = any(b.kind == "optimizer" for b in program.bindings.values())
 
     @property
     def name(self):
@@ -89,7 +93,7 @@ class TorchBridge:
                                          f"{s['numel']} ({s['shape']})")
                     state.array(i, s["numel"], s["dtype"])[:] = values
                     self._synced(i, source)
-            elif role in ("optimizer_state", "optimizer_step", "first_step"):
+            elif role in ("optimizer_state", "optimizer_step", "first_step") and self._optimizers:
                 self._optimizer_state_in(state, i, s, self._optimizer_state(s["tensor"], args))
             elif role == "loader":
                 keep_alive.append(self._bind_loader(state, i, s, args))
@@ -189,7 +193,7 @@ class TorchBridge:
         and the optimizer state of each parameter that has taken a step."""
         torch = sys.modules.get("torch")
         stepped = {s["tensor"]: not state.flag(i)[0] for i, s in enumerate(self.slots)
-                   if s["role"] == "first_step"}
+                   if s["role"] == "first_step"} if self._optimizers else {}
         for i, s in enumerate(self.slots):
             role = s["role"]
             if role == "tensor" and stepped.get(s["sym"]):   # an optimizer may have changed it

@@ -351,7 +351,7 @@ writes keeps its meaning.
       (in head #("and" "or")) (self.rewrite-logic form)
       (= head "not") `(~(self.rt "stage-not") ~@(self.rewrite-all (cut form 1 None)))
       (and (in head _CHAINABLE) (> (len form) 3)) (self.rewrite-chain form)
-      (in head #("range" "enumerate")) `(~(self.rt head) ~@(self.rewrite-all (cut form 1 None)))
+      (in head #("range" "enumerate" "len")) `(~(self.rt head) ~@(self.rewrite-all (cut form 1 None)))
       (= head "return") (self.rewrite-return form)
       (in head #("break" "continue")) `(~(self.rt f"loop-{head}") ~(self.where form))
       (in head _UNSUPPORTED) `(~(self.rt "unsupported") ~head ~(self.where form))

@@ -39,3 +39,19 @@ Shape rules raise ShapeError with a message for the user."
   "How a tensor type reads in an error message: [64, 784] float32 (batched)."
   (setv dims (.join ", " (map str t.shape)))
   (+ f"[{dims}] {t.dtype}" (if t.batched " (rows from a data loader)" "")))
+
+
+(defclass ListType []
+  "A list of tensors of one TensorType whose length is known only at run time: a staged
+  function's parameter, read with `(len XS)` and `(nth XS I)`.
+
+  (ListType (TensorType #(4 16)))   ; any number of [4, 16] float32 tensors"
+  (defn __init__ [self element]
+    (setv self.element element))
+
+  (defn __eq__ [self other]
+    (and (isinstance other ListType) (= self.element other.element)))
+
+  (defn __hash__ [self] (hash #("list" self.element)))
+
+  (defn __repr__ [self] f"ListType({self.element !r})"))
