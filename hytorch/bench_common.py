@@ -1,0 +1,131 @@
+"""What the sections of hytorch.bench share: the CPU's name, runs with their output silenced,
+timed repeats (best and median), thread counts for both libraries, and Markdown tables."""
+import contextlib
+import io
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+NEVER = 10**9  # a log interval that never logs
+EAGER, TORCH_COMPILE, HYTORCH = "PyTorch eager", "torch.compile", "HyTorch (C)"  # contenders
+
+
+def cpu_model():
+    """The CPU's model name, as lscpu (else /proc/cpuinfo, else platform) gives it."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence the training logs, Python's and the compiled code's (which writes to fd 1)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(io.StringIO()):
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Let PyTorch and HyTorch's compiled code use `n` threads; both settings are restored."""
+    import torch
+
+    import hytorch
+    saved = torch.get_num_threads(), hytorch.get_num_threads()
+    torch.set_num_threads(n)
+    hytorch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        hytorch.set_num_threads(saved[1])
+
+
+class Row:
+    """One contender at one thread count: the seconds of each timed run per unit of work (an
+    epoch, a step, a call), what the last run returned (`result`), and what a section found
+    when it compared the contender with its reference (`check`, None until then)."""
+
+    def __init__(self, name, threads):
+        self.name, self.threads, self.seconds = name, threads, []
+        self.result = self.check = None
+
+    def add(self, seconds, result):
+        self.seconds.append(seconds)
+        self.result = result
+
+    @property
+    def best(self):
+        return min(self.seconds)
+
+    @property
+    def median(self):
+        return statistics.median(self.seconds)
+
+
+def time_runs(row, repeats, units, start_run, warm_up=False):
+    """Time `repeats` runs of `units` units of work each into `row`. `start_run()` prepares a
+    run from the start state (untimed) and returns it: a function of no arguments whose
+    result the row keeps. With `warm_up`, one run more goes first, untimed. Returns row."""
+    if warm_up:
+        run = start_run()
+        with quiet():
+            run()
+    for _ in range(repeats):
+        run = start_run()
+        with quiet():
+            started = time.perf_counter()
+            result = run()
+            seconds = time.perf_counter() - started
+        row.add(seconds / units, result)
+    return row
+
+
+def find_row(rows, name, threads):
+    """The row of contender `name` at `threads`, or None."""
+    return next((r for r in rows if r.name == name and r.threads == threads), None)
+
+
+def speedup(reference, row):
+    """How many times faster `row` is than `reference` (best times), as "2.10x"; "" without
+    a reference."""
+    return "" if reference is None else f"{reference.best / row.best:.2f}x"
+
+
+def print_table_header(header):
+    """The first two lines of a Markdown table whose column titles are `header`."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header), flush=True)
+
+
+def print_table_lines(lines):
+    """Lines of a Markdown table, each a list of cells."""
+    for cells in lines:
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    sys.stdout.flush()
+
+
+def print_table(header, lines):
+    print_table_header(header)
+    print_table_lines(lines)
