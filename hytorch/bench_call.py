@@ -50,6 +50,12 @@ class _RecordingLibrary:
         return self._lib.ht_run(*args)
 
 
+class _Arguments(tuple):
+    """Recorded C arguments, keeping alive the result they point into (a torch tensor is
+    passed by its address)."""
+    result = None
+
+
 def c_entry(compiled, args):
     """(`compiled`'s C entry point, its arguments for `args` as a call converts them: its
     state, the converted arguments, a result buffer): `entry(*entry_args)` runs the call's C
@@ -59,10 +65,12 @@ def c_entry(compiled, args):
     lib = compiled._lib
     compiled._lib = recording = _RecordingLibrary(lib)
     try:
-        compiled(*args)
+        result = compiled(*args)
     finally:
         compiled._lib = lib
-    return lib.ht_run, recording.run_args
+    entry_args = _Arguments(recording.run_args)
+    entry_args.result = result
+    return lib.ht_run, entry_args
 
 
 def microseconds_per_call(stmt, namespace, calls, repeats):

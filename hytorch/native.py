@@ -295,6 +295,7 @@ class CompiledFunction:
         self.staged_from = None  # the function staged, when `stage` made it
         self._ffi, self._lib = ffi, lib
         self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
+        self._threads = None
         self._state = ProgramState(ffi, lib, program.name)
         # Nothing lifted, nothing to copy in or out: the call skips the bridge (and holding
         # back Ctrl-C around it), which costs more than a small program's C.
@@ -304,6 +305,8 @@ class CompiledFunction:
         self._positions = [i for i, k in enumerate(self.arg_kinds) if k != "object"]
         self._tensor_params = any(isinstance(k, (IRTensorType, ListType)) for k in self.arg_kinds)
         self._list_params = any(isinstance(k, ListType) for k in self.arg_kinds)
+        self._tensor_positions = [i for i, k in enumerate(self.arg_kinds)
+                                  if isinstance(k, (IRTensorType, ListType))]
         self._prints = "ht_print" in self.c_source
 
     @property
@@ -337,12 +340,14 @@ class CompiledFunction:
         if self._list_params:  # a list's storage and length are two C arguments
             c_args = [c for a in c_args for c in (a if isinstance(a, tuple) else (a,))]
         if self._set_num_threads is not None:
-            self._set_num_threads(get_num_threads())
+            threads = get_num_threads()
+            if threads != self._threads:   # (this model's own copy of the runtime keeps it)
+                self._set_num_threads(threads)
+                self._threads = threads
         result = None
         if self.result_kind == "tensor":
-            shape, dtype = self.result_shape
-            result = np.empty(shape, dtype=_NUMPY[dtype])
-            c_args.append(self._ffi.from_buffer(_C_ELEMENTS[dtype], result))
+            result, pointer = self._new_result(args)
+            c_args.append(pointer)
         elif self.result_kind != "none":
             result = self._ffi.new(f"{_C_TYPES[self.result_kind]} *")
             c_args.append(result)
@@ -361,7 +366,7 @@ class CompiledFunction:
         if status != HT_OK:
             self._state.check(status)
         if self.result_kind == "tensor":
-            return self._as_given(result, args)
+            return result
         if result is None:
             return result
         value = result[0]
@@ -369,19 +374,30 @@ class CompiledFunction:
             return self._ffi.string(value).decode()
         return bool(value) if self.result_kind == "bool" else value
 
-    def _as_given(self, array, args):
-        """A tensor result as the caller gave tensors: a torch tensor when a tensor parameter
-        was given one, else the NumPy array."""
-        torch = sys.modules.get("torch") if self._tensor_params else None
-        given_torch = torch is not None and any(
-            isinstance(k, IRTensorType) and isinstance(a, torch.Tensor)
-            or isinstance(k, ListType) and (isinstance(a, torch.Tensor) or isinstance(a, (list, tuple))
-                                            and any(isinstance(x, torch.Tensor) for x in a))
-            for a, k in zip(args, self.arg_kinds))
-        return torch.from_numpy(array) if given_torch else array
+    def _new_result(self, args):
+        """The array a tensor result is written into, its C pointer, and the array as the
+        caller gets it: a torch tensor (sharing its memory) when a tensor parameter was given
+        one, else the NumPy array. (torch.from_numpy of np.empty costs less than torch.empty.)"""
+        shape, dtype = self.result_shape
+        result = np.empty(shape, dtype=_NUMPY[dtype])
+        pointer = self._ffi.from_buffer(_C_ELEMENTS[dtype], result)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            for i in self._tensor_positions:
+                if _holds_torch(args[i], self.arg_kinds[i], torch):
+                    return torch.from_numpy(result), pointer
+        return result, pointer
 
     def __repr__(self):
         return f"<compiled {self.name} from {self.so_path}>"
+
+
+def _holds_torch(arg, kind, torch):
+    """Whether the argument of a tensor or list parameter (`kind`) was given as torch tensors."""
+    if isinstance(arg, torch.Tensor):
+        return True
+    return (isinstance(kind, ListType) and isinstance(arg, (list, tuple))
+            and any(isinstance(x, torch.Tensor) for x in arg))
 
 
 def _runtime_function(lib, name):
