@@ -34,7 +34,13 @@ def _checked(n, source):
 
 
 def _from_environment():
-    text = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    return _parsed(os.environ.get(ENVIRONMENT_VARIABLE, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text):
+    """The thread count $HYTORCH_THREADS's `text` says (read at every call: parsed once)."""
+    text = text.strip()
     if not text:
         return 1
     try:

@@ -384,7 +384,7 @@ class CompiledFunction:
         torch = sys.modules.get("torch")
         if torch is not None:
             for i in self._tensor_positions:
-                if _holds_torch(args[i], self.arg_kinds[i], torch):
+                if isinstance(args[i], torch.Tensor) or _holds_torch(args[i], self.arg_kinds[i], torch):
                     return torch.from_numpy(result), pointer
         return result, pointer
 
