@@ -229,20 +229,27 @@ class ProgramState:
 
     def __init__(self, ffi, lib, name):
         self._ffi, self._lib, self.name = ffi, lib, name
+        self._views = {}
         self.pointer = lib.ht_new()
         if self.pointer == ffi.NULL:
             self.pointer = None
             raise MemoryError(f"{name}: could not allocate the compiled program's state")
 
     def array(self, index, numel, dtype):
-        """Slot `index` as a numpy array of `numel` `dtype`s over the C memory."""
-        pointer = self._lib.ht_slot(self.pointer, index)
-        size = numel * np.dtype(_NUMPY[dtype]).itemsize
-        return np.frombuffer(self._ffi.buffer(pointer, size), dtype=_NUMPY[dtype])
+        """Slot `index` as a numpy array of `numel` `dtype`s over the C memory (made once:
+        a slot's memory stays where ht_new put it)."""
+        key = (index, numel, dtype)
+        if key not in self._views:
+            pointer = self._lib.ht_slot(self.pointer, index)
+            size = numel * np.dtype(_NUMPY[dtype]).itemsize
+            self._views[key] = np.frombuffer(self._ffi.buffer(pointer, size), dtype=_NUMPY[dtype])
+        return self._views[key]
 
     def flag(self, index):
         """Slot `index` as an int64_t *."""
-        return self._ffi.cast("int64_t *", self._lib.ht_slot(self.pointer, index))
+        if index not in self._views:
+            self._views[index] = self._ffi.cast("int64_t *", self._lib.ht_slot(self.pointer, index))
+        return self._views[index]
 
     def bind_loader(self, index, spec):
         """Give loader slot `index` the data of `spec` (a loader's `c_spec()`); returns the

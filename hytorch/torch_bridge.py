@@ -40,6 +40,7 @@ class TorchBridge:
         self.program, self.slots = program, slots
         self._default_loaders = {}
         self._in_sync = {}   # slot -> (weak reference, data_ptr, _version) of the tensor it holds
+        self._resolved = {}
         # Without a torch optimizer nothing trains the parameters from Python's side: the optimizer
         # slots are the program's own, and no parameter comes back (an inference call then costs
         # only the check that its weights are unchanged).
@@ -53,8 +54,12 @@ class TorchBridge:
         return self.program.bindings.get(sym)
 
     def _resolve(self, sym, args):
-        binding = self._binding(sym)
-        return None if binding is None else binding.resolve(args)
+        """The object bound to `sym` for this call (looked up once per call: a module's
+        parameter is found by name, which costs microseconds)."""
+        if sym not in self._resolved:
+            binding = self._binding(sym)
+            self._resolved[sym] = None if binding is None else binding.resolve(args)
+        return self._resolved[sym]
 
     def _describe(self, sym):
         """What the tensor bound to `sym` is, in the caller's terms."""
@@ -67,6 +72,12 @@ class TorchBridge:
 
     def _optimizer_state(self, tensor_sym, args):
         """The torch optimizer state (a dict) of the parameter bound to `tensor_sym`."""
+        key = ("optimizer state", tensor_sym)
+        if key not in self._resolved:
+            self._resolved[key] = self._find_optimizer_state(tensor_sym, args)
+        return self._resolved[key]
+
+    def _find_optimizer_state(self, tensor_sym, args):
         param = self._resolve(tensor_sym, args)
         if param is None:
             return None
@@ -81,6 +92,7 @@ class TorchBridge:
         """Give the state the current values of what the program lifted, from the objects in
         `args`; returns what must stay alive while the program runs (the loaders' data)."""
         keep_alive = []
+        self._resolved = {}   # this call's objects, for copy_out too
         for i, s in enumerate(self.slots):
             role = s["role"]
             if role == "tensor":
@@ -201,7 +213,7 @@ class TorchBridge:
                 if target is not None:
                     values = state.array(i, s["numel"], s["dtype"])
                     with torch.no_grad():
-                        target.copy_(torch.from_numpy(values).view_as(target))
+                        target.view(-1).copy_(torch.from_numpy(values))
                     self._synced(i, target)
             elif role in ("optimizer_state", "optimizer_step") and stepped.get(s["tensor"]):
                 optimizer_state = self._optimizer_state(s["tensor"], args)
@@ -210,6 +222,7 @@ class TorchBridge:
             elif role == "loader":
                 loader = self._loader_for(s, args)
                 loader.set_rng_state(state.loader_rng_state(i))
+        self._resolved = {}   # (nothing of this call's arguments is kept)
 
     def _state_value(self, torch, state, i, s, args):
         """Slot `i`'s value as torch keeps it: a buffer shaped like its parameter, or the step
