@@ -134,14 +134,16 @@ not every activation."
     (.append self.free-lines f"ht_tape_free(&{expr});")
     (Loop body scope saved cells inputs expr))
 
+  (defn cell-address [self b]
+    "C address of cell binding `b`'s value: a tensor cell is its storage."
+    (if (isinstance (.get self.cell-kinds (self.cell-key b.cname)) TensorCellKind)
+      b.cname
+      f"&{b.cname}"))
+
   (defn loop-save-lines [self loop]
     "C at the start of each iteration: push the values the body reads from outside."
     (lfor [b bytes] loop.saved
-          (if (= b.type "cell")
-            (if (isinstance (.get self.cell-kinds (self.cell-key b.cname)) TensorCellKind)
-              f"if (ht_tape_push(&{loop.tape}, {b.cname}, {bytes}) != HT_OK) return HT_ERROR;"
-              f"if (ht_tape_push(&{loop.tape}, &{b.cname}, {bytes}) != HT_OK) return HT_ERROR;")
-            (raise (IRError "internal: only cells are saved")))))
+          f"if (ht_tape_push(&{loop.tape}, {(self.cell-address b)}, {bytes}) != HT_OK) return HT_ERROR;"))
 
   (defn record-loop [self loop]
     "Put the loop on the tape: its tensor cells in and out, the outer tensors in."
@@ -153,22 +155,14 @@ not every activation."
                      (get loop.cells 0 1)
                      :outs (lfor [s b _] loop.cells [s b]))))
 
-  (defn restore-lines [self loop from]
-    "C copying the cells' values from the bytes at `from` (in the order they are saved)."
+  (defn copy-lines [self loop saved direction]
+    "C copying the values of the cells the loop saves to the bytes at `saved` (`direction`
+    \"save\") or back from them (\"restore\"), in the order ht_tape_push saves them."
     (setv lines [] offset "0")
     (for [[b bytes] loop.saved]
-      (setv tensor (isinstance (.get self.cell-kinds (self.cell-key b.cname)) TensorCellKind)
-            target (if tensor b.cname f"&{b.cname}"))
-      (.append lines f"memcpy({target}, {from} + {offset}, {bytes});")
-      (setv offset f"{offset} + {bytes}"))
-    lines)
-
-  (defn save-lines [self loop to]
-    (setv lines [] offset "0")
-    (for [[b bytes] loop.saved]
-      (setv tensor (isinstance (.get self.cell-kinds (self.cell-key b.cname)) TensorCellKind)
-            source (if tensor b.cname f"&{b.cname}"))
-      (.append lines f"memcpy({to} + {offset}, {source}, {bytes});")
+      (setv cell (self.cell-address b)
+            [to from] (if (= direction "save") [f"{saved} + {offset}" cell] [cell f"{saved} + {offset}"]))
+      (.append lines f"memcpy({to}, {from}, {bytes});")
       (setv offset f"{offset} + {bytes}"))
     lines)
 
@@ -211,17 +205,17 @@ not every activation."
           [replay grads-lines finals] (self.replay loop carried))
     (.extend lines
       [f"char *{now} = ht_arena_alloc(&ht_s->arena, {loop.stride});"
-       #* (self.save-lines loop now)
+       #* (self.copy-lines loop now "save")
        f"for (int64_t {t} = (int64_t)({loop.tape}.used / ({loop.stride})) - 1; {t} >= 0; {t}--) {{"
        "  if (ht_interrupted) return ht_interrupt_status();"
        f"  size_t {mark} = ht_s->arena.top;"
-       #* (indent (self.restore-lines loop f"{loop.tape}.data + {t} * ({loop.stride})"))
+       #* (indent (self.copy-lines loop f"{loop.tape}.data + {t} * ({loop.stride})" "restore"))
        #* (indent replay)
        #* (indent grads-lines)
        #* (indent (self.carry-lines carried summed finals))
        f"  ht_s->arena.top = {mark};"
        "}"
-       #* (self.restore-lines loop now)])
+       #* (self.copy-lines loop now "restore")])
     (.append self.arena-extra f"({loop.stride}) + 64")   ; loop_now
     (for [[out [_ g t]] (zip outs [#* carried #* summed])]
       (.bind scope out (Binding g "tensor" :ttype t :requires-grad False)))

@@ -266,7 +266,9 @@ a data loader has its first dimension set by the rows of the current batch (`bat
       ["rows" x] (get (self.rows-cols (type-of x)) 0)
       ["cols" x] (str (get (self.rows-cols (type-of x)) 1))
       ["planes" x] (self.planes (type-of x))
-      ["dim" x i] (self.dim-size (type-of x) i)
+      ["dim" x i] (self.dim-size (type-of x) (self.axis-word i env (type-of x)))
+      ["outer" x i] (self.dims-product (type-of x) 0 (self.axis-word i env (type-of x)))
+      ["inner" x i] (self.dims-product (type-of x) (+ (self.axis-word i env (type-of x)) 1) None)
       ["item" x] f"{(. (get env x) expr)}[0]"
       ["aux" x] (or (. (get env x) aux)
                     (raise (IRError f"`{x}` has no auxiliary buffer (it is not the result of an op with one)")))
@@ -276,6 +278,22 @@ a data loader has its first dimension set by the rows of the current batch (`bat
       _ (cond (isinstance a Sym) (. (get env a) expr)
               (isinstance a float) (c-float a)
               True (str a))))
+
+  (defn axis-word [self i env t]
+    "The dimension of a tensor of type `t` a kernel-call word names, from 0: a number or an
+    attribute's name (`(dim x dim)`), < 0 counting from the end."
+    (% (if (isinstance i Sym) (int (. (get env i) expr)) i) (max t.ndim 1)))
+
+  (defn dims-product [self t start end]
+    "C expression of the product of a tensor's sizes along dimensions `start` to `end`
+    (excluded; None: to the last); the rows of the current batch for dimension 0 of a
+    batched tensor."
+    (setv end (if (is end None) t.ndim end)
+          rows (and t.batched (= start 0) (> end 0))
+          rest (math.prod (cut t.shape (if rows 1 start) end)))
+    (cond (not rows) (str rest)
+          (= rest 1) t.batched
+          True f"{t.batched} * {rest}"))
 
   (defn dim-size [self t i]
     "C expression of a tensor's size along dimension `i`: the current batch's rows for the

@@ -210,4 +210,73 @@ HT_EXPORT void ht_adam_step(float *w, const float *g, float *exp_avg, float *exp
                             double beta1, double beta2, double eps, double weight_decay,
                             int decoupled_weight_decay, int amsgrad, int maximize);
 
+/* ---- tensor operations: ht_tensor_ops.c ----
+ * Along one dim a tensor is seen as [outer, n, inner] (the products of the dims before and
+ * after it). Outputs do not alias inputs, except in the elementwise kernels. */
+/* y[numel] = a / b */
+HT_EXPORT void ht_div(float *y, const float *a, const float *b, int64_t numel);
+/* db[numel] (= | +=) -dy * y / b: the gradient of the divisor b of y = a / b (or y = s / b) */
+HT_EXPORT void ht_div_bwd_divisor(float *db, const float *dy, const float *y, const float *b,
+                                  int64_t numel, int accumulate);
+/* y[numel] = x / s */
+HT_EXPORT void ht_div_scalar(float *y, const float *x, float s, int64_t numel);
+/* y[numel] = s / x */
+HT_EXPORT void ht_scalar_div(float *y, float s, const float *x, int64_t numel);
+/* y[numel] = x + s */
+HT_EXPORT void ht_add_scalar(float *y, const float *x, float s, int64_t numel);
+/* y[numel] = exp(x) (its gradient dy * y) */
+HT_EXPORT void ht_exp_fwd(float *y, const float *x, int64_t numel);
+/* y[numel] = log(x) (its gradient dy / x) */
+HT_EXPORT void ht_log_fwd(float *y, const float *x, int64_t numel);
+/* y[numel] = x < lo ? lo : x (NaN stays NaN) */
+HT_EXPORT void ht_clamp_min_fwd(float *y, const float *x, float lo, int64_t numel);
+/* dx[numel] (= | +=) x >= lo ? dy : 0 */
+HT_EXPORT void ht_clamp_min_bwd(float *dx, const float *dy, const float *x, float lo,
+                                int64_t numel, int accumulate);
+/* y[numel] = x > hi ? hi : x (NaN stays NaN) */
+HT_EXPORT void ht_clamp_max_fwd(float *y, const float *x, float hi, int64_t numel);
+/* dx[numel] (= | +=) x <= hi ? dy : 0 */
+HT_EXPORT void ht_clamp_max_bwd(float *dx, const float *dy, const float *x, float hi,
+                                int64_t numel, int accumulate);
+/* y[numel] = (float)x */
+HT_EXPORT void ht_i64_to_f32(float *y, const int64_t *x, int64_t numel);
+/* y[outer,inner] = sum over j of x[outer,n,inner] */
+HT_EXPORT void ht_sum_dim(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
+/* y[outer,inner] = sum over j of x[outer,n,inner] / n */
+HT_EXPORT void ht_mean_dim(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
+/* y[outer,n,inner] = x[outer,inner] for each j (a broadcast; the gradient of ht_sum_dim) */
+HT_EXPORT void ht_expand_dim(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
+/* dx[outer,n,inner] (= | +=) dy[outer,inner] / n */
+HT_EXPORT void ht_mean_dim_bwd(float *dx, const float *dy, int64_t outer, int64_t n,
+                               int64_t inner, int accumulate);
+/* y[outer,length,inner] = x[outer, start:start+length, inner] of x[outer,n,inner] */
+HT_EXPORT void ht_narrow_fwd(float *y, const float *x, int64_t outer, int64_t n, int64_t start,
+                             int64_t length, int64_t inner);
+/* the same of int64 tensors */
+HT_EXPORT void ht_narrow_i64(int64_t *y, const int64_t *x, int64_t outer, int64_t n,
+                             int64_t start, int64_t length, int64_t inner);
+/* dx[outer,n,inner] (= | +=) dy[outer,length,inner] at start:start+length, 0 elsewhere */
+HT_EXPORT void ht_narrow_bwd(float *dx, const float *dy, int64_t outer, int64_t n, int64_t start,
+                             int64_t length, int64_t inner, int accumulate);
+/* y[outer,na+nb,inner] = a[outer,na,inner] then b[outer,nb,inner] */
+HT_EXPORT void ht_cat_fwd(float *y, const float *a, const float *b, int64_t outer, int64_t na,
+                          int64_t nb, int64_t inner);
+/* the same of int64 tensors */
+HT_EXPORT void ht_cat_i64(int64_t *y, const int64_t *a, const int64_t *b, int64_t outer,
+                          int64_t na, int64_t nb, int64_t inner);
+/* dx (= | +=) the part of dy[outer,na+nb,inner] that was a (second = 0) or b (second = 1) */
+HT_EXPORT void ht_cat_bwd(float *dx, const float *dy, int64_t outer, int64_t na, int64_t nb,
+                          int64_t inner, int second, int accumulate);
+/* y[planes,cols,rows] = x[planes,rows,cols] transposed */
+HT_EXPORT void ht_transpose(float *y, const float *x, int64_t planes, int64_t rows, int64_t cols);
+/* y[planes,m,n] = a[planes,m,k] @ b[planes,k,n] (GEMM engines of ht_gemm.h) */
+HT_EXPORT void ht_matmul_fwd(float *y, const float *a, const float *b, int64_t planes, int64_t m,
+                             int64_t k, int64_t n);
+/* da[planes,m,k] = dy[planes,m,n] @ b[planes,k,n]^T */
+HT_EXPORT void ht_matmul_bwd_a(float *da, const float *dy, const float *b, int64_t planes,
+                               int64_t m, int64_t k, int64_t n);
+/* db[planes,k,n] (= | +=) a[planes,m,k]^T @ dy[planes,m,n] */
+HT_EXPORT void ht_matmul_bwd_b(float *db, const float *dy, const float *a, int64_t planes,
+                               int64_t m, int64_t k, int64_t n, int accumulate);
+
 #endif

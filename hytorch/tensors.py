@@ -7,7 +7,10 @@ unchanged: `(F.relu x)`, `(torch.flatten x 1)` and an `nn.Linear` module called 
 lift.py). A torch call that is its input itself (dropout in eval mode) emits nothing.
 
 The ops and the torch functions they stand for are declared in the op table
-(hytorch/ir/ops.hy); `stage_op` stages any of them. Shapes are checked as the program stages,
+(hytorch/ir/ops.hy); `stage_op` stages any of them. Python's operators are here: `+ - * /`
+broadcast as torch does (an operand of size 1 along a dim is repeated by `broadcast_dim`
+first), `@` is matmul, `x[0, 1:3]` narrows; and the torch functions of several ops
+(COMPOSITES: cat and stack of any number of tensors are cats of two). Shapes are checked as the program stages,
 by the table's rules, so a mismatch is a StagingError naming the .hy form that caused it.
 """
 import importlib
@@ -16,7 +19,7 @@ import torch
 
 from hytorch import builder
 from hytorch.ir import types as shapes
-from hytorch.ir.ops import OPS, Identity, Unsupported, flatten_dims
+from hytorch.ir.ops import OPS, Delegate, Identity, Unsupported, broadcast_shape, flatten_dims
 from hytorch.ir.syntax import Sym
 from hytorch.errors import StagingError
 from hytorch.source_location import user_location
@@ -130,6 +133,41 @@ class TensorRep(Staged):
     def __rmul__(self, other):
         return _elementwise("*", other, self)
 
+    def __truediv__(self, other):
+        return _elementwise("/", self, other)
+
+    def __rtruediv__(self, other):
+        return _elementwise("/", other, self)
+
+    def __neg__(self):
+        return stage_op("scale", self, -1.0)
+
+    def __matmul__(self, other):
+        return stage_op("matmul", self, other)
+
+    def __rmatmul__(self, other):
+        return stage_op("matmul", other, self)
+
+    @property
+    def T(self):
+        if self.type.ndim > 2:
+            raise StagingError("`.T` of a staged tensor of more than 2 dims is not supported",
+                               user_location())
+        return stage_op("transpose", self)
+
+    @property
+    def mT(self):
+        return stage_op("transpose", self, -2, -1)
+
+    def unsqueeze(self, dim):
+        return unsqueeze(self, dim)
+
+    def squeeze(self, dim=None):
+        return squeeze(self, dim)
+
+    def __getitem__(self, index):
+        return _index(self, index)
+
     def __eq__(self, other):
         return _compare(self, other)
 
@@ -138,25 +176,16 @@ class TensorRep(Staged):
     def _unsupported(self, what):
         raise StagingError(f"{what} of a staged tensor is not supported", user_location())
 
-    def __truediv__(self, other):
-        self._unsupported("division (`/`)")
+    def __floordiv__(self, other):
+        self._unsupported("`//` and `%`")
 
-    __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __truediv__
+    __rfloordiv__ = __mod__ = __floordiv__
 
     def __pow__(self, other):
         self._unsupported("`**`")
 
-    def __neg__(self):
-        self._unsupported("negation")
-
-    def __getitem__(self, index):
-        self._unsupported("indexing")
-
     def __len__(self):
         self._unsupported("`len`")
-
-    def __matmul__(self, other):
-        self._unsupported("`@` (use nn.Linear or F.linear)")
 
 
 def stage_op(name, *args, **kwargs):
@@ -166,6 +195,8 @@ def stage_op(name, *args, **kwargs):
     operands = _checked(op.stage, *args, **kwargs)
     if isinstance(operands, Identity):
         return _tensor(operands.x, name)
+    if isinstance(operands, Delegate):
+        return _staged_delegate(operands)
     inputs = [None if x is None and input_name in op.optional else _tensor(x, name)
               for x, input_name in zip(operands, op.inputs)]
     attrs = operands[len(op.inputs):]
@@ -174,16 +205,157 @@ def stage_op(name, *args, **kwargs):
                  op.differentiable and any(x.requires_grad for x in inputs if x is not None))
 
 
+def _staged_delegate(delegate):
+    """Stage the op a table entry handed a torch call to, its Delegate operands first."""
+    return stage_op(delegate.name, *(_staged_delegate(x) if isinstance(x, Delegate) else x
+                                     for x in delegate.operands))
+
+
 def _elementwise(op, a, b):
+    """`a op b` of tensors (broadcast as torch does) or of a tensor and a number known at staging."""
     if scalar_kind(a) is not None or scalar_kind(b) is not None:
-        scalar, tensor = (a, b) if scalar_kind(a) is not None else (b, a)
-        if op != "*" or isinstance(scalar, Rep):
-            raise StagingError(f"`{op}` of a staged tensor and a number is supported only as "
-                               "multiplication by a constant", user_location())
-        return stage_op("scale", tensor, float(scalar))
-    a, b = _tensor(a, op), _tensor(b, op)
+        return _with_scalar(op, a, b)
+    a, b = _broadcast_operands(op, _tensor(a, op), _tensor(b, op))
+    if op == "/":
+        return stage_op("div", a, b)
     ttype = _checked(OPS[op].result_type, [a.type, b.type], [])
     return _emit([Sym(op), a.sym, b.sym], ttype, a.requires_grad or b.requires_grad)
+
+
+def _divide(a, b, rounding_mode=None):
+    """torch.div: true division only."""
+    if rounding_mode is not None:
+        raise StagingError(f"division with rounding_mode={rounding_mode!r} is not supported",
+                           user_location())
+    return _elementwise("/", a, b)
+
+
+def _with_scalar(op, a, b):
+    scalar_first = scalar_kind(a) is not None
+    scalar, tensor = (a, b) if scalar_first else (b, a)
+    if isinstance(scalar, Rep):
+        raise StagingError(f"`{op}` of a staged tensor and a number computed at run time is not "
+                           "supported (numbers known at staging are)", user_location())
+    s = float(scalar)
+    if op == "*":
+        return stage_op("scale", tensor, s)
+    if op == "+":
+        return stage_op("add_scalar", tensor, s)
+    if op == "-":
+        return (stage_op("add_scalar", stage_op("scale", tensor, -1.0), s) if scalar_first
+                else stage_op("add_scalar", tensor, -s))
+    return stage_op("scalar_div", tensor, s) if scalar_first else stage_op("div_scalar", tensor, s)
+
+
+def _broadcast_operands(op, a, b):
+    """`a` and `b` as operands of `op`: as they are when its node takes them (equal shapes, or
+    + of a Linear layer's bias), else each broadcast to the shape of the result."""
+    if a.type.shape == b.type.shape:
+        return a, b
+    if op != "/":
+        try:
+            OPS[op].result_type([a.type, b.type], [])
+            return a, b
+        except shapes.ShapeError:
+            pass
+    shape = _checked(broadcast_shape, a.type.shape, b.type.shape, op)
+    return _broadcast_to(a, b, shape), _broadcast_to(b, a, shape)
+
+
+def _broadcast_to(x, other, shape):
+    """x repeated along its dims of size 1 (and new leading ones) to `shape`, the shape x and
+    `other` broadcast to: where x has size 1 and the shape does not, `other` has its size."""
+    if x.type.ndim < len(shape):
+        x = x.view(*([1] * (len(shape) - x.type.ndim)), *x.type.shape)
+    for dim, size in enumerate(shape):
+        if x.type.shape[dim] != size:
+            x = stage_op("broadcast_dim", x, other, dim - len(shape))
+    return x
+
+
+def _index(x, index):
+    """x[index] for ints, slices of step 1 and `...`: narrows, then a view without the dims an
+    int picked."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    if sum(item is Ellipsis for item in items) > 1:
+        raise StagingError("an index can only have a single ellipsis ('...')", user_location())
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = [slice(None)] * (x.type.ndim - len(items) + 1)
+    if len(items) > x.type.ndim:
+        raise StagingError(f"too many indices ({len(items)}) for a staged tensor of "
+                           f"{x.type.ndim} dims", user_location())
+    shape, picked = x.type.shape, []
+    for dim, item in enumerate(items):
+        size = shape[dim]
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not -size <= item < size:
+                raise StagingError(f"index {item} is out of range for dim {dim} of size {size}",
+                                   user_location())
+            x = stage_op("narrow", x, dim, item % size, 1)
+            picked.append(dim)
+        elif isinstance(item, slice) and all(v is None or (isinstance(v, int) and not isinstance(v, bool))
+                                             for v in (item.start, item.stop, item.step)):
+            start, stop, step = item.indices(size)
+            if step != 1:
+                raise StagingError("slices of a staged tensor with a step are not supported",
+                                   user_location())
+            if (start, stop) != (0, size):
+                x = stage_op("narrow", x, dim, start, max(0, stop - start))
+        else:
+            what = ("a tensor" if isinstance(item, TensorRep) else "a number computed at run time"
+                    if isinstance(item, Rep) else type(item).__name__)
+            raise StagingError(f"indexing a staged tensor with {what} is not supported (ints and "
+                               "slices known at staging are)", user_location())
+    if picked:
+        x = x.view(*(n for dim, n in enumerate(x.type.shape) if dim not in picked))
+    return x
+
+
+def unsqueeze(x, dim):
+    """A view with a dim of size 1 inserted at `dim`."""
+    x = _tensor(x, "unsqueeze")
+    ndim = x.type.ndim + 1
+    if not (isinstance(dim, int) and -ndim <= dim < ndim):
+        raise StagingError(f"unsqueeze: dim {dim!r} is out of range for a {ndim - 1}-dimensional "
+                           "tensor", user_location())
+    at = dim % ndim
+    return x.view(*x.type.shape[:at], 1, *x.type.shape[at:])
+
+
+def squeeze(x, dim=None):
+    """A view without the dims of size 1 (all, or those of `dim`, an int or a tuple)."""
+    x = _tensor(x, "squeeze")
+    ndim = max(x.type.ndim, 1)
+    dims = range(x.type.ndim) if dim is None else dim if isinstance(dim, (tuple, list)) else (dim,)
+    if not all(isinstance(d, int) and -ndim <= d < ndim for d in dims):
+        raise StagingError(f"squeeze: dim {dim!r} is out of range for a {x.type.ndim}-dimensional "
+                           "tensor", user_location())
+    dropped = {d % ndim for d in dims if x.type.shape[d % ndim] == 1} if x.type.ndim else set()
+    return x.view(*(n for d, n in enumerate(x.type.shape) if d not in dropped))
+
+
+def cat(tensors, dim=0, *, out=None):
+    """torch.cat: one cat of two after the other."""
+    if out is not None or not isinstance(tensors, (list, tuple)) or not tensors:
+        raise StagingError("cat needs a non-empty list of tensors (and no out=)", user_location())
+    result = _tensor(tensors[0], "cat")
+    for x in tensors[1:]:
+        result = stage_op("cat", result, _tensor(x, "cat"), dim)
+    return result
+
+
+def stack(tensors, dim=0, *, out=None):
+    """torch.stack: each tensor viewed with a dim of size 1 at `dim`, then cat."""
+    if out is not None or not isinstance(tensors, (list, tuple)) or not tensors:
+        raise StagingError("stack needs a non-empty list of tensors (and no out=)", user_location())
+    xs = [_tensor(x, "stack") for x in tensors]
+    ndim = xs[0].type.ndim + 1
+    if not -ndim <= dim < ndim:
+        raise StagingError(f"stack: dim {dim} is out of range for {ndim - 1}-dimensional tensors",
+                           user_location())
+    at = dim % ndim
+    return cat([unsqueeze(x, at) for x in xs], at)
 
 
 def _compare(a, b):
@@ -234,13 +406,17 @@ BESPOKE = {
     "+": lambda a, b: _elementwise("+", a, b),
     "-": lambda a, b: _elementwise("-", a, b),
     "*": lambda a, b: _elementwise("*", a, b),
+    "div": _divide,
     "==": _compare,
     "view": TensorRep.view,
 }
 # Torch functions that are several ops.
 COMPOSITES = {"torch.nn.functional.linear": linear,
               "torch.nn.functional.cross_entropy": cross_entropy,
-              "torch.flatten": flatten, "torch.Tensor.flatten": flatten}
+              "torch.flatten": flatten, "torch.Tensor.flatten": flatten,
+              "torch.cat": cat, "torch.concat": cat, "torch.stack": stack,
+              "torch.unsqueeze": unsqueeze, "torch.Tensor.unsqueeze": unsqueeze,
+              "torch.squeeze": squeeze, "torch.Tensor.squeeze": squeeze}
 
 
 def _handler(op):

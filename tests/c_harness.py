@@ -108,6 +108,33 @@ void ht_dropout_fwd(float *y, uint8_t *mask, const float *x, double p, uint64_t 
 void ht_dropout_bwd(float *dx, const float *dy, const uint8_t *mask, double p, int64_t numel, int accumulate);
 
 void ht_adam_step(float *w, const float *g, float *exp_avg, float *exp_avg_sq, float *max_exp_avg_sq, int64_t numel, int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled_weight_decay, int amsgrad, int maximize);
+
+void ht_div(float *y, const float *a, const float *b, int64_t numel);
+void ht_div_bwd_divisor(float *db, const float *dy, const float *y, const float *b, int64_t numel, int accumulate);
+void ht_div_scalar(float *y, const float *x, float s, int64_t numel);
+void ht_scalar_div(float *y, float s, const float *x, int64_t numel);
+void ht_add_scalar(float *y, const float *x, float s, int64_t numel);
+void ht_exp_fwd(float *y, const float *x, int64_t numel);
+void ht_log_fwd(float *y, const float *x, int64_t numel);
+void ht_clamp_min_fwd(float *y, const float *x, float lo, int64_t numel);
+void ht_clamp_min_bwd(float *dx, const float *dy, const float *x, float lo, int64_t numel, int accumulate);
+void ht_clamp_max_fwd(float *y, const float *x, float hi, int64_t numel);
+void ht_clamp_max_bwd(float *dx, const float *dy, const float *x, float hi, int64_t numel, int accumulate);
+void ht_i64_to_f32(float *y, const int64_t *x, int64_t numel);
+void ht_sum_dim(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
+void ht_mean_dim(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
+void ht_expand_dim(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
+void ht_mean_dim_bwd(float *dx, const float *dy, int64_t outer, int64_t n, int64_t inner, int accumulate);
+void ht_narrow_fwd(float *y, const float *x, int64_t outer, int64_t n, int64_t start, int64_t length, int64_t inner);
+void ht_narrow_i64(int64_t *y, const int64_t *x, int64_t outer, int64_t n, int64_t start, int64_t length, int64_t inner);
+void ht_narrow_bwd(float *dx, const float *dy, int64_t outer, int64_t n, int64_t start, int64_t length, int64_t inner, int accumulate);
+void ht_cat_fwd(float *y, const float *a, const float *b, int64_t outer, int64_t na, int64_t nb, int64_t inner);
+void ht_cat_i64(int64_t *y, const int64_t *a, const int64_t *b, int64_t outer, int64_t na, int64_t nb, int64_t inner);
+void ht_cat_bwd(float *dx, const float *dy, int64_t outer, int64_t na, int64_t nb, int64_t inner, int second, int accumulate);
+void ht_transpose(float *y, const float *x, int64_t planes, int64_t rows, int64_t cols);
+void ht_matmul_fwd(float *y, const float *a, const float *b, int64_t planes, int64_t m, int64_t k, int64_t n);
+void ht_matmul_bwd_a(float *da, const float *dy, const float *b, int64_t planes, int64_t m, int64_t k, int64_t n);
+void ht_matmul_bwd_b(float *db, const float *dy, const float *a, int64_t planes, int64_t m, int64_t k, int64_t n, int accumulate);
 """
 
 def vector_isa(extra_flags=()):

@@ -19,7 +19,9 @@ NOT_YET_STAGED = {}
 # Words a kernel-call form may use besides the op's operands (see ops.hy's docstring).
 ARGUMENT_WORDS = {"out", "aux", "rng", "NULL"}
 ARGUMENT_FORMS = {"numel": 1, "rows": 1, "cols": 1, "planes": 1, "item": 1, "dim": 2, "aux": 1,
-                  "workspace": 1}
+                  "workspace": 1, "outer": 2, "inner": 2}
+# Forms whose second word is a dimension: a number or the name of one of the op's attributes.
+DIMENSION_FORMS = {"dim", "outer", "inner"}
 
 
 def declared_kernels(header):
@@ -87,6 +89,8 @@ def test_kernel_calls_use_only_operands_and_known_words(op):
             elif isinstance(arg, list):
                 assert ARGUMENT_FORMS.get(arg[0]) == len(arg) - 1, arg
                 assert arg[1] in words, arg
+                if arg[0] in DIMENSION_FORMS:
+                    assert isinstance(arg[2], int) or arg[2] in op.attrs, arg
             elif isinstance(arg, str):
                 assert arg in words, arg
             else:

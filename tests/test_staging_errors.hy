@@ -110,23 +110,23 @@
     (assert (in message (str e.value)))
     (assert (in f"test_staging_errors.hy:{where}:" e.value.where))))
 
-(defstaged transposed [x] (.t x))
-(defstaged transposed-property [x] x.T)
-(defstaged as-float [x] (.float x))
-(defstaged clamped [x] (.clamp x 0 1))
-(defstaged clamped-by-torch [x] (torch.clamp x 0 1))
-(defstaged centered [x] (- x (.mean x)))
+(defstaged transposed [x] (.permute x 1 0))
+(defstaged transposed-property [x] (. (.view x 1 2 3) T))
+(defstaged as-float [x] (.double x))
+(defstaged clamped [x] (.clamp x x))
+(defstaged clamped-by-torch [x] (torch.clamp x))
+(defstaged centered [x] (- x (.mean x 1)))
 (defstaged float-equality [x] (.eq x x))
 
 (defn test-what-a-staged-tensor-cannot-do-names-the-form []
   (setv x (torch.ones 2 3))
-  (assert (torch.equal (centered x) (torch.zeros 2 3)) "eagerly, PyTorch broadcasts")
-  (for [[f message where] [[transposed "`.t` of a staged tensor" 113]
-                           [transposed-property "`.T` of a staged tensor" 114]
-                           [as-float "`.float` of a staged tensor" 115]
-                           [clamped "`.clamp` of a staged tensor" 116]
-                           [clamped-by-torch "`torch.clamp` is not supported" 117]
-                           [centered "`-` of tensors [2, 3] float32 and [] float32" 118]
+  (assert (torch.equal (centered (torch.ones 3 3)) (torch.zeros 3 3)) "eagerly, a square x broadcasts")
+  (for [[f message where] [[transposed "`.permute` of a staged tensor" 113]
+                           [transposed-property "`.T` of a staged tensor of more than 2 dims" 114]
+                           [as-float "`.double` of a staged tensor" 115]
+                           [clamped "clamp's min must be a number known at staging, got a tensor" 116]
+                           [clamped-by-torch "clamp needs min or max" 117]
+                           [centered "`-` of tensors of shapes [2, 3] and [2]: they do not broadcast" 118]
                            [float-equality "`==` of tensors [2, 3] float32" 119]]]
     (with [e (pytest.raises hytorch.StagingError)]
       (hytorch.lms-compile f x))

@@ -22,8 +22,10 @@ its arguments, in these words:
   (aux Y)                       the auxiliary buffer of Y, the result of an op with `aux`
   (numel X) (rows X) (cols X)   X's element count; X seen as a matrix over its last dim
   (planes X)                    X seen as a stack of matrices over its last two dims: how many
-  (dim X I)                     X's size along dimension I (I < 0 counts from the end); the
-                                rows of the current batch for dimension 0 of a batched X
+  (dim X I)                     X's size along dimension I (I < 0 counts from the end; I may
+                                name an attribute); the rows of the current batch for
+                                dimension 0 of a batched X
+  (outer X I) (inner X I)       the product of X's sizes before dimension I, after it
   (item X)                      the one element of a 0-dimensional tensor X
   (workspace (KERNEL WORDS...)) scratch floats from the arena, as many as the C function
                                 KERNEL returns for those arguments (ht_conv2d_workspace)
@@ -33,6 +35,9 @@ its arguments, in these words:
                                 (a state slot of role \"rng\", for the caller to reseed)
   NULL, numbers                 themselves
   (check CALL)                  (the whole call) a kernel returning a status: HT_OK or fail
+
+An entry's `stage` may hand a torch call to another op (`Delegate`): `torch.sum` with a dim
+is `sum_dim`. A gradient may be `gy` itself (adding a constant).
 
 The ops with no kernels here (`dot`, `+ - *` of tensors, `==` and `view`) are written as
 their own IR nodes and rendered and differentiated by bespoke code, because the first layer's
@@ -56,6 +61,13 @@ table still holds their shape rules and the torch functions they stand for."
   "What an entry's `stage` returns for a torch call that is its input itself, no op at all
   (dropout in eval mode): (Identity x)"
   (defn __init__ [self x] (setv self.x x)))
+
+
+(defclass Delegate []
+  "What an entry's `stage` returns for a torch call that another op of the table computes:
+  `(Delegate \"sum_dim\" x 1 False)` stages `(call sum_dim (x 1 False))`. An operand may be a
+  Delegate itself, staged first: `torch.clamp` with both bounds is a clamp_max of a clamp_min."
+  (defn __init__ [self name #* operands] (setv self.name name self.operands operands)))
 
 
 (defn unsupported [message]
@@ -348,6 +360,121 @@ table still holds their shape rules and the torch functions they stand for."
   (TensorType #(#* (cut gy.shape 0 -1) (get w.shape 1)) "float32" gy.batched))
 
 
+;; the tensor operations people reach for first (issue 9): shape rules
+
+(defn resized [shape d size]
+  "`shape` with a size of `size` along dim `d`, or without dim `d` when `size` is None:
+  (resized #(4 3 2) 1 None) => #(4 2)"
+  #(#* (cut shape 0 d) #* (if (is size None) #() #(size)) #* (cut shape (+ d 1) None)))
+
+
+(defn same-shape-type [a b what]
+  "Two float32 tensors of one shape (broadcasting is staged as `broadcast_dim` first)."
+  (float-type a what) (float-type b what)
+  (when (!= a.shape b.shape)
+    (raise (ShapeError f"{what} needs tensors of one shape, got {(show a)} and {(show b)}")))
+  (TensorType a.shape "float32" (batch-of a b)))
+
+
+(defn broadcast-shape [a b what]
+  "The shape two shapes broadcast to (torch's rule): (broadcast-shape #(4 1) #(3) \"+\") => #(4 3)"
+  (setv n (max (len a) (len b))
+        padded-a (+ (* #(1) (- n (len a))) (tuple a))
+        padded-b (+ (* #(1) (- n (len b))) (tuple b)))
+  (tuple (gfor [x y] (zip padded-a padded-b)
+               (cond (= x y) x (= x 1) y (= y 1) x
+                     True (raise (ShapeError (+ f"`{what}` of tensors of shapes {(list a)} and "
+                                                f"{(list b)}: they do not broadcast")))))))
+
+
+(defn not-over-batch-rows [x d what]
+  (when (and x.batched (= d 0))
+    (raise (ShapeError f"{what} along the rows of a data loader's batch (dim 0) is not supported"))))
+
+
+(defn dim-reduce-type [x dim keepdim what]
+  "`sum_dim` / `mean_dim`: X reduced along DIM (kept as a size 1 when KEEPDIM).
+
+    (dim-reduce-type (TensorType #(4 3)) 1 True \"mean\")  ; => TensorType((4, 1), float32)"
+  (float-type x what)
+  (setv d (axis dim x.ndim what))
+  (TensorType (resized x.shape d (when keepdim 1)) "float32" (if (= d 0) None x.batched)))
+
+
+(defn broadcast-dim-type [x like dim]
+  "`(call broadcast_dim (X LIKE DIM))`: X, of size 1 along DIM, repeated to LIKE's size there
+  (DIM < 0 counts from the end of each: LIKE may have fewer dims); the rows of a data loader's
+  batch when that is LIKE's first dim.
+
+    (broadcast-dim-type (TensorType #(1 3)) (TensorType #(8 3) :batched \"b\") -2)
+    ; => TensorType((8, 3), float32, batched='b')"
+  (float-type x "broadcasting")
+  (setv d (axis dim x.ndim "broadcasting")
+        dl (axis dim like.ndim "broadcasting"))
+  (when (!= (get x.shape d) 1)
+    (raise (ShapeError f"broadcasting {(show x)} along dim {dim} needs a size 1 there")))
+  (TensorType (resized x.shape d (get like.shape dl)) "float32"
+              (or x.batched (when (= dl 0) like.batched))))
+
+
+(defn narrow-type [x dim start length]
+  "`(call narrow (X DIM START LENGTH))`: X[..., START:START+LENGTH, ...] along DIM."
+  (setv d (axis dim x.ndim "slicing"))
+  (not-over-batch-rows x d "slicing")
+  (when (not (and (isinstance start int) (isinstance length int) (<= 0 start)
+                  (<= 0 length) (<= (+ start length) (get x.shape d))))
+    (raise (ShapeError f"slice {start}:{start}+{length} along dim {dim} is out of range for {(show x)}")))
+  (TensorType (resized x.shape d length) x.dtype x.batched))
+
+
+(defn cat-type [a b dim]
+  "`(call cat (A B DIM))`: A then B along DIM; their dtypes and other dims agree."
+  (setv d (axis dim (max a.ndim 1) "cat"))
+  (when (or (!= a.ndim b.ndim) (= a.ndim 0) (!= a.dtype b.dtype)
+            (!= (resized a.shape d None) (resized b.shape d None)))
+    (raise (ShapeError (+ f"cat along dim {dim} needs tensors whose dtypes and other dims agree, got "
+                          f"{(show a)} and {(show b)}"))))
+  (not-over-batch-rows (if a.batched a b) d "cat")
+  (TensorType (resized a.shape d (+ (get a.shape d) (get b.shape d))) a.dtype (batch-of a b)))
+
+
+(defn transpose-type [x]
+  "`(call transpose (X))`: X with its last two dims swapped.
+
+    (transpose-type (TensorType #(2 5 3)))  ; => TensorType((2, 3, 5), float32)"
+  (float-type x "transpose")
+  (when (< x.ndim 2)
+    (raise (ShapeError f"transpose needs a tensor of at least 2 dims, got {(show x)}")))
+  (when (and x.batched (= x.ndim 2))
+    (raise (ShapeError f"transposing the rows of a data loader's batch is not supported")))
+  (TensorType #(#* (cut x.shape 0 -2) (get x.shape -1) (get x.shape -2)) "float32" x.batched))
+
+
+(defn matmul-type [a b]
+  "`(call matmul (A B))`: A[..., m, k] @ B[k, n], a 2-D B.
+
+    (matmul-type (TensorType #(2 5 3)) (TensorType #(3 4)))  ; => TensorType((2, 5, 4), float32)"
+  (float-type a "matmul") (float-type b "matmul")
+  (when (or (< a.ndim 2) (!= b.ndim 2) b.batched (!= (get a.shape -1) (get b.shape 0)))
+    (raise (ShapeError f"matmul of {(show a)} and {(show b)}: shapes [..., m, k] and [k, n] expected")))
+  (TensorType #(#* (cut a.shape 0 -1) (get b.shape 1)) "float32" a.batched))
+
+
+(defn bmm-type [a b]
+  "`(call bmm (A B))`: A[p, m, k] @ B[p, k, n] for each p."
+  (float-type a "bmm") (float-type b "bmm")
+  (when (or (!= a.ndim 3) (!= b.ndim 3) (!= (get a.shape 0) (get b.shape 0))
+            (!= (get a.shape 2) (get b.shape 1)))
+    (raise (ShapeError f"batched matmul of {(show a)} and {(show b)}: shapes [p, m, k] and [p, k, n] expected")))
+  (TensorType #((get a.shape 0) (get a.shape 1) (get b.shape 2)) "float32" (batch-of a b)))
+
+
+(defn to-float-type [x]
+  (when (!= x.dtype "int64")
+    (raise (ShapeError f"float() converts an int64 tensor, got {(show x)}")))
+  (TensorType x.shape "float32" x.batched))
+
+
 ;; ------------------------------------------------------------ how torch calls stage
 
 (defn needs-dim [what]
@@ -358,13 +485,30 @@ table still holds their shape rules and the torch functions they stand for."
     [x dim]))
 
 
-(defn whole-tensor [what]
-  "The arguments of sum / mean: the whole tensor only."
+(defn reduction-args [what]
+  "The arguments of sum / mean: the whole tensor, or dims (`what`_dim over each, the last
+  first)."
   (fn [x [dim None] [keepdim False] [dtype None]]
-    (when (or (is-not dim None) keepdim (is-not dtype None))
-      (unsupported (+ f"{what} over a dim is not supported on staged tensors; "
-                      f"{what} of the whole tensor is")))
-    [x]))
+    (when (is-not dtype None)
+      (unsupported f"{what} with a dtype is not supported on staged tensors"))
+    (when (and (is dim None) keepdim)
+      (unsupported f"{what} with keepdim=True needs a dim on staged tensors"))
+    (if (is dim None)
+      [x]
+      (do (setv dims (reduced-dims dim (ndim-of x) what) reduced x)
+          (for [d dims]
+            (setv reduced (Delegate f"{what}_dim" reduced d (bool keepdim))))
+          reduced))))
+
+
+(defn reduced-dims [dim n what]
+  "The dims of a reduction, from the last: (reduced-dims [0 -1] 3 \"sum\") => [2 0]"
+  (defn an-int [d] (and (isinstance d int) (not (isinstance d bool))))
+  (setv dims (if (isinstance dim #(list tuple)) dim [dim]))
+  (when (not (and dims (all (gfor d dims (an-int d)))))
+    (unsupported (+ f"{what} over dim={dim !r} is not supported on staged tensors: an int, "
+                    "a list of ints, or none (the whole tensor)")))
+  (sorted (sfor d dims (if (<= (- n) d -1) (+ d n) d)) :reverse True))
 
 
 (defn reduction-mean [reduction size-average reduce]
@@ -467,6 +611,67 @@ table still holds their shape rules and the torch functions they stand for."
   (if (and training (> p 0)) [x (float p)] (Identity x)))
 
 
+(defn number [v what]
+  "A bound given as a number known at staging (not a tensor, not a run-time value)."
+  (when (not (and (isinstance v #(int float)) (not (isinstance v bool))))
+    (unsupported (+ f"{what} must be a number known at staging, got "
+                    (if (hasattr v "shape") "a tensor" (. (type v) __name__)))))
+  (float v))
+
+
+(defn clamp-args [x [min None] [max None]]
+  "clamp / clip: a clamp_min, a clamp_max, or a clamp_max of a clamp_min."
+  (setv lo (when (is-not min None) (number min "clamp's min"))
+        hi (when (is-not max None) (number max "clamp's max")))
+  (cond (and (is lo None) (is hi None)) (unsupported "clamp needs min or max")
+        (is hi None) [x lo]
+        (is lo None) (Delegate "clamp_max" x hi)
+        True (Delegate "clamp_max" (Delegate "clamp_min" x lo) hi)))
+
+
+(defn ndim-of [x]
+  (len (getattr x "shape" #())))
+
+
+(defn matmul-args [a b * [out None]]
+  "matmul / mm / `@`: [..., m, k] @ [k, n], or [p, m, k] @ [p, k, n] (bmm)."
+  (when (is-not out None)
+    (unsupported "matmul with out= is not supported"))
+  (cond (and (= (ndim-of a) 3) (= (ndim-of b) 3)) (Delegate "bmm" a b)
+        (and (>= (ndim-of a) 2) (= (ndim-of b) 2)) [a b]
+        True (unsupported (+ f"matmul of {(ndim-of a)}-D and {(ndim-of b)}-D tensors is not "
+                             "supported: [..., m, k] @ [k, n] or [p, m, k] @ [p, k, n]"))))
+
+
+(defn to-float-args [x [memory-format None]]
+  "float(): a float32 tensor is itself, an int64 one is converted."
+  (if (= (str x.dtype) "torch.float32") (Identity x) [x]))
+
+
+(defn transpose-args [x [dim0 None] [dim1 None]]
+  "t() (a tensor of fewer than 2 dims is itself, as in torch) and transpose(dim0, dim1) of the
+  last two dims."
+  (setv n (ndim-of x))
+  (cond (and (is dim0 None) (is dim1 None))
+          (cond (< n 2) (Identity x)
+                (= n 2) [x]
+                True (unsupported f"t() needs a tensor of at most 2 dims, got {n}; use transpose"))
+        (not (and (isinstance dim0 int) (isinstance dim1 int) (<= (- n) dim0 (- n 1))
+                  (<= (- n) dim1 (- n 1))))
+          (unsupported f"transpose needs two dims of a {n}-dimensional tensor, got {dim0} and {dim1}")
+        (= (% dim0 n) (% dim1 n)) (Identity x)
+        (= #{(% dim0 n) (% dim1 n)} #{(- n 2) (- n 1)}) [x]
+        True (unsupported (+ f"transpose of dims {dim0} and {dim1} is not supported on staged "
+                             "tensors: of the last two dims"))))
+
+
+(defn narrow-args [x dim start length]
+  (for [[v what] [[dim "dim"] [start "start"] [length "length"]]]
+    (when (not (and (isinstance v int) (not (isinstance v bool))))
+      (unsupported f"narrow's {what} must be an int known at staging")))
+  [x dim (if (< start 0) (+ start (get (. x shape) dim)) start) length])
+
+
 ;; ------------------------------------------------------------ the table
 
 (defn activation [name torch forward grad]
@@ -534,14 +739,14 @@ table still holds their shape rules and the torch functions they stand for."
    (Op "mse_loss_grad" :inputs ["gl" "x" "target"] :rule (fn [gl x target] x)
        :forward ['(ht_mse_loss_bwd out (item gl) x target (numel x) 0)])
 
-   (Op "sum" :inputs ["x"] :torch ["torch.sum" "torch.Tensor.sum"] :stage (whole-tensor "sum")
+   (Op "sum" :inputs ["x"] :torch ["torch.sum" "torch.Tensor.sum"] :stage (reduction-args "sum")
        :rule (fn [x] (reduce-type x "sum"))
        :forward {"float32" ['(ht_sum_all out x (numel x))]
                  "int64" ['(ht_sum_all_i64 out x (numel x))]}
        :gradient (fn [gl l x] [(call "sum_grad" gl x)]))
    (Op "sum_grad" :inputs ["gl" "x"] :rule (fn [gl x] x)
        :forward ['(ht_sum_all_bwd out (item gl) (numel x) 0)])
-   (Op "mean" :inputs ["x"] :torch ["torch.mean" "torch.Tensor.mean"] :stage (whole-tensor "mean")
+   (Op "mean" :inputs ["x"] :torch ["torch.mean" "torch.Tensor.mean"] :stage (reduction-args "mean")
        :rule (fn [x] (reduce-type x "mean"))
        :forward ['(ht_mean_all out x (numel x))]
        :gradient (fn [gl l x] [(call "mean_grad" gl x)]))
@@ -599,6 +804,101 @@ table still holds their shape rules and the torch functions they stand for."
        :gradient (fn [gy y x p] [(call "dropout_grad" gy y p)]))
    (Op "dropout_grad" :inputs ["gy" "y"] :attrs ["p"] :rule (fn [gy y p] y)
        :forward ['(ht_dropout_bwd out gy (aux y) p (numel y) 0)])
+
+   ;; the tensor operations people reach for first (issue 9)
+   (Op "div" :inputs ["a" "b"] :torch ["torch.div" "torch.Tensor.div" "torch.true_divide"
+                                       "torch.Tensor.true_divide"]
+       :rule (fn [a b] (same-shape-type a b "`/`"))
+       :forward ['(ht_div out a b (numel a))]
+       :gradient (fn [gy y a b] [(call "div" gy b) (call "div_grad_divisor" gy y b)]))
+   (Op "div_grad_divisor" :inputs ["gy" "y" "b"] :rule (fn [gy y b] b)
+       :forward ['(ht_div_bwd_divisor out gy y b (numel b) 0)])
+   (Op "div_scalar" :inputs ["x"] :attrs ["s"] :rule (fn [x s] (float-type x "division by a constant"))
+       :forward ['(ht_div_scalar out x s (numel x))]
+       :gradient (fn [gy y x s] [(call "div_scalar" gy s)]))
+   ;; s / x
+   (Op "scalar_div" :inputs ["x"] :attrs ["s"] :rule (fn [x s] (float-type x "division of a constant"))
+       :forward ['(ht_scalar_div out s x (numel x))]
+       :gradient (fn [gy y x s] [(call "div_grad_divisor" gy y x)]))
+   (Op "add_scalar" :inputs ["x"] :attrs ["s"] :rule (fn [x s] (float-type x "adding a constant"))
+       :forward ['(ht_add_scalar out x s (numel x))]
+       :gradient (fn [gy y x s] [gy]))
+   (Op "exp" :inputs ["x"] :torch ["torch.exp" "torch.Tensor.exp"] :rule (fn [x] (float-type x "exp"))
+       :forward ['(ht_exp_fwd out x (numel x))]
+       :gradient (fn [gy y x] [(call "mul_grad" gy y)]))
+   (Op "log" :inputs ["x"] :torch ["torch.log" "torch.Tensor.log"] :rule (fn [x] (float-type x "log"))
+       :forward ['(ht_log_fwd out x (numel x))]
+       :gradient (fn [gy y x] [(call "div" gy x)]))
+   (Op "clamp_min" :inputs ["x"] :attrs ["lo"] :stage clamp-args
+       :torch ["torch.clamp" "torch.Tensor.clamp" "torch.clip" "torch.Tensor.clip"
+               "torch.clamp_min" "torch.Tensor.clamp_min"]
+       :rule (fn [x lo] (float-type x "clamp"))
+       :forward ['(ht_clamp_min_fwd out x lo (numel x))]
+       :gradient (fn [gy y x lo] [(call "clamp_min_grad" gy x lo)]))
+   (Op "clamp_min_grad" :inputs ["gy" "x"] :attrs ["lo"] :rule (fn [gy x lo] x)
+       :forward ['(ht_clamp_min_bwd out gy x lo (numel x) 0)])
+   (Op "clamp_max" :inputs ["x"] :attrs ["hi"] :torch ["torch.clamp_max" "torch.Tensor.clamp_max"]
+       :stage (fn [x hi] [x (number hi "clamp's max")])
+       :rule (fn [x hi] (float-type x "clamp"))
+       :forward ['(ht_clamp_max_fwd out x hi (numel x))]
+       :gradient (fn [gy y x hi] [(call "clamp_max_grad" gy x hi)]))
+   (Op "clamp_max_grad" :inputs ["gy" "x"] :attrs ["hi"] :rule (fn [gy x hi] x)
+       :forward ['(ht_clamp_max_bwd out gy x hi (numel x) 0)])
+   (Op "to_float" :inputs ["x"] :torch ["torch.Tensor.float"] :stage to-float-args :rule to-float-type
+       :forward {"int64" ['(ht_i64_to_f32 out x (numel x))]})
+
+   (Op "sum_dim" :inputs ["x"] :attrs ["dim" "keepdim"]
+       :rule (fn [x dim keepdim] (dim-reduce-type x dim keepdim "sum"))
+       :forward ['(ht_sum_dim out x (outer x dim) (dim x dim) (inner x dim))]
+       :gradient (fn [gy y x dim keepdim] [(call "sum_dim_grad" gy x dim)]))
+   (Op "sum_dim_grad" :inputs ["gy" "x"] :attrs ["dim"] :rule (fn [gy x dim] x)
+       :forward ['(ht_expand_dim out gy (outer x dim) (dim x dim) (inner x dim))])
+   (Op "mean_dim" :inputs ["x"] :attrs ["dim" "keepdim"]
+       :rule (fn [x dim keepdim] (dim-reduce-type x dim keepdim "mean"))
+       :forward ['(ht_mean_dim out x (outer x dim) (dim x dim) (inner x dim))]
+       :gradient (fn [gy y x dim keepdim] [(call "mean_dim_grad" gy x dim)]))
+   (Op "mean_dim_grad" :inputs ["gy" "x"] :attrs ["dim"] :rule (fn [gy x dim] x)
+       :forward ['(ht_mean_dim_bwd out gy (outer x dim) (dim x dim) (inner x dim) 0)])
+   ;; a broadcasting elementwise op is staged as one of equal shapes, its operands broadcast first
+   (Op "broadcast_dim" :inputs ["x" "like"] :attrs ["dim"] :rule broadcast-dim-type
+       :forward ['(ht_expand_dim out x (outer x dim) (dim like dim) (inner x dim))]
+       :gradient (fn [gy y x like dim] [(call "sum_dim" gy dim True) None]))
+
+   (Op "transpose" :inputs ["x"] :stage transpose-args :rule transpose-type
+       :torch ["torch.t" "torch.Tensor.t" "torch.transpose" "torch.Tensor.transpose"]
+       :forward ['(ht_transpose out x (planes x) (dim x -2) (dim x -1))]
+       :gradient (fn [gy y x] [(call "transpose" gy)]))
+   (Op "matmul" :inputs ["a" "b"] :stage matmul-args :rule matmul-type
+       :torch ["torch.matmul" "torch.Tensor.matmul" "torch.mm" "torch.Tensor.mm"]
+       :forward ['(ht_matmul_fwd out a b 1 (rows a) (cols a) (dim b 1))]
+       :gradient (fn [gy y a b] [(call "matmul_grad_a" gy a b) (call "matmul_grad_b" gy a b)]))
+   (Op "matmul_grad_a" :inputs ["gy" "a" "b"] :rule (fn [gy a b] a)
+       :forward ['(ht_matmul_bwd_a out gy b 1 (rows a) (cols a) (dim b 1))])
+   (Op "matmul_grad_b" :inputs ["gy" "a" "b"] :rule (fn [gy a b] b)
+       :forward ['(ht_matmul_bwd_b out gy a 1 (rows a) (cols a) (dim b 1) 0)])
+   (Op "bmm" :inputs ["a" "b"] :torch ["torch.bmm" "torch.Tensor.bmm"] :rule bmm-type
+       :forward ['(ht_matmul_fwd out a b (dim a 0) (dim a 1) (dim a 2) (dim b 2))]
+       :gradient (fn [gy y a b] [(call "bmm_grad_a" gy a b) (call "bmm_grad_b" gy a b)]))
+   (Op "bmm_grad_a" :inputs ["gy" "a" "b"] :rule (fn [gy a b] a)
+       :forward ['(ht_matmul_bwd_a out gy b (dim a 0) (dim a 1) (dim a 2) (dim b 2))])
+   (Op "bmm_grad_b" :inputs ["gy" "a" "b"] :rule (fn [gy a b] b)
+       :forward ['(ht_matmul_bwd_b out gy a (dim a 0) (dim a 1) (dim a 2) (dim b 2) 0)])
+
+   (Op "narrow" :inputs ["x"] :attrs ["dim" "start" "length"]
+       :torch ["torch.narrow" "torch.Tensor.narrow"] :stage narrow-args :rule narrow-type
+       :forward {"float32" ['(ht_narrow_fwd out x (outer x dim) (dim x dim) start length (inner x dim))]
+                 "int64" ['(ht_narrow_i64 out x (outer x dim) (dim x dim) start length (inner x dim))]}
+       :gradient (fn [gy y x dim start length] [(call "narrow_grad" gy x dim start)]))
+   (Op "narrow_grad" :inputs ["gy" "x"] :attrs ["dim" "start"] :rule (fn [gy x dim start] x)
+       :forward ['(ht_narrow_bwd out gy (outer x dim) (dim x dim) start (dim gy dim) (inner x dim) 0)])
+   ;; torch.cat and torch.stack of several tensors are cats of two (hytorch/tensors.py)
+   (Op "cat" :inputs ["a" "b"] :attrs ["dim"] :rule cat-type
+       :forward {"float32" ['(ht_cat_fwd out a b (outer a dim) (dim a dim) (dim b dim) (inner a dim))]
+                 "int64" ['(ht_cat_i64 out a b (outer a dim) (dim a dim) (dim b dim) (inner a dim))]}
+       :gradient (fn [gy y a b dim] [(call "cat_grad" gy a b dim 0) (call "cat_grad" gy a b dim 1)]))
+   (Op "cat_grad" :inputs ["gy" "a" "b"] :attrs ["dim" "second"]
+       :rule (fn [gy a b dim second] (if second b a))
+       :forward ['(ht_cat_bwd out gy (outer a dim) (dim a dim) (dim b dim) (inner a dim) second 0)])
 
    ;; the other nodes of backward passes (backend/grad.hy)
    (Op "ones_like" :inputs ["l"] :rule (fn [l] l) :forward ['(ht_fill out 1.0 (numel l))])
