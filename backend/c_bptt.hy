@@ -18,7 +18,7 @@ began and to the outer tensors' summed gradients: the rest of the backward pass 
 there. Recomputing the body costs one more forward per step; it saves only the loop's state,
 not every activation."
 
-(import hytorch.backend.c-out [Out c-comment indent]
+(import hytorch.backend.c-out [Out c-comment indent C-TYPES]
         hytorch.backend.scope [Binding]
         hytorch.backend.c-tensor [ELEMENT-BYTES]
         hytorch.backend.grad [Record backward-from-seeds]
@@ -26,7 +26,6 @@ not every activation."
         hytorch.ir.ops [OPS]
         hytorch.errors [IRError])
 
-(setv C-SCALAR-TYPES {"int" "int64_t" "float" "double" "bool" "int"})
 
 
 (defn free-syms [node]
@@ -107,7 +106,7 @@ not every activation."
                 (do (.append saved [b (self.static-bytes kind.ttype)])
                     (when kind.requires-grad
                       (.append cells [sym b kind.ttype])))
-                (.append saved [b f"sizeof({(get C-SCALAR-TYPES (or kind "int"))})"])))
+                (.append saved [b f"sizeof({(get C-TYPES (or kind "int"))})"])))
         (and (= b.type "tensor") (.get b.info "requires-grad")
              (is (.get b.info "param") None))
           (.append inputs [sym b])))
@@ -263,17 +262,27 @@ not every activation."
     #(forward lines (dfor [name g] (.items grads) name (.lookup grads-scope g))))
 
   (defn carry-lines [self carried summed finals]
-    "C after one iteration's backward: the cells' gradients at its start carried to the
-    next (earlier) iteration, the outer tensors' gradients added up."
-    (+ (lfor [sym g t] carried
-             :setv final (.get finals (str sym))
-             (if (is final None)
+    "C after one iteration's backward: the outer tensors' gradients added up, then the cells'
+    gradients at its start carried to the next (earlier) iteration. A cell's gradient may be
+    another cell's carried buffer (a cell set to another's value hands its seed on): all are
+    copied out before any buffer is overwritten."
+    (setv lines (lfor [sym g t] summed
+                      :setv final (.get finals (str sym))
+                      :if (is-not final None)
+                      f"for (int64_t i = 0; i < {(self.numel t)}; i++) {g}[i] += {final.cname}[i];")
+          staged [])
+    (for [[sym g t] carried]
+      (setv final (.get finals (str sym)))
+      (if (is final None)
+        (.append staged [g None t])
+        (do (setv [alloc copy] (self.alloc f"{sym}_next_grad" t))
+            (.extend lines [#* alloc f"memcpy({copy}, {final.cname}, {(self.tensor-bytes t)});"])
+            (.append staged [g copy t]))))
+    (+ lines
+       (lfor [g copy t] staged
+             (if (is copy None)
                f"memset({g}, 0, {(self.tensor-bytes t)});"
-               f"memmove({g}, {final.cname}, {(self.tensor-bytes t)});"))
-       (lfor [sym g t] summed
-             :setv final (.get finals (str sym))
-             :if (is-not final None)
-             f"for (int64_t i = 0; i < {(self.numel t)}; i++) {g}[i] += {final.cname}[i];"))))
+               f"memcpy({g}, {copy}, {(self.tensor-bytes t)});")))))
 
 
 (defclass TensorCellKind []

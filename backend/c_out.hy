@@ -2,6 +2,9 @@
 
 (import hytorch.ir.syntax [print-ir])
 
+;; The C type of each kind of number a staged value may be.
+(setv C-TYPES {"int" "int64_t" "float" "double" "bool" "int"})
+
 
 (defclass Out []
   "C statements, then a C expression of `type` for the let to bind (None for a statement),

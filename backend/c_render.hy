@@ -12,7 +12,7 @@ of the table in hytorch/ir/ops.hy is one clause of `rhs`, rendered from its entr
 c_data.hy, the optimizer and gradients in c_train.hy.
 Errors return a status that Python turns into an exception; loops poll for Ctrl-C."
 
-(import hytorch.backend.c-out [Out indent excerpt c-comment]
+(import hytorch.backend.c-out [Out indent excerpt c-comment C-TYPES]
         hytorch.backend.c-data [DataRendering]
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering]
@@ -27,7 +27,6 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.scope [Binding Scope CNames]
         hytorch.errors [IRError show-int])
 
-(setv C-TYPES {"int" "int64_t" "float" "double" "bool" "int"})
 ;; Values that are not numbers: a string constant, chosen by a staged `if` (no NUL inside).
 (setv C-VALUE-TYPES {#** C-TYPES "str" "const char *"})
 (setv BITWISE #{"&" "|" "^" "<<" ">>"})
@@ -501,8 +500,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (when (!= old new)
       (setv (get self.cell-kinds key) new
             self.changed True))
-    (when (and tensor kind.requires-grad)
-      ;; the cell's value from here on is `value`: its gradient goes to `value` (grad.hy)
+    (when (and tensor (isinstance new TensorCellKind) new.requires-grad)
+      ;; the cell's value from here on is `value`: the gradient of the cell from here goes to
+      ;; `value` (grad.hy), and none to what it held before, even when `value` needs none
       (self.record [(Sym "set") cell value] cell [value])
       (setv self.pending.binding b))
     (if (and tensor (isinstance old TensorCellKind))
@@ -630,11 +630,13 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (setv added (cut self.tape tape-length None))
     (cond
       loop (del (cut self.tape tape-length None))
-      self.has-backward
+      ;; (while cells' types are still settling, a loop may not know yet that it is
+      ;; differentiable: the next pass decides)
+      (and self.has-backward (not self.changed))
         (for [r added]
           (when (and (= (get r.node 0) "set")
                      (is (try (.lookup scope r.out) (except [IRError] None)) r.binding))
-            (raise (IRError (+ f"`{(get r.node 1)}` is set to a tensor that needs gradients "
+            (raise (IRError (+ "a variable that carries a tensor needing gradients is set "
                                "inside a staged `if` or data-loader loop and used after it: "
                                "gradients through that are not supported yet (a staged "
                                "`while` or `for` over a list is)"))))))

@@ -51,6 +51,7 @@ class Staging:
         self.active_calls = []     # (key, block depth) of staged functions being inlined
         self.lifted = {}           # id(python object) -> staged stand-in (parameters, optimizers)
         self.lifted_objects = []   # keeps lifted objects alive and in order
+        self.module_buffers = set()  # ids of the buffers of lifted modules (parameter_calls.py)
         self.staged_defs = {}      # call key -> StagedDef (recursion that ends at run time)
         self.defined_in = {}       # id(symbol) -> (the symbol, the block that binds it)
         self.size = 0              # lets emitted, bounded by MAX_LETS

@@ -106,9 +106,11 @@ def lift_tensor(t, position=None, name=None):
 
 
 def lift_module(module, position=None):
-    """Lift every parameter of `module`, in order, bound to argument `position`."""
+    """Lift every parameter of `module`, in order, bound to argument `position`; its buffers
+    are lifted where they are used (torch calls on them are staged: parameter_calls.py)."""
     for name, p in module.named_parameters():
         lift_tensor(p, position, name)
+    builder.current().module_buffers.update(id(b) for b in module.buffers())
     return module
 
 

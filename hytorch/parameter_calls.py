@@ -3,9 +3,11 @@
 Ordinary code runs while staging, so `(self.hid-to-hid self.hid-init)` or `(.t self.weight)`,
 where no staged value takes part, would be computed by torch there and then and become a
 constant of the compiled code, never trained. A torch function mode, active while a program
-stages, sends each torch call that has a trainable parameter among its arguments, and that
-the op table stages (or that staged tensors have as a method: `view`, `flatten`, ...), to the
-staged tensors instead, with the parameters lifted. Other torch calls run as before.
+stages, sends each torch call that has a parameter among its arguments, and that
+the op table stages (or that staged tensors have as a method or operator: `view`, `-`, `[0]`,
+...), to the staged tensors instead, with the parameters lifted. So does a call on a frozen
+parameter or on a buffer of a module passed in: the compiled code reads them at each call.
+Other torch calls run as before.
 
     with staging_parameter_calls():
         ...   # F.linear(hid_init, W, b) with hid_init an nn.Parameter emits (dot ...) (+ ...)
@@ -14,14 +16,41 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from hytorch import builder
 from hytorch.errors import StagingError
 from hytorch.lift import lift_tensor
 from hytorch.source_location import user_location
 from hytorch.tensors import TORCH_FUNCTIONS, TensorRep
 
 
-def _trainable(x):
-    return isinstance(x, torch.nn.Parameter) and x.requires_grad
+# The operators of a staged tensor that a torch call on a parameter may stand for, and torch's
+# names of some of them.
+_OPERATORS = {f"__{name}__" for name in ("neg", "add", "radd", "sub", "rsub", "mul", "rmul",
+                                        "truediv", "rtruediv", "matmul", "rmatmul", "getitem")}
+_ALIASES = {"neg": "__neg__", "negative": "__neg__"}
+_PROPERTIES = {"T", "mT"}   # (reading a parameter's shape or dtype stays eager)
+
+
+def _model_state(x):
+    """A module's parameter (trained or frozen) or buffer: what the compiled code reads at
+    each call, so a torch call on it must be staged, not computed once."""
+    return isinstance(x, torch.nn.Parameter) or (
+        isinstance(x, torch.Tensor) and id(x) in builder.current().module_buffers)
+
+
+def _staged_method(func):
+    """What a staged tensor does for the torch method `func`: its public method or operator
+    of that name, or the getter of its property (`.T`); None else (hashing or printing a
+    parameter stays eager)."""
+    name = getattr(func, "__name__", "")
+    if name == "__get__":   # a property of torch.Tensor: the descriptor names it
+        prop = getattr(getattr(func, "__self__", None), "__name__", "")
+        return (lambda x: getattr(x, prop)) if prop in _PROPERTIES else None
+    name = _ALIASES.get(name, name)
+    if name.startswith("_") and name not in _OPERATORS:
+        return None
+    method = getattr(TensorRep, name, None)
+    return method if callable(method) else None
 
 
 def _lifted(x):
@@ -32,12 +61,10 @@ class _StageParameterCalls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         leaves, _ = tree_flatten((args, kwargs))
-        if not any(_trainable(x) for x in leaves):
+        if not any(_model_state(x) for x in leaves):
             return func(*args, **kwargs)
-        name = getattr(func, "__name__", "")
-        # a staged tensor's public methods only: hashing or printing a parameter stays eager
-        method = None if name.startswith("_") else getattr(TensorRep, name, None)
-        if func not in TORCH_FUNCTIONS and not callable(method):
+        method = _staged_method(func)
+        if func not in TORCH_FUNCTIONS and method is None:
             return func(*args, **kwargs)   # e.g. reading a shape: nothing to stage
         args, kwargs = tree_map(_lifted, (args, kwargs))
         if func in TORCH_FUNCTIONS:
