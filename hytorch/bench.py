@@ -1,5 +1,5 @@
 """Benchmark: PyTorch eager, torch.compile and HyTorch's compiled C side by side in one run,
-each measurement repeated, its best and median reported. Four sections (`--only` picks some):
+each measurement repeated, its best and median reported. Five sections (`--only` picks some):
 
     python -m hytorch.bench                        # all of them
     python -m hytorch.bench --only cnn,call        # the blog's CNN, and the cost of a call
@@ -14,6 +14,8 @@ each measurement repeated, its best and median reported. Four sections (`--only`
   hytorch.build`) and from the cache.
 - cnn: the blog's CNN, ms per training step at batch 64 and ms per inference at batch 1, at
   one thread and two, with each contender's agreement with eager PyTorch (hytorch.bench_cnn).
+- rnn: the blog's RNN over lists of 5 to 20 inputs (their length known only at run time), ms
+  per forward call and per training step through the loop (hytorch.bench_rnn).
 - call: what calling a compiled function from Python costs beyond its C work
   (hytorch.bench_call).
 
@@ -29,14 +31,14 @@ import time
 
 import hy  # noqa: F401
 
-from hytorch import bench_call, bench_cnn
+from hytorch import bench_call, bench_cnn, bench_rnn
 from hytorch.bench_common import (EAGER, HYTORCH, NEVER, TORCH_COMPILE, Row, cpu_model,
                                   print_table, print_table_header, print_table_lines, quiet,
                                   threads, time_runs)
 
 CONFIGS = {1: (0.0005, 0.0), 64: (0.01, 0.5)}
 MULTI_THREAD_BATCH, MULTI_THREADS = 64, 2  # the extra row's batch size and thread count
-SECTIONS = ("mlp", "compile", "cnn", "call")
+SECTIONS = ("mlp", "compile", "cnn", "rnn", "call")
 
 
 def _setup(batch_size, limit, seed):
@@ -214,6 +216,10 @@ def cnn_section(args):
     bench_cnn.main(args.cnn_steps, args.cnn_images, args.repeats, not args.no_torch_compile)
 
 
+def rnn_section(args):
+    bench_rnn.main(args.rnn_sequences, args.repeats, not args.no_torch_compile)
+
+
 def call_section(args):
     bench_call.main(args.calls, args.call_repeats)
 
@@ -232,6 +238,8 @@ def parse_args(argv):
     cnn = parser.add_argument_group("cnn")
     cnn.add_argument("--cnn-steps", type=int, default=20, help="training steps per run")
     cnn.add_argument("--cnn-images", type=int, default=100, help="inferences per run")
+    rnn = parser.add_argument_group("rnn")
+    rnn.add_argument("--rnn-sequences", type=int, default=100, help="lists per run")
     call = parser.add_argument_group("call")
     call.add_argument("--calls", type=int, default=20000, help="calls per repeat")
     call.add_argument("--call-repeats", type=int, default=7)
@@ -243,14 +251,14 @@ def parse_args(argv):
                      f"{', '.join(SECTIONS)}")
     if args.repeats < 3:
         parser.error("--repeats must be at least 3: a best and a median of fewer runs say little")
-    for name in ("cnn_steps", "cnn_images", "calls", "call_repeats"):
+    for name in ("cnn_steps", "cnn_images", "rnn_sequences", "calls", "call_repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
 RUN_SECTION = {"mlp": mlp_section, "compile": compile_section, "cnn": cnn_section,
-               "call": call_section}
+               "rnn": rnn_section, "call": call_section}
 
 
 def main(argv=None):

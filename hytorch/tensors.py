@@ -99,6 +99,28 @@ class TensorRep(Staged):
 
     reshape = view
 
+    def repeat(self, *sizes):
+        """`x.repeat(n, 1)`: copies along dimensions of size 1 (the blog's RNN repeats its
+        `hid_init` of [1, hidden] over the batch); more sizes than dimensions add leading ones."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
+            sizes = tuple(sizes[0])
+        if len(sizes) < self.type.ndim or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+            raise StagingError(f"repeat takes at least {self.type.ndim} positive integer counts "
+                               f"known at staging time, got {list(sizes)}", user_location())
+        x = self
+        if len(sizes) > x.type.ndim:
+            x = x.view([1] * (len(sizes) - x.type.ndim) + list(x.type.shape))
+        for dim, n in enumerate(sizes):
+            if n == 1:
+                continue
+            if x.type.shape[dim] != 1:
+                raise StagingError(f"repeat copies along dimensions of size 1 only; dimension "
+                                   f"{dim} of {shapes.show(x.type)} has {x.type.shape[dim]}",
+                                   user_location())
+            x = stage_op("repeat_dim", x, dim, n)
+        return x
+
     def flatten(self, start_dim=0, end_dim=-1):
         return flatten(self, start_dim, end_dim)
 

@@ -173,3 +173,20 @@ def test_only_names_sections():
     assert bench.parse_args(["--only", "cnn,call"]).only == ["cnn", "call"]
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "cnn,gpu"])
+
+
+def test_the_rnn_section_times_lists_of_run_time_length_and_agrees_with_eager():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        bench.main(["--only", "rnn", "--rnn-sequences", "3", "--no-torch-compile"])
+    tables = markdown_tables(out.getvalue())
+    forward = tables["contender | threads | ms/call (best)"]
+    training = tables["contender | threads | ms/step (best)"]
+    for rows in (forward, training):
+        assert [r["contender"] for r in rows] == ["PyTorch eager", "HyTorch (C)"]
+        for r in rows:
+            best, median = [v for k, v in r.items() if k.startswith("ms/")]
+            assert positive(best) and float(median) >= float(best)
+            difference = next(v for k, v in r.items() if k.startswith("largest"))
+            assert float(difference) < 1e-4
+        assert rows[0]["HyTorch speed-up"].endswith("x") and rows[1]["HyTorch speed-up"] == ""

@@ -99,3 +99,20 @@ def test_regression_on_numpy_data_trains_compiled_as_eagerly():
     assert compiled[-1] < compiled[0] / 10, "it learns"
     difference = float(out.split("Largest weight difference, compiled vs eager: ")[1].split()[0])
     assert difference < 1e-4
+
+
+def test_rnn_runs_on_any_length_and_trains_through_the_loop():
+    out = run_example("rnn.hy", "--steps", "150")
+    assert "(len in)" in out and "(nth in " in out, "the staged loop"
+    unrolled = out.split("the loop unrolls at generation time")[1].split("torch.jit.trace")[0]
+    assert "while" not in unrolled and unrolled.count("sigmoid") == 3
+    for n in (10, 9, 1):
+        difference = float(out.split(f"{n:2} inputs: largest difference from PyTorch ")[1].split()[0])
+        assert difference < 1e-5
+    assert "torch.jit.trace, traced on 10 inputs, on 9: RuntimeError" in out
+    assert float(out.split("HyTorch on the same 9 inputs: largest difference from PyTorch ")[1]
+                 .split()[0]) < 1e-5
+    worst = float(out.split("largest difference of a step's loss from PyTorch's: ")[1].split()[0])
+    assert worst < 1e-4
+    accuracy = float(out.split("test accuracy on sequences of 10 to 28 rows: ")[1].split("%")[0])
+    assert accuracy > 20, "it learns (10% is chance)"

@@ -164,7 +164,9 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
    "matmul" (fn [h aux t dim c r] (.sum (@ (* h aux) (.t h))))
    "bmm" (fn [h aux t dim c r] (.sum (torch.bmm (.view (* h aux) 1 #* h.shape) (.view h.T 1 #* h.T.shape))))
    "narrow" (fn [h aux t dim c r] (.sum (* (get h #(-1 (slice 0 1))) (get aux 0))))
-   "cat" (fn [h aux t dim c r] (.sum (* (torch.cat [h (* 2.0 h)] dim) (torch.cat [aux aux] dim))))})
+   "cat" (fn [h aux t dim c r] (.sum (* (torch.cat [h (* 2.0 h)] dim) (torch.cat [aux aux] dim))))
+   "repeat_dim" (fn [h aux t dim c r]
+                  (.sum (* (get (.repeat (.sum h :dim 0 :keepdim True) 1 (get h.shape 0) 1) 0) aux)))})
 
 
 (defn test-every-differentiable-op-has-a-case []

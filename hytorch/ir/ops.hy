@@ -401,6 +401,22 @@ table still holds their shape rules and the torch functions they stand for."
   (TensorType (resized x.shape d (when keepdim 1)) "float32" (if (= d 0) None x.batched)))
 
 
+(defn repeat-dim-type [x dim times]
+  "`(call repeat_dim (X DIM TIMES))`: X, of size 1 along DIM, copied TIMES times there (a
+  tensor's `.repeat`).
+
+    (repeat-dim-type (TensorType #(1 32)) 0 4)   ; => TensorType((4, 32), float32)"
+  (float-type x "repeat")
+  (setv d (axis dim x.ndim "repeat"))
+  (when (!= (get x.shape d) 1)
+    (raise (ShapeError f"repeat copies along dims of size 1 only; dim {dim} of {(show x)} is not")))
+  (when (and x.batched (= d 0))
+    (raise (ShapeError "repeat along the rows of a data loader's batch is not supported")))
+  (when (or (isinstance times bool) (not (isinstance times int)) (< times 1))
+    (raise (ShapeError f"repeat takes a positive count, not {times !r}")))
+  (TensorType (resized x.shape d times) "float32" x.batched))
+
+
 (defn broadcast-dim-type [x like dim]
   "`(call broadcast_dim (X LIKE DIM))`: X, of size 1 along DIM, repeated to LIKE's size there
   (DIM < 0 counts from the end of each: LIKE may have fewer dims); the rows of a data loader's
@@ -847,6 +863,9 @@ table still holds their shape rules and the torch functions they stand for."
    (Op "to_float" :inputs ["x"] :torch ["torch.Tensor.float"] :stage to-float-args :rule to-float-type
        :forward {"int64" ['(ht_i64_to_f32 out x (numel x))]})
 
+   (Op "repeat_dim" :inputs ["x"] :attrs ["dim" "times"] :rule repeat-dim-type
+       :forward ['(ht_expand_dim out x (outer x dim) times (inner x dim))]
+       :gradient (fn [gy y x dim times] [(call "sum_dim" gy dim True)]))
    (Op "sum_dim" :inputs ["x"] :attrs ["dim" "keepdim"]
        :rule (fn [x dim keepdim] (dim-reduce-type x dim keepdim "sum"))
        :forward ['(ht_sum_dim out x (outer x dim) (dim x dim) (inner x dim))]
