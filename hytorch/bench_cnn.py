@@ -27,7 +27,8 @@ import math
 import hy  # noqa: F401
 
 from hytorch.bench_common import (EAGER, HYTORCH, NEVER, TORCH_COMPILE, Row, find_row,
-                                  print_table, quiet, speedup, threads, time_runs)
+                                  print_table, quiet, speedup, threads, time_runs,
+                                  torch_compile_hy)
 
 BATCH = 64
 THREAD_COUNTS = (1, 2)
@@ -94,15 +95,10 @@ class Eager:
 def _torch_compile(model):
     """torch.compile(model), compiled anew for the current thread count."""
     import torch
-    import torch._dynamo.funcname_cache
 
     from hytorch.examples import mnist_cnn
     torch._dynamo.reset()
-    # Dynamo reads the source file of the code it traces as Python, to name functions in its
-    # logs; a .hy file fails there with an IndentationError that it does not catch (torch
-    # 2.13). An empty entry in its cache says "no Python function names here".
-    torch._dynamo.funcname_cache.cache.setdefault(mnist_cnn.__file__, {})
-    return torch.compile(model)
+    return torch_compile_hy(model, mnist_cnn)
 
 
 class TorchCompile:

@@ -129,3 +129,15 @@ def print_table_lines(lines):
 def print_table(header, lines):
     print_table_header(header)
     print_table_lines(lines)
+
+
+def torch_compile_hy(f, *hy_modules):
+    """torch.compile(f), for code that calls functions written in Hy (in `hy_modules`).
+    Dynamo reads the source file of the code it traces as Python, to name functions in its
+    logs; a .hy file fails there with an error it does not catch (torch 2.13). An empty entry
+    in its cache says "no Python function names here"."""
+    import torch
+    import torch._dynamo.funcname_cache
+    for module in hy_modules:
+        torch._dynamo.funcname_cache.cache.setdefault(module.__file__, {})
+    return torch.compile(f)
