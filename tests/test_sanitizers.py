@@ -25,6 +25,10 @@ EXAMPLE_RUNS = [
     # Convolutions (im2col workspaces in the arena), pooling indices and dropout masks.
     ("mnist_cnn.hy", ["--limit", "128", "--log-interval", "1", "--sections", "run"],
      "Train Epoch: 1 [128/128 (100%)]"),
+    # The C loader reading the user's arrays.
+    ("regression.hy", ["--samples", "200", "--epochs", "2"], "Largest weight difference"),
+    # Lists of run-time length, and the tape and replay of the backward pass through the loop.
+    ("rnn.hy", ["--steps", "20"], "largest difference of a step's loss from PyTorch's"),
 ]
 
 
