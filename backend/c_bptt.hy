@@ -120,10 +120,7 @@ not every activation."
     (when self.replaying
       (raise (IRError (+ "gradients through a staged loop inside another staged loop that "
                          "carries a tensor needing gradients are not supported yet"))))
-    (setv random (lfor name (calls-of body)
-                       :if (and (in name OPS) (. (get OPS name) forward)
-                                (in "rng" (str (. (get OPS name) forward))))
-                       name))
+    (setv random (lfor name (calls-of body) :if (and (in name OPS) (. (get OPS name) random)) name))
     (when random
       (raise (IRError (+ f"{(get random 0)} draws random numbers inside a staged loop that "
                          "is differentiated: not supported yet (its backward pass runs the "
@@ -188,15 +185,12 @@ not every activation."
     ;; the cells' gradients, carried from iteration to iteration; the outer tensors' sums
     (for [[[sym b t] seed] (zip loop.cells seeds)]
       (setv [alloc g] (self.alloc f"{sym}_grad" t))
-      (.extend lines alloc)
-      (.append lines (if (is seed None)
-                       f"memset({g}, 0, {(self.tensor-bytes t)});"
-                       f"memcpy({g}, {(. (.lookup scope seed) cname)}, {(self.tensor-bytes t)});"))
+      (.extend lines [#* alloc (self.copy-or-zero g (when seed (. (.lookup scope seed) cname)) t)])
       (.append carried [sym g t]))
     (for [[sym b] loop.inputs]
       (setv t (self.ttype b)
             [alloc g] (self.alloc f"{sym}_grad" t))
-      (.extend lines [#* alloc f"memset({g}, 0, {(self.tensor-bytes t)});"])
+      (.extend lines [#* alloc (self.copy-or-zero g None t)])
       (.append summed [sym g t]))
     (setv now (self.names.fresh "loop_now")
           t (self.names.fresh "iteration")
@@ -242,24 +236,9 @@ not every activation."
       (setv seed (Sym f"{sym}_seed"))
       (.bind grads-scope seed (Binding g "tensor" :ttype t :requires-grad False))
       (setv (get seeds (str sym)) seed))
-    (defn lookup [name]
-      (try (.lookup grads-scope name) (except [IRError] None)))
-    (defn fresh []
-      (while True
-        (setv sym (Sym f"g{self.grad-counter}"))
-        (+= self.grad-counter 1)
-        (when (is (lookup sym) None) (return sym))))
-    (setv [lets grads] (backward-from-seeds
-                         body-tape seeds fresh
-                         (fn [name binding] (is (lookup name) binding))
-                         (fn [name] (.get (. (or (lookup name) (Binding "" "none")) info) "requires-grad" False))
-                         (fn [name] (is-not (.get (. (or (lookup name) (Binding "" "none")) info) "param") None)))
-          lines [])
-    (for [[sym rhs] lets]
-      (setv out (self.rhs rhs grads-scope (str sym)))
-      (self.bind-out grads-scope sym out)
-      (.extend lines out.lines))
-    #(forward lines (dfor [name g] (.items grads) name (.lookup grads-scope g))))
+    (setv [lets grads] (backward-from-seeds body-tape seeds #* (self.gradient-queries grads-scope)))
+    #(forward (self.render-lets lets grads-scope)
+      (dfor [name g] (.items grads) name (.lookup grads-scope g))))
 
   (defn carry-lines [self carried summed finals]
     "C after one iteration's backward: the outer tensors' gradients added up, then the cells'
@@ -276,13 +255,15 @@ not every activation."
       (if (is final None)
         (.append staged [g None t])
         (do (setv [alloc copy] (self.alloc f"{sym}_next_grad" t))
-            (.extend lines [#* alloc f"memcpy({copy}, {final.cname}, {(self.tensor-bytes t)});"])
+            (.extend lines [#* alloc (self.copy-or-zero copy final.cname t)])
             (.append staged [g copy t]))))
-    (+ lines
-       (lfor [g copy t] staged
-             (if (is copy None)
-               f"memset({g}, 0, {(self.tensor-bytes t)});"
-               f"memcpy({g}, {copy}, {(self.tensor-bytes t)});")))))
+    (+ lines (lfor [g copy t] staged (self.copy-or-zero g copy t))))
+
+  (defn copy-or-zero [self to from t]
+    "C setting the tensor of type `t` at `to` to the one at `from`, or to zeros (None)."
+    (if (is from None)
+      f"memset({to}, 0, {(self.tensor-bytes t)});"
+      f"memcpy({to}, {from}, {(self.tensor-bytes t)});")))
 
 
 (defclass TensorCellKind []

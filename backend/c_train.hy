@@ -173,20 +173,7 @@ backward pass where a block's zero_grad/backward/step allow it. A mixin of CRend
           fused (if optimizer
                   (dfor p (get (. (.lookup scope (Sym optimizer)) info) "params") p.name (Sym optimizer))
                   {}))
-    (defn lookup [name]
-      (try (.lookup scope name) (except [IRError] None)))
-    (defn fresh []
-      ;; a name the program has not bound, so that no gradient hides one of its values
-      (while True
-        (setv sym (Sym f"g{self.grad-counter}"))
-        (+= self.grad-counter 1)
-        (when (is (lookup sym) None) (return sym))))
-    (setv [lets done]
-          (backward-lets self.tape loss fresh
-                         (fn [name binding] (is (lookup name) binding))
-                         (fn [name] (.get (. (or (lookup name) (Binding "" "none")) info) "requires-grad" False))
-                         (fn [name] (is-not (.get (. (or (lookup name) (Binding "" "none")) info) "param") None))
-                         fused))
+    (setv [lets done] (backward-lets self.tape loss #* (self.gradient-queries scope) fused))
     (when optimizer
       (setv (get self.fused-vars optimizer) done))
     (.append self.backward-ir (lfor [sym rhs] lets (print-ir [(Sym "let") sym rhs (Sym "...")])))
@@ -194,12 +181,36 @@ backward pass where a block's zero_grad/backward/step allow it. A mixin of CRend
           gradients (.child scope))   ; their names stay out of the program's scope
     (setv self.in-backward True)   ; (its `bptt` nodes render only here)
     (try
-      (for [[sym rhs] lets]
-        (setv out (self.rhs rhs gradients (str sym)))
-        (self.bind-out gradients sym out)
-        (.extend lines out.lines))
+      (.extend lines (self.render-lets lets gradients))
       (finally (setv self.in-backward False)))
     (Out lines lb.cname "tensor" :declared True :info lb.info))
+
+  (defn gradient-queries [self scope]
+    "What grad.hy asks of the names seen from `scope`, as functions: #(fresh live
+    requires-grad trainable) (see grad.hy's Backward)."
+    (defn lookup [name]
+      (try (.lookup scope name) (except [IRError] None)))
+    (defn info [name]
+      (. (or (lookup name) (Binding "" "none")) info))
+    (defn fresh []
+      ;; a name the program has not bound, so that no gradient hides one of its values
+      (while True
+        (setv sym (Sym f"g{self.grad-counter}"))
+        (+= self.grad-counter 1)
+        (when (is (lookup sym) None) (return sym))))
+    #(fresh
+      (fn [name binding] (is (lookup name) binding))
+      (fn [name] (.get (info name) "requires-grad" False))
+      (fn [name] (is-not (.get (info name) "param") None))))
+
+  (defn render-lets [self lets scope]
+    "C of the gradient lets [[sym rhs] ...], each bound in `scope`."
+    (setv lines [])
+    (for [[sym rhs] lets]
+      (setv out (self.rhs rhs scope (str sym)))
+      (self.bind-out scope sym out)
+      (.extend lines out.lines))
+    lines)
 
   (defn param-of [self v scope]
     (setv info (.get (. (.lookup scope v) info) "param"))

@@ -234,11 +234,14 @@ class StagedLoader(Staged):
 
 
 class StagedEnumerate:
-    def __init__(self, loader, start):
-        self.loader, self.start = loader, start
+    """`(enumerate xs start)` of a staged iterable (a loader, a hytorch.ListOf argument) whose
+    `__staged_for__` takes the start of the count."""
+
+    def __init__(self, iterable, start):
+        self.iterable, self.start = iterable, start
 
     def __staged_for__(self, run_block, body, where):
-        self.loader.__staged_for__(run_block, body, where, self.start)
+        self.iterable.__staged_for__(run_block, body, where, self.start)
 
 
 def lift_loader(loader, position=None):

@@ -310,7 +310,6 @@ class CompiledFunction:
         self._converters = [_converter(ffi, k, i + 1) for i, k in enumerate(self.arg_kinds)
                             if k != "object"]
         self._positions = [i for i, k in enumerate(self.arg_kinds) if k != "object"]
-        self._tensor_params = any(isinstance(k, (IRTensorType, ListType)) for k in self.arg_kinds)
         self._list_params = any(isinstance(k, ListType) for k in self.arg_kinds)
         self._tensor_positions = [i for i, k in enumerate(self.arg_kinds)
                                   if isinstance(k, (IRTensorType, ListType))]
@@ -391,7 +390,7 @@ class CompiledFunction:
         torch = sys.modules.get("torch")
         if torch is not None:
             for i in self._tensor_positions:
-                if isinstance(args[i], torch.Tensor) or _holds_torch(args[i], self.arg_kinds[i], torch):
+                if _holds_torch(args[i], self.arg_kinds[i], torch):
                     return torch.from_numpy(result), pointer
         return result, pointer
 

@@ -49,7 +49,7 @@ class StagedList(Staged):
                            "a comprehension, `list`, `map`, ...)", user_location())
 
     def __staged_enumerate__(self, start=0):
-        return _Enumerated(self, start)
+        return lift.StagedEnumerate(self, start)
 
     def __staged_for__(self, run_block, body, where, start=None):
         st = builder.current()
@@ -65,11 +65,3 @@ class StagedList(Staged):
             counter.set(i + 1, where)
         body_block = run_block(step)
         st.emit([Sym("while"), cond_block.node(), body_block.node()])
-
-
-class _Enumerated:
-    def __init__(self, staged_list, start):
-        self.staged_list, self.start = staged_list, start
-
-    def __staged_for__(self, run_block, body, where):
-        self.staged_list.__staged_for__(run_block, body, where, self.start)

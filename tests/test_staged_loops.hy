@@ -307,3 +307,21 @@ carry tensors from one iteration to the next, and gradients through such loops
   ;; a program with no backward pass keeps no tape of its loops
   (setv f (hytorch.stage forward-only-with-prints (RNN) INPUTS))
   (assert (not-in "ht_tape_push" f.c-source)))
+
+
+(defstaged dropout-in-the-loop-step [model opt inputs target]
+  (.zero-grad opt)
+  (setv h model.hid-init)
+  (for [x inputs]
+    (setv h (F.dropout (torch.sigmoid (+ (model.hid-to-hid h) (model.in-to-hid x))) 0.5)))
+  (setv loss (F.mse-loss h target))
+  (.backward loss)
+  (.step opt)
+  (.item loss))
+
+
+(defn test-random-masks-in-a-differentiated-loop-are-refused-clearly []
+  ;; the backward pass runs the loop again: it would draw other masks
+  (setv model (RNN) opt (torch.optim.SGD (.parameters model) :lr 0.1))
+  (with [e (pytest.raises hytorch.HyTorchError :match "dropout draws random numbers")]
+    (hytorch.stage dropout-in-the-loop-step model opt INPUTS (hytorch.TensorType [BATCH HIDDEN]))))

@@ -102,6 +102,14 @@ table still holds their shape rules and the torch functions they stand for."
                      name)]))
 
 
+(defn words-of [form]
+  "Every word of a kernel-call form, nested ones included:
+  (words-of (plain '(ht_dropout_fwd out aux x p rng (numel x)))) => [\"ht_dropout_fwd\" ... \"numel\" \"x\"]"
+  (lfor w form
+        x (if (isinstance w list) (words-of w) [w])
+        (str x)))
+
+
 (defclass Op []
   "One tensor op of the IR (see the module's docstring).
 
@@ -137,6 +145,13 @@ table still holds their shape rules and the torch functions they stand for."
   (defn [property] operands [self] (+ self.inputs self.attrs))
 
   (defn [property] differentiable [self] (is-not self.gradient None))
+
+  (defn [property] random [self]
+    "Whether its forward kernels draw random numbers (the word `rng`: dropout's masks)."
+    (setv forms (if (isinstance self.forward dict)
+                  (lfor calls (.values self.forward) c calls c)
+                  (or self.forward [])))
+    (any (gfor form forms (in "rng" (words-of form)))))
 
   (defn result-type [self input-types attrs]
     "The result's TensorType, or ShapeError."
