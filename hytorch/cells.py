@@ -32,26 +32,28 @@ class Cell:
             self._set_scalar(value, where)
         builder.current().emit([Sym("set"), self.sym, atom(value)])
 
+    def _held(self):
+        """What the cell holds, for an error message."""
+        if self.tensor is not None:
+            return f"a {shapes.show(self.tensor)} tensor"
+        return "a number"
+
     def _set_scalar(self, value, where):
         kind = scalar_kind(value)
         if kind is None or self.tensor is not None:
-            held = f"a {shapes.show(self.tensor)} tensor" if self.tensor is not None else \
-                "a number"
             raise StagingError(
                 f"`{self.name}` is assigned under staged control flow, so it must keep holding "
-                f"{held} or a staged scalar, not {type(value).__name__} ({value!r:.60})", where)
+                f"{self._held()} or a staged scalar, not {type(value).__name__} ({value!r:.60})",
+                where)
         self.kind = kind if self.kind in (None, kind) else "float"
 
     def _set_tensor(self, value, where):
         if self.kind is not None or (self.tensor is not None and self.tensor != value.type):
-            held = f"a {shapes.show(self.tensor)} tensor" if self.tensor is not None else \
-                f"a {self.kind}"
             raise StagingError(
-                f"`{self.name}` is assigned under staged control flow: it holds {held}, so it "
-                f"cannot take a {shapes.show(value.type)} tensor (a variable carried through a "
-                "staged loop keeps one shape and dtype)", where)
+                f"`{self.name}` is assigned under staged control flow: it holds {self._held()}, "
+                f"so it cannot take a {shapes.show(value.type)} tensor (a variable carried "
+                "through a staged loop keeps one shape and dtype)", where)
         self.tensor = value.type
-        self.kind = None
         self.requires_grad = self.requires_grad or value.requires_grad
 
     def get(self):
