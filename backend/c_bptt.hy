@@ -125,9 +125,9 @@ not every activation."
       (raise (IRError (+ f"{(get random 0)} draws random numbers inside a staged loop that "
                          "is differentiated: not supported yet (its backward pass runs the "
                          "loop again)"))))
-    (setv [expr field] (self.state-field "loop_tape" "ht_tape"
+    (setv [expr field] (self.state.field "loop_tape" "ht_tape"
                                          "values saved by a differentiable loop"))
-    (.append self.free-lines f"ht_tape_free(&{expr});")
+    (self.state.on-free f"ht_tape_free(&{expr});")
     (Loop body scope saved cells inputs expr))
 
   (defn cell-address [self b]
@@ -209,7 +209,7 @@ not every activation."
        f"  ht_s->arena.top = {mark};"
        "}"
        #* (self.copy-lines loop now "restore")])
-    (.append self.arena-extra f"({loop.stride}) + 64")   ; loop_now
+    (self.state.arena-workspace f"({loop.stride})")   ; loop_now
     (for [[out [_ g t]] (zip outs [#* carried #* summed])]
       (.bind scope out (Binding g "tensor" :ttype t :requires-grad False)))
     (Out lines None "none"))

@@ -17,6 +17,7 @@ A mixin of CRenderer (c_render.hy)."
         hytorch.ir.syntax [Sym]
         hytorch.backend.scope [Binding]
         hytorch.ir.types [TensorType]
+        hytorch.ir.slots [SlotRole]
         hytorch.errors [IRError])
 
 
@@ -74,13 +75,13 @@ A mixin of CRenderer (c_render.hy)."
   (defn loader-out [self target source batch input-shape target-shape target-dtype #** info]
     "A loader of the state: its slot (what Python binds to it), the element types C reads
     (MNIST's are the zero ones) and its batches' shapes in its info."
-    (setv [expr _] (self.state-field target "ht_loader" f"(loader ({source} ...))"))
+    (setv [expr _] (self.state.field target "ht_loader" f"(loader ({source} ...))"))
     (when (= source "arrays")
-      (.append self.init-lines (.join " " [f"{expr}.images_type = HT_FLOAT32;"
+      (self.state.on-init (.join " " [f"{expr}.images_type = HT_FLOAT32;"
                                            f"{expr}.labels_type = HT_{(.upper target-dtype)};"
                                            f"{expr}.target_size = {(math.prod target-shape)};"])))
-    (.append self.free-lines f"ht_loader_release(&{expr});")
-    (self.slot f"&{expr}" "loader" :sym target :source source :batch_size batch
+    (self.state.on-free f"ht_loader_release(&{expr});")
+    (self.state.slot f"&{expr}" SlotRole.LOADER :sym target :source source :batch_size batch
                :input_shape (list input-shape) :target_shape (list target-shape)
                :target_dtype target-dtype #** info)
     (Out [] expr "loader" :declared True
@@ -112,15 +113,15 @@ A mixin of CRenderer (c_render.hy)."
           mark (self.names.fresh f"{index}_arena")
           plan (self.pipeline-plan body data scope)
           buffers (if plan #("a" "b") #("a"))
-          xs (lfor b buffers (get (self.state-field f"{data}_batch_{b}" "float *" "a batch of inputs") 0))
-          ys (lfor b buffers (get (self.state-field f"{target}_batch_{b}" f"{y-element} *"
+          xs (lfor b buffers (get (self.state.field f"{data}_batch_{b}" "float *" "a batch of inputs") 0))
+          ys (lfor b buffers (get (self.state.field f"{target}_batch_{b}" f"{y-element} *"
                                                     "a batch of targets") 0))
           [x-cur y-cur] (if plan
                           [(self.names.fresh f"{data}_current") (self.names.fresh f"{target}_current")]
                           [(get xs 0) (get ys 0)])
           inner (.child scope))
-    (for [x xs] (self.state-buffer x (* 4 data-type.numel)))
-    (for [y ys] (self.state-buffer y (* (get ELEMENT-BYTES target-type.dtype) target-type.numel)))
+    (for [x xs] (self.state.allocate x (* 4 data-type.numel)))
+    (for [y ys] (self.state.allocate y (* (get ELEMENT-BYTES target-type.dtype) target-type.numel)))
     (.bind inner index (Binding i "int"))
     (.bind inner data (Binding x-cur "tensor" :ttype (TensorType data-type.shape "float32" rows-var)
                                :requires-grad False))
@@ -129,9 +130,9 @@ A mixin of CRenderer (c_render.hy)."
                                  :requires-grad False))
     (when plan
       (setv dot (get plan "dot")
-            outs (lfor b buffers (get (self.state-field f"{dot}_{b}" "float *"
+            outs (lfor b buffers (get (self.state.field f"{dot}_{b}" "float *"
                                                          "a batch's first-layer outputs") 0)))
-      (for [o outs] (self.state-buffer o (* 4 batch (get plan "out"))))
+      (for [o outs] (self.state.allocate o (* 4 batch (get plan "out"))))
       (.update plan {"index" i "count" n "loader" lb.cname "rows" rows-var "y-element" y-element
                      "rows-next" (self.names.fresh f"{index}_rows_next")
                      "ready" (self.names.fresh f"{index}_outputs_ready")
@@ -159,10 +160,6 @@ A mixin of CRenderer (c_render.hy)."
             "}"]
            None "none")
       (self.pipelined-loop head plan xs ys outs x-cur y-cur mark body-lines)))
-
-  (defn state-buffer [self expr bytes]
-    (.append self.init-lines f"if (!({expr} = ht_alloc({bytes}))) goto fail;")
-    (.append self.free-lines f"ht_free({expr});"))
 
   (defn pipelined-loop [self head plan xs ys outs x-cur y-cur mark body-lines]
     "The loop when the first layer's SGD step is fused with the next batch's forward: the

@@ -17,6 +17,8 @@ a data loader has its first dimension set by the rows of the current batch (`bat
         hytorch.ir.types [TensorType ShapeError]
         hytorch.ir.ops [dot-type elementwise-type compare-type view-type]
         hytorch.backend.grad [Record]
+        hytorch.backend.module-state [ModuleState]
+        hytorch.ir.slots [SlotRole]
         hytorch.errors [IRError])
 
 (setv C-ELEMENT {"float32" "float" "int64" "int64_t" "uint8" "uint8_t"})
@@ -41,8 +43,8 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   ;; ------------------------------------------------------------ helpers
 
   (defn reset-tensor-state [self]
-    (setv self.fields [] self.init-lines [] self.free-lines [] self.slots []
-          self.arena-bytes 0 self.arena-extra [] self.rng None self.tape [] self.trainables [] self.grad-counter 0
+    (setv self.state (ModuleState self.names)
+          self.rng None self.tape [] self.trainables [] self.grad-counter 0
           self.fusion-plan {} self.fused-vars {} self.backward-ir [] self.pipeline None))
 
   (defn shape-checked [self rule #* args]
@@ -82,23 +84,8 @@ a data loader has its first dimension set by the rows of the current batch (`bat
     "Arena storage for a tensor of type `t`: #(lines cname)."
     (setv cname (self.names.fresh name)
           bytes (* (max t.numel 1) (get ELEMENT-BYTES t.dtype)))
-    (+= self.arena-bytes (* 64 (math.ceil (/ bytes 64))))
+    (self.state.arena-tensor bytes)
     #([f"{(get C-ELEMENT t.dtype)} *{cname} = ht_arena_alloc(&ht_s->arena, {bytes});"] cname))
-
-  (defn arena-size [self]
-    "C expression of the arena's size: its tensors' bytes and its workspaces'."
-    (.join " + " [(str (max self.arena-bytes 64)) #* self.arena-extra]))
-
-  (defn state-field [self name decl-type [comment None]]
-    "A new field of the program state: #(C expression of it, field name)."
-    (setv field (self.names.fresh name))
-    (.append self.fields (+ f"{decl-type} {field};" (if comment (+ " " (c-comment comment)) "")))
-    #(f"ht_s->{field}" field))
-
-  (defn slot [self expr role #** info]
-    "Expose a state buffer to Python (ht_slot) with what it holds."
-    (.append self.slots {"expr" expr "role" role #** info})
-    (- (len self.slots) 1))
 
   (defn tensor-out [self lines cname t requires-grad #** info]
     (Out lines cname "tensor" :declared True
@@ -122,13 +109,11 @@ a data loader has its first dimension set by the rows of the current batch (`bat
     (when (not-in dtype C-ELEMENT)
       (raise (IRError (+ f"unknown tensor element type {dtype}: one of " (.join ", " C-ELEMENT)))))
     (setv t (TensorType (list dims) dtype)
-          [expr field] (self.state-field target f"{(get C-ELEMENT dtype)} *" f"(tensor {dims})")
-          bytes (* (max t.numel 1) (get ELEMENT-BYTES dtype)))
-    (.append self.init-lines f"if (!({expr} = ht_alloc({bytes}))) goto fail;")
+          expr (self.state.buffer target f"{(get C-ELEMENT dtype)} *"
+                                  (* (max t.numel 1) (get ELEMENT-BYTES dtype)) f"(tensor {dims})"))
     (when (= dtype "float32")
-      (.append self.init-lines f"ht_rng_fill_uniform(&rng, {expr}, {t.numel}, -0.5f, 0.5f);"))
-    (.append self.free-lines f"ht_free({expr});")
-    (self.slot expr "tensor" :sym target :numel t.numel :dtype dtype :shape (list t.shape))
+      (self.state.on-init f"ht_rng_fill_uniform(&rng, {expr}, {t.numel}, -0.5f, 0.5f);"))
+    (self.state.slot expr SlotRole.TENSOR :sym target :numel t.numel :dtype dtype :shape (list t.shape))
     (Out [] expr "tensor" :declared True :info {"ttype" t "requires-grad" False}))
 
   (defn variable-node [self x volatile scope target]
@@ -139,15 +124,13 @@ a data loader has its first dimension set by the rows of the current batch (`bat
            :info {"ttype" t "requires-grad" (.get b.info "requires-grad" False)
                   "param" (.get b.info "param")})
       (do (setv numel t.numel
-                [grad _] (self.state-field f"{target}_grad" "float *" f"gradient of {target}")
-                [has _] (self.state-field f"{target}_has_grad" "int64_t")
-                [first _] (self.state-field f"{target}_first_step" "int64_t")
+                grad (self.state.buffer f"{target}_grad" "float *" (* 4 numel) f"gradient of {target}")
+                [has _] (self.state.field f"{target}_has_grad" "int64_t")
+                [first _] (self.state.field f"{target}_first_step" "int64_t")
                 param (Param target (str x) b.cname grad has first numel t))
-          (.append self.init-lines f"if (!({grad} = ht_alloc({(* 4 numel)}))) goto fail;")
-          (.append self.init-lines f"{first} = 1;")
-          (.append self.free-lines f"ht_free({grad});")
+          (self.state.on-init f"{first} = 1;")
           (.append self.trainables param)
-          (self.slot f"&{first}" "first_step" :sym target :tensor (str x))
+          (self.state.slot f"&{first}" SlotRole.FIRST-STEP :sym target :tensor (str x))
           (Out [] b.cname "tensor" :declared True
                :info {"ttype" t "requires-grad" True "param" param}))))
 
@@ -313,16 +296,16 @@ a data loader has its first dimension set by the rows of the current batch (`bat
     program: sizes are fixed when it is staged); the arena grows by as much when it is made."
     (setv cname (self.names.fresh "workspace")
           bytes f"(size_t)({size}) * sizeof(float)")
-    (.append self.arena-extra f"{bytes} + 64")
+    (self.state.arena-workspace bytes)
     (.append before f"float *{cname} = ht_arena_alloc(&ht_s->arena, {bytes});")
     cname)
 
   (defn dropout-rng [self]
     "A pointer to the program's splitmix64 state for random masks, made at its first use."
     (when (is self.rng None)
-      (setv [expr _] (self.state-field "dropout_rng" "uint64_t" "splitmix64 state of dropout masks"))
-      (.append self.init-lines f"{expr} = {DROPOUT-SEED};")
-      (self.slot f"&{expr}" "rng")
+      (setv [expr _] (self.state.field "dropout_rng" "uint64_t" "splitmix64 state of dropout masks"))
+      (self.state.on-init f"{expr} = {DROPOUT-SEED};")
+      (self.state.slot f"&{expr}" SlotRole.RNG)
       (setv self.rng expr))
     f"&{self.rng}")
 

@@ -7,6 +7,7 @@ backward pass where a block's zero_grad/backward/step allow it. A mixin of CRend
 (import hytorch.backend.c_out [Out c-float c-comment]
         hytorch.ir.syntax [Sym print-ir]
         hytorch.ir.optimizers [OPTIMIZERS]
+        hytorch.ir.slots [SlotRole]
         hytorch.backend.scope [Binding]
         hytorch.ir.types :as shapes
         hytorch.backend.grad [backward-lets]
@@ -69,18 +70,16 @@ backward pass where a block's zero_grad/backward/step allow it. A mixin of CRend
 
   (defn optimizer-buffer [self p key]
     "A zeroed buffer shaped like `p` (torch's initial state) named `key` in torch's state."
-    (setv [expr _] (self.state-field f"{p.name}_{key}" "float *"))
-    (.append self.init-lines f"if (!({expr} = ht_alloc({(* 4 p.numel)}))) goto fail;")
-    (.append self.free-lines f"ht_free({expr});")
+    (setv expr (self.state.buffer f"{p.name}_{key}" "float *" (* 4 p.numel)))
     (setv (get p.state key) expr)
-    (self.slot expr "optimizer_state" :sym p.name :tensor p.tensor :numel p.numel :key key))
+    (self.state.slot expr SlotRole.OPTIMIZER-STATE :sym p.name :tensor p.tensor :numel p.numel :key key))
 
   (defn optimizer-count [self p key]
     "`p`'s step count, named `key` in torch's state."
-    (setv [expr _] (self.state-field f"{p.name}_{key}" "int64_t"))
-    (.append self.init-lines f"{expr} = 0;")
+    (setv [expr _] (self.state.field f"{p.name}_{key}" "int64_t"))
+    (self.state.on-init f"{expr} = 0;")
     (setv (get p.state key) expr)
-    (self.slot f"&{expr}" "optimizer_step" :sym p.name :tensor p.tensor :key key))
+    (self.state.slot f"&{expr}" SlotRole.OPTIMIZER-STEP :sym p.name :tensor p.tensor :key key))
 
   (defn step-call [self entry values p]
     "The C call of `entry`'s step kernel on `p`, from the table's kernel form."

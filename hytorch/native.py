@@ -23,6 +23,7 @@ from hytorch.backend.c_render import render_c
 from hytorch.build import build_shared
 from hytorch.errors import BuildError, ExecutionError, HyTorchError, show_int
 from hytorch.machine import RUNTIME_CDEF, get_num_threads
+from hytorch.ir.slots import SlotRole
 from hytorch.ir.types import ListType, TensorType as IRTensorType
 from hytorch.staged_args import SCALAR_KINDS, ListOf, is_object_argument, tensor_parameter_type
 from hytorch.torch_bridge import TorchBridge, loader_dims
@@ -333,7 +334,7 @@ class CompiledFunction:
     def tensor(self, name):
         """The values of the tensor bound to IR symbol `name` (a live view, not a copy)."""
         for i, s in enumerate(self.slots):
-            if s["role"] == "tensor" and s["sym"] == str(name):
+            if s["role"] == SlotRole.TENSOR and s["sym"] == str(name):
                 return self._state.array(i, s["numel"], s["dtype"]).reshape(s["shape"])
         raise KeyError(f"{self.name} has no top-level tensor {name}")
 

@@ -16,7 +16,10 @@ import sys
 import weakref
 
 from hytorch.data import MNIST
+from hytorch.ir.slots import SlotRole
 
+# The slots whose values torch keeps in `optimizer.state[param]`.
+_IN_TORCH_OPTIMIZER_STATE = (SlotRole.OPTIMIZER_STATE, SlotRole.OPTIMIZER_STEP)
 
 def loader_dims(program):
     """The image size of each MNIST loader `program` lifted, by its IR symbol (an ArrayLoader's
@@ -95,7 +98,7 @@ class TorchBridge:
         self._resolved = {}   # this call's objects, for copy_out too
         for i, s in enumerate(self.slots):
             role = s["role"]
-            if role == "tensor":
+            if role == SlotRole.TENSOR:
                 source = self._resolve(s["sym"], args)
                 if source is not None and not self._holds(i, source):
                     values = source.detach().contiguous().view(-1).numpy()
@@ -105,11 +108,11 @@ class TorchBridge:
                                          f"{s['numel']} ({s['shape']})")
                     state.array(i, s["numel"], s["dtype"])[:] = values
                     self._synced(i, source)
-            elif role in ("optimizer_state", "optimizer_step", "first_step") and self._optimizers:
+            elif (role in _IN_TORCH_OPTIMIZER_STATE or role == SlotRole.FIRST_STEP) and self._optimizers:
                 self._optimizer_state_in(state, i, s, self._optimizer_state(s["tensor"], args))
-            elif role == "loader":
+            elif role == SlotRole.LOADER:
                 keep_alive.append(self._bind_loader(state, i, s, args))
-            elif role == "rng":
+            elif role == SlotRole.RNG:
                 self._seed_from_torch(state, i)
         return keep_alive
 
@@ -187,14 +190,14 @@ class TorchBridge:
         if optimizer_state is None:
             return
         role = s["role"]
-        if role == "optimizer_state":
+        if role == SlotRole.OPTIMIZER_STATE:
             buffer = optimizer_state.get(s["key"])
             target = state.array(i, s["numel"], "float32")
             if buffer is None:
                 target[:] = 0.0
             else:
                 target[:] = buffer.detach().reshape(-1).numpy()
-        elif role == "optimizer_step":
+        elif role == SlotRole.OPTIMIZER_STEP:
             count = optimizer_state.get(s["key"])
             state.flag(i)[0] = 0 if count is None else int(count)
         else:  # first_step
@@ -205,21 +208,21 @@ class TorchBridge:
         and the optimizer state of each parameter that has taken a step."""
         torch = sys.modules.get("torch")
         stepped = {s["tensor"]: not state.flag(i)[0] for i, s in enumerate(self.slots)
-                   if s["role"] == "first_step"} if self._optimizers else {}
+                   if s["role"] == SlotRole.FIRST_STEP} if self._optimizers else {}
         for i, s in enumerate(self.slots):
             role = s["role"]
-            if role == "tensor" and stepped.get(s["sym"]):   # an optimizer may have changed it
+            if role == SlotRole.TENSOR and stepped.get(s["sym"]):   # an optimizer may have changed it
                 target = self._resolve(s["sym"], args)
                 if target is not None:
                     values = state.array(i, s["numel"], s["dtype"])
                     with torch.no_grad():
                         target.view(-1).copy_(torch.from_numpy(values))
                     self._synced(i, target)
-            elif role in ("optimizer_state", "optimizer_step") and stepped.get(s["tensor"]):
+            elif role in _IN_TORCH_OPTIMIZER_STATE and stepped.get(s["tensor"]):
                 optimizer_state = self._optimizer_state(s["tensor"], args)
                 if optimizer_state is not None:
                     optimizer_state[s["key"]] = self._state_value(torch, state, i, s, args)
-            elif role == "loader":
+            elif role == SlotRole.LOADER:
                 loader = self._loader_for(s, args)
                 loader.set_rng_state(state.loader_rng_state(i))
         self._resolved = {}   # (nothing of this call's arguments is kept)
@@ -227,7 +230,7 @@ class TorchBridge:
     def _state_value(self, torch, state, i, s, args):
         """Slot `i`'s value as torch keeps it: a buffer shaped like its parameter, or the step
         count as a float32 scalar tensor (torch's `state["step"]`)."""
-        if s["role"] == "optimizer_step":
+        if s["role"] == SlotRole.OPTIMIZER_STEP:
             return torch.tensor(float(state.flag(i)[0]), dtype=torch.float32)
         param = self._resolve(s["tensor"], args)
         return torch.from_numpy(state.array(i, s["numel"], "float32").copy()).view_as(param)
