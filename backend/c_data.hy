@@ -18,6 +18,7 @@ A mixin of CRenderer (c_render.hy)."
         hytorch.backend.scope [Binding]
         hytorch.ir.types [TensorType]
         hytorch.ir.slots [SlotRole]
+        hytorch.backend.fusion [first-layer]
         hytorch.errors [IRError])
 
 
@@ -98,7 +99,9 @@ A mixin of CRenderer (c_render.hy)."
   (defn len-node [self x scope]
     (Out [] f"ht_loader_len(&{(. (self.loader-of x scope) cname)})" "int"))
 
-  (defn for-dataloader [self loader names body scope]
+  (defn for-dataloader [self loader names body scope [pipelined None]]
+    "`(for_dataloader LOADER (I X Y) BODY)`, or `(for_dataloader_pipelined ... (D W) BODY)`
+    whose first layer D = (dot W X) fusion.hy pipelined."
     (when (!= (len names) 3)
       (raise (IRError "for_dataloader binds (INDEX DATA TARGET)")))
     (setv lb (self.loader-of loader scope)
@@ -111,7 +114,7 @@ A mixin of CRenderer (c_render.hy)."
           n (self.names.fresh f"{index}_batches")
           rows-var (self.names.fresh f"{index}_rows")
           mark (self.names.fresh f"{index}_arena")
-          plan (self.pipeline-plan body data scope)
+          plan (self.pipeline-of pipelined body data scope)
           buffers (if plan #("a" "b") #("a"))
           xs (lfor b buffers (get (self.state.field f"{data}_batch_{b}" "float *" "a batch of inputs") 0))
           ys (lfor b buffers (get (self.state.field f"{target}_batch_{b}" f"{y-element} *"
@@ -193,35 +196,17 @@ A mixin of CRenderer (c_render.hy)."
           "}"]
          None "none"))
 
-  (defn pipeline-plan [self body data scope]
-    "Whether a loop body's first layer can be pipelined (see pipelined-loop): the body's first
-    `(dot W X)` on the loop's data (or a view of it), with W a trainable variable that nothing
-    else in the body mentions and whose optimizer step the backward pass applies."
-    (match body
-      ["begin" chain] None
-      _ (return None))
-    (setv [lets _] (self.lets-of (get body 1))
-          aliases #{(str data)})
-    (for [[name rhs] lets]
-      (match rhs
-        ["variable" x _] :if (in (str x) aliases) (.add aliases (str name))
-        ["call" x "view" _] :if (in (str x) aliases) (.add aliases (str name))
-        ["dot" w x] :if (in (str x) aliases)
-          (return (self.pipeline-weight lets name w scope))
-        _ None))
-    None)
-
-  (defn pipeline-weight [self lets dot w scope]
-    (setv b (try (.lookup scope w) (except [IRError] (return None)))
-          param (.get b.info "param"))
-    (when (or (is param None) (& #{(str w)} (self.names-in (lfor [n r] lets :if (!= n dot) r))))
+  (defn pipeline-of [self pipelined body data scope]
+    "The plan of a pipelined loop from its node's (D W), checked: D is the body's first layer
+    (fusion.hy's first-layer) and W a trainable variable of the program."
+    (when (is pipelined None)
       (return None))
-    (self.plan-fusion lets scope)
-    (for [[_ rhs] lets]
-      (setv optimizer (.get self.fusion-plan (id rhs)))
-      (when (and optimizer (in param (get (. (.lookup scope (Sym optimizer)) info) "params")))
-        (return {"weight" (str w) "dot" (str dot) "out" (get param.ttype.shape 0)})))
-    None)
+    (setv [dot w] pipelined
+          param (.get (. (.lookup scope w) info) "param"))
+    (when (or (is param None) (!= (first-layer body data) #(dot w)))
+      (raise (IRError (+ f"for_dataloader_pipelined: ({dot} {w}) must name the body's first "
+                         f"layer, (let {dot} (dot {w} X)) on the batch, {w} a trainable variable"))))
+    {"weight" (str w) "dot" (str dot) "out" (get param.ttype.shape 0)})
 
   (defn step-and-next-forward [self p hyper gy x rows in out step c]
     "The pipelined first layer's step: read the next batch and compute its outputs with the

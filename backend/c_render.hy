@@ -17,6 +17,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering]
         hytorch.backend.c-bptt [LoopGradRendering TensorCellKind uses-backward]
+        hytorch.backend.fusion [fuse]
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
         hytorch.ir.types [TensorType ListType]
         hytorch.ir.types :as shapes
@@ -212,8 +213,6 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     "Right-nested lets ending in a result."
     (setv [lets result] (self.lets-of node)
           lines [])
-    (when self.nested
-      (self.plan-fusion lets scope))
     (for [[name rhs] lets]
       (setv out (self.rhs rhs scope (str name)))
       (self.bind-out scope name out)
@@ -311,9 +310,11 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["call" f args] :if (and (isinstance f Sym) (isinstance args list) (in f KERNEL-OPS))
         (self.table-op (get KERNEL-OPS f) args scope target node)
       ["call" x "view" dims] :if (isinstance dims list) (self.view x dims scope target node)
-      ["call" x "backward"] (self.backward-node x scope node)
+      ["call" x "backward"] (self.backward-node x scope)
+      ["call" x "backward_and_step" [o]] (self.backward-node x scope o)
       ["call" o "zero_grad"] (self.zero-grad o scope)
       ["call" o "step"] (self.step o scope)
+      ["call" o "step_remaining"] (self.step o scope :remaining True)
       ["call" f args] :if (and (isinstance f Sym) (in f FUSED-NODES) (isinstance args list))
         (self.fused-node f args scope target)
       ["array-get" x "data" index] (self.array-get x index scope)
@@ -330,6 +331,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                                        (isinstance outs list) (< -1 key (len self.loops)))
         (self.bptt-node key seeds outs scope)
       ["for_dataloader" loader names body] (self.for-dataloader loader names body scope)
+      ["for_dataloader_pipelined" loader names [dot w] body]
+        (self.for-dataloader loader names body scope #(dot w))
       ["if" test then else] (self.if-node test then else scope target)
       ["while" cond body] (self.while-node cond body scope)
       [(| "print" "printf") _] :if self.replaying   ; a loop run again for its backward pass
@@ -682,11 +685,15 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
 
 (defn render-c [program arg-kinds [loader-dims None]]
-  "C for an IR program (its `def` node) whose parameters have `arg-kinds`."
+  "C for an IR program (its `def` node) whose parameters have `arg-kinds`, after the fusions
+  (fusion.hy): its \"fused_ir\" is the program rendered."
   (setv limit (hy.I.sys.getrecursionlimit))
   (hy.I.sys.setrecursionlimit (max limit _RENDER-RECURSION-LIMIT))
   (try
-    (.render (CRenderer program arg-kinds loader-dims))
+    (setv fused (fuse program)
+          rendered (.render (CRenderer fused arg-kinds loader-dims)))
+    (setv (get rendered "fused_ir") (print-ir fused))
+    rendered
     (except [RecursionError]
       (raise (IRError "the IR is nested too deeply to render (over Python's recursion limit)")
              :from None))

@@ -45,7 +45,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn reset-tensor-state [self]
     (setv self.state (ModuleState self.names)
           self.rng None self.tape [] self.trainables [] self.grad-counter 0
-          self.fusion-plan {} self.fused-vars {} self.backward-ir [] self.pipeline None))
+          self.fused-vars {} self.backward-ir [] self.pipeline None))
 
   (defn shape-checked [self rule #* args]
     (try (rule #* args)
@@ -150,7 +150,8 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           t (self.shape-checked dot-type (self.ttype wb) (self.ttype xb))
           [out in] (. (self.ttype wb) shape)
           [rows _] (self.rows-cols (self.ttype xb))
-          pipelined (and self.pipeline (= (get self.pipeline "dot") target)))
+          pipelined (and self.pipeline (= (get self.pipeline "dot") target)
+                         (= (get self.pipeline "weight") (str w))))
     (setv [lines y] (if pipelined
                       #([] (get self.pipeline "out-cur"))
                       (self.alloc target t))

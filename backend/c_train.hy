@@ -104,16 +104,25 @@ backward pass where a block's zero_grad/backward/step allow it. A mixin of CRend
       (raise (IRError f"`{x}` is a {b.type}, not an optimizer")))
     b)
 
+  (defn fusable-params [self o scope]
+    "{parameter name: O} for optimizer O whose step a backward pass may apply."
+    (setv b (self.optimizer-of o scope))
+    (when (not (. (get b.info "entry") fusable))
+      (raise (IRError (+ f"backward_and_step: {(. (get b.info "entry") name)}'s step cannot "
+                         "be applied during the backward pass"))))
+    (dfor p (get b.info "params") p.name o))
+
   (defn zero-grad [self o scope]
     (Out (lfor p (get (. (self.optimizer-of o scope) info) "params") f"{p.has} = 0;")
          None "none"))
 
-  (defn step [self o scope]
+  (defn step [self o scope [remaining False]]
     "The step of each parameter with a gradient: its count advanced first (Adam's), its
-    first-step flag cleared after (SGD's), unless the backward pass applied it already."
+    first-step flag cleared after (SGD's); `(call O step_remaining)` skips the parameters
+    the last `backward_and_step` of O stepped already."
     (setv b (self.optimizer-of o scope)
           entry (get b.info "entry")
-          fused (.get self.fused-vars (str o) #{})
+          fused (if remaining (.pop self.fused-vars (str o) #{}) #{})
           lines [])
     (for [p (get b.info "params")]
       (when (not-in p.name fused)
@@ -125,56 +134,21 @@ backward pass where a block's zero_grad/backward/step allow it. A mixin of CRend
            "}"])))
     (Out lines None "none"))
 
-  (defn plan-fusion [self lets scope]
-    "Find, in one block's lets, optimizers whose zero_grad, single backward and step allow the
-    step to be applied during the backward pass: no other zero_grad, step or backward between
-    them, and the parameters are not read between the backward and the step."
-    (setv calls [])
-    (for [[i [name rhs]] (enumerate lets)]
-      (match rhs
-        ["call" o "zero_grad"] (.append calls #(i "zero" (str o) rhs))
-        ["call" o "step"] (.append calls #(i "step" (str o) rhs))
-        ["call" l "backward"] (.append calls #(i "backward" (str l) rhs))
-        _ None))
-    (for [[k [i kind o _]] (enumerate calls)]
-      (when (= kind "zero")
-        (setv later (cut calls (+ k 1) None))
-        (when (and (>= (len later) 2) (= (get (get later 0) 1) "backward")
-                   (= (cut (get later 1) 1 3) #("step" o)))
-          (setv b (.lookup scope (Sym o)))
-          (when (and (= b.type "optimizer") (. (get b.info "entry") fusable))
-            (setv backward-at (get (get later 0) 0)
-                  step-at (get (get later 1) 0)
-                  params (sfor p (get b.info "params") p.name)
-                  between (lfor [_ rhs] (cut lets (+ backward-at 1) step-at) rhs))
-            (when (not (& params (self.names-in between)))
-              (setv (get self.fusion-plan (id (get (get later 0) 3))) o)))))))
-
-  (defn names-in [self nodes]
-    "Every symbol in `nodes`, however deep (iteratively: chains of lets nest deeply)."
-    (setv out #{} stack [nodes])
-    (while stack
-      (setv x (.pop stack))
-      (cond (isinstance x Sym) (.add out (str x))
-            (isinstance x list) (.extend stack x)))
-    out)
-
   ;; ------------------------------------------------------------ backward
 
-  (defn backward-node [self loss scope node]
+  (defn backward-node [self loss scope [optimizer None]]
+    "`(call L backward)`, or `(call L backward_and_step (O))` (fusion.hy): the backward pass
+    of L applying O's step to each parameter whose gradient one kernel completes."
     (setv lb (self.tensor loss scope "backward")
           t (self.ttype lb))
     (when (or (!= t.shape #()) (!= t.dtype "float32"))
       (raise (IRError f"backward needs a scalar float32 loss, `{loss}` is {(shapes.show t)}")))
     (when (not (.get lb.info "requires-grad"))
       (raise (IRError f"`{loss}` does not depend on any trainable variable")))
-    (setv optimizer (.get self.fusion-plan (id node))
-          fused (if optimizer
-                  (dfor p (get (. (.lookup scope (Sym optimizer)) info) "params") p.name (Sym optimizer))
-                  {}))
+    (setv fused (if optimizer (self.fusable-params optimizer scope) {}))
     (setv [lets done] (backward-lets self.tape loss #* (self.gradient-queries scope) fused))
     (when optimizer
-      (setv (get self.fused-vars optimizer) done))
+      (setv (get self.fused-vars (str optimizer)) done))
     (.append self.backward-ir (lfor [sym rhs] lets (print-ir [(Sym "let") sym rhs (Sym "...")])))
     (setv lines [(c-comment f"backward of {loss}")]
           gradients (.child scope))   ; their names stay out of the program's scope

@@ -1,0 +1,207 @@
+"The fusions as an IR-to-IR pass: the program the renderer renders, with explicit fused nodes.
+
+Two rewrites, both inside the blocks of staged constructs (a training loop's body):
+
+  (call L backward)  ->  (call L backward_and_step (O))
+  (call O step)      ->  (call O step_remaining)
+      when a block's lets call O's zero_grad, then one backward, then O's step, with no other
+      zero_grad, backward or step between them and nothing between the backward and the step
+      reading O's parameters, and O's step can be applied by the backward pass's kernels (the
+      optimizer table's `fusable`). The backward pass then applies O's step to each parameter
+      whose gradient one kernel completes, right there (grad.hy's sgd_dot_weight, sgd_rows);
+      step_remaining steps the others.
+
+  (for_dataloader LOADER (I X Y) BODY)  ->  (for_dataloader_pipelined LOADER (I X Y) (D W) BODY)
+      when BODY's first `(let D (dot W X'))` reads the batch (X' is X or a view of it), W is a
+      trainable variable that nothing else in BODY's lets mentions, and a backward_and_step in
+      BODY steps W: W's step then reads the next batch and computes its D with the updated
+      weights in the same sweep over W (c_data.hy's pipelined loop).
+
+  (fuse (parse-ir \"(def f (in) (begin (begin (let o (SGD (0.1) (w)) (let l (while ... (begin
+    (let z (call o zero_grad) (let b (call l backward) (let s (call o step) None))))) ...)))))\"))
+  ; => the same program with (call l backward_and_step (o)) and (call o step_remaining)
+
+Names are lexically scoped (an inner let shadows), so what a name stands for is looked up in
+the scopes of the blocks around it."
+
+(import hytorch.ir.syntax [Sym]
+        hytorch.ir.optimizers [OPTIMIZERS])
+
+(setv LET (Sym "let") BEGIN (Sym "begin") DEF (Sym "def"))
+
+
+(defn chain-lets [node]
+  "The [name rhs] pairs of a chain of lets, and what follows them (iteratively: a program's
+  lets nest as deep as it is long)."
+  (setv out [])
+  (while (and (isinstance node list) (= (len node) 4) (= (get node 0) "let"))
+    (.append out [(get node 1) (get node 2)])
+    (setv node (get node 3)))
+  #(out node))
+
+
+(defn chain-of [lets result]
+  "The chain of `lets` ending in `result` (chain-lets' inverse)."
+  (setv node result)
+  (for [[name rhs] (reversed lets)]
+    (setv node [LET name rhs node]))
+  node)
+
+
+(defn names-in [nodes]
+  "Every symbol in `nodes`, however deep (iteratively)."
+  (setv out #{} stack [nodes])
+  (while stack
+    (setv x (.pop stack))
+    (cond (isinstance x Sym) (.add out (str x))
+          (isinstance x list) (.extend stack x)))
+  out)
+
+
+(defclass Optimizer []
+  "What the pass knows of an optimizer's let: the names of the parameters it steps and whether
+  the backward pass can apply its step."
+  (defn __init__ [self params fusable]
+    (setv self.params params self.fusable fusable)))
+
+
+(defclass Names []
+  "What each name of a block stands for, as far as the fusions care: an Optimizer, the word
+  \"trainable\" (a trainable variable), or None; the block's parent holds the names around it."
+  (defn __init__ [self [parent None]]
+    (setv self.parent parent self.meaning {}))
+
+  (defn lookup [self name]
+    (setv key (str name) names self)
+    (while (is-not names None)
+      (when (in key names.meaning)
+        (return (get names.meaning key)))
+      (setv names names.parent))
+    None)
+
+  (defn trainables [self]
+    "The trainable variables in scope, for an optimizer given none (it steps them all)."
+    (setv out #{} names self)
+    (while (is-not names None)
+      (.update out (gfor [k v] (.items names.meaning) :if (= v "trainable") k))
+      (setv names names.parent))
+    out)
+
+  (defn bind [self name rhs]
+    (setv (get self.meaning (str name))
+          (match rhs
+            ["variable" _ volatile] (when (is volatile False) "trainable")
+            [op settings #* params] :if (and (isinstance op Sym) (in op OPTIMIZERS)
+                                            (isinstance settings list) (<= (len params) 1))
+              (Optimizer (if params (set (map str (get params 0))) (self.trainables))
+                         (. (get OPTIMIZERS (str op)) fusable))
+            _ None))))
+
+
+(defn fuse [program]
+  "`program` (a `def` node) with the fusions applied; the same program when none applies."
+  (match program
+    ["def" name params ["begin" chain]] :if (isinstance params list)
+      [DEF name params [BEGIN (fuse-chain chain (Names) False)]]
+    _ program))
+
+
+(defn fuse-block [block names nested]
+  (match block
+    ["begin" chain] [BEGIN (fuse-chain chain (Names names) nested)]
+    _ block))
+
+
+(defn fuse-chain [chain names nested]
+  "A chain with its nested blocks fused, then its own lets when it is `nested` in a construct."
+  (setv [lets result] (chain-lets chain)
+        out [])
+  (for [[name rhs] lets]
+    (setv rhs (fuse-rhs rhs names))
+    (.append out [name rhs])
+    (.bind names name rhs))
+  (setv result (if (and (isinstance result list) result (= (get result 0) "begin"))
+                 (fuse-block result names nested)
+                 result))
+  (when nested
+    (setv out (step-during-backward out names)))
+  (chain-of out result))
+
+
+(defn fuse-rhs [rhs names]
+  "A let's right-hand side with the blocks of its construct fused."
+  (match rhs
+    ["if" test then else] [(Sym "if") test (fuse-block then names True) (fuse-block else names True)]
+    ["while" test body] [(Sym "while") (fuse-block test names True) (fuse-block body names True)]
+    ["for_dataloader" loader vars body] :if (isinstance vars list)
+      (pipelined-loop loader vars (fuse-block body (Names names) True) names)
+    ["def" f params body] :if (isinstance params list) [DEF f params (fuse-block body names False)]
+    _ rhs))
+
+
+(defn step-during-backward [lets names]
+  "`lets` with each zero_grad / backward / step of one optimizer that allows it rewritten to
+  backward_and_step and step_remaining (see the module's docstring)."
+  (setv calls [])
+  (for [[i [_ rhs]] (enumerate lets)]
+    (match rhs
+      ["call" o "zero_grad"] (.append calls #(i "zero" (str o)))
+      ["call" o "step"] (.append calls #(i "step" (str o)))
+      ["call" l "backward"] (.append calls #(i "backward" (str l)))
+      _ None))
+  (setv out (list lets))
+  (for [[k [_ kind o]] (enumerate calls)]
+    (setv later (cut calls (+ k 1) (+ k 3))
+          optimizer (names.lookup o))
+    (when (and (= kind "zero") (= (len later) 2)
+               (= (get (get later 0) 1) "backward")
+               (= (cut (get later 1) 1 3) #("step" o))
+               (isinstance optimizer Optimizer) optimizer.fusable)
+      (setv backward-at (get (get later 0) 0)
+            step-at (get (get later 1) 0))
+      (when (not (& optimizer.params
+                    (names-in (lfor [_ rhs] (cut lets (+ backward-at 1) step-at) rhs))))
+        (setv [b-name [_ loss _]] (get lets backward-at)
+              [s-name _] (get lets step-at)
+              (get out backward-at) [b-name [(Sym "call") loss (Sym "backward_and_step") [(Sym o)]]]
+              (get out step-at) [s-name [(Sym "call") (Sym o) (Sym "step_remaining")]]))))
+  out)
+
+
+(defn first-layer [body data]
+  "#(D W) of the first `(let D (dot W X))` of a loop body's lets that reads the batch `data`
+  (or a view of it), or None."
+  (match body
+    ["begin" chain] None
+    _ (return None))
+  (setv [lets _] (chain-lets (get body 1))
+        aliases #{(str data)})
+  (for [[name rhs] lets]
+    (match rhs
+      ["variable" x _] :if (in (str x) aliases) (.add aliases (str name))
+      ["call" x "view" _] :if (in (str x) aliases) (.add aliases (str name))
+      ["dot" w x] :if (in (str x) aliases) (return #(name w))
+      _ None))
+  None)
+
+
+(defn pipelined-loop [loader vars body names]
+  "The loop over `loader`, pipelined when its body allows it (see the module's docstring)."
+  (setv plain [(Sym "for_dataloader") loader vars body]
+        found (when (= (len vars) 3) (first-layer body (get vars 1))))
+  (when (is found None)
+    (return plain))
+  (setv [dot w] found
+        [lets _] (chain-lets (get body 1))
+        inner (Names names))   ; (an optimizer may be made in the body)
+  (for [[name rhs] lets] (.bind inner name rhs))
+  (setv others (names-in (lfor [n rhs] lets :if (!= n dot) rhs))
+        steps (lfor [_ rhs] lets
+                    :if (and (isinstance rhs list) (= (len rhs) 4) (= (get rhs 2) "backward_and_step"))
+                    :setv optimizer (inner.lookup (get (get rhs 3) 0))
+                    :if (isinstance optimizer Optimizer)
+                    optimizer))
+  (if (and (= (names.lookup w) "trainable") (not-in (str w) others)
+           (any (gfor o steps (in (str w) o.params))))
+    [(Sym "for_dataloader_pipelined") loader vars [dot w] body]
+    plain))

@@ -1,0 +1,151 @@
+"""The fusion pass (backend/fusion.hy): the IR it gives the renderer (`.fused_ir`) names each
+fusion with an explicit node, applies it exactly when the block allows it, and training
+compiled with or without a fusion matches eager PyTorch step for step."""
+import contextlib
+import io
+import types
+
+import hy
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+import hytorch
+from hytorch.api import parse_ir
+from hytorch.backend.fusion import fuse
+from hytorch.data import ArrayLoader
+from hytorch.ir.syntax import print_ir
+from test_array_loader_staged import Net, captured_stdout
+
+# One training loop per arrangement of zero_grad / backward / step in its body. Each prints
+# every step's loss and, where it reads one, a weight's sum: in full, as Python prints floats.
+STAGED_SOURCE = """
+(require hytorch [defstaged])
+(import torch.nn.functional :as F)
+
+(defstaged usual [model optimizer loader]
+  (for [[i [data target]] (enumerate loader)]
+    (.zero-grad optimizer)
+    (setv loss (F.mse-loss (model data) target))
+    (.backward loss)
+    (.step optimizer)
+    (print (.format \"loss {}\" (.item loss))))
+  0)
+
+(defstaged weight-read-before-the-step [model optimizer loader]
+  (for [[i [data target]] (enumerate loader)]
+    (.zero-grad optimizer)
+    (setv loss (F.mse-loss (model data) target))
+    (.backward loss)
+    (print (.format \"weight {}\" (.item (.sum model.fc2.weight))))
+    (.step optimizer)
+    (print (.format \"loss {}\" (.item loss))))
+  0)
+
+(defstaged two-backward-passes [model optimizer loader]
+  (for [[i [data target]] (enumerate loader)]
+    (.zero-grad optimizer)
+    (setv loss (F.mse-loss (model data) target))
+    (.backward loss)
+    (setv again (* 0.5 (F.mse-loss (model data) target)))
+    (.backward again)
+    (.step optimizer)
+    (print (.format \"loss {}\" (.item loss))))
+  0)
+
+(defstaged zero-grad-last [model optimizer loader]
+  (.zero-grad optimizer)
+  (for [[i [data target]] (enumerate loader)]
+    (setv loss (F.mse-loss (model data) target))
+    (.backward loss)
+    (.step optimizer)
+    (.zero-grad optimizer)
+    (print (.format \"loss {}\" (.item loss))))
+  0)
+"""
+
+module = types.ModuleType("fusion_arrangements")
+for form in hy.read_many(STAGED_SOURCE):
+    hy.eval(form, module=module)
+
+# arrangement -> whether its step can be applied during the backward pass (with SGD)
+ARRANGEMENTS = {"usual": True, "weight_read_before_the_step": False,
+                "two_backward_passes": False, "zero_grad_last": False}
+OPTIMIZERS = {
+    "SGD": lambda ps: torch.optim.SGD(ps, lr=0.05),
+    "SGD with momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.7),
+    "Adam": lambda ps: torch.optim.Adam(ps, lr=0.01),   # its step needs the whole gradient
+}
+
+
+def run(arrangement, make_optimizer, batch_size, seed, compiled):
+    """The printed lines and the trained model, staged and compiled or eager."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.standard_normal((24, 3))
+    targets = inputs @ rng.standard_normal((3, 1)) + 0.1 * rng.standard_normal((24, 1))
+    torch.manual_seed(seed)
+    model = Net(3, 1)
+    optimizer = make_optimizer(model.parameters())
+    loader = ArrayLoader(inputs, targets, batch_size=batch_size, shuffle=True, seed=seed)
+    function = getattr(module, arrangement)
+    if not compiled:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            function(model, optimizer, loader)
+        return printed.getvalue().splitlines(), model, None
+    program = hytorch.stage(function, model, optimizer, loader)
+    with captured_stdout() as lines:     # (compiled code prints to file descriptor 1)
+        program(model, optimizer, loader)
+    return lines, model, program
+
+
+@settings(max_examples=24, deadline=None, derandomize=True)
+@given(arrangement=st.sampled_from(sorted(ARRANGEMENTS)), optimizer=st.sampled_from(sorted(OPTIMIZERS)),
+       batch_size=st.integers(1, 9), seed=st.integers(0, 99))
+def test_training_matches_eager_whether_or_not_the_step_is_fused(arrangement, optimizer,
+                                                                  batch_size, seed):
+    make = OPTIMIZERS[optimizer]
+    staged, model, program = run(arrangement, make, batch_size, seed, compiled=True)
+    eager, twin, _ = run(arrangement, make, batch_size, seed, compiled=False)
+    fused = ARRANGEMENTS[arrangement] and optimizer != "Adam"
+    assert ("backward_and_step" in program.fused_ir) == fused
+    assert ("step_remaining" in program.fused_ir) == fused
+    assert ("for_dataloader_pipelined" in program.fused_ir) == fused
+    assert [line.split()[0] for line in staged] == [line.split()[0] for line in eager]
+    np.testing.assert_allclose([float(line.split()[1]) for line in staged],
+                               [float(line.split()[1]) for line in eager], rtol=1e-4, atol=1e-6)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(p, q, atol=2e-5), (p - q).abs().max()
+
+
+def test_the_fused_ir_is_a_fixed_point_and_compiles_to_the_same_c():
+    _, _, program = run("usual", OPTIMIZERS["SGD with momentum"], 4, 0, compiled=True)
+    assert print_ir(fuse(parse_ir(program.fused_ir).node)) == program.fused_ir
+    again = hytorch.compile_ir(program.fused_ir, *program.program.arg_types)
+    assert again.c_source == program.c_source
+    assert "ht_linear_bwd_weight_sgd_fwd(" in again.c_source   # the pipelined first layer
+
+
+def usual_ir():
+    _, _, program = run("usual", OPTIMIZERS["SGD"], 4, 0, compiled=True)
+    return program
+
+
+def test_a_pipelined_loop_must_name_its_first_layer():
+    program = usual_ir()
+    text = program.fused_ir
+    start = text.index("for_dataloader_pipelined")
+    dot, weight = text[text.index("(", start + 30) + 1:].split(")")[0].split()
+    wrong = text.replace(f"({dot} {weight})", f"(not_the_first_layer {weight})", 1)
+    with pytest.raises(hytorch.IRError, match="must name the body's first layer"):
+        hytorch.compile_ir(wrong, *program.program.arg_types)
+
+
+def test_backward_and_step_needs_an_optimizer_whose_step_it_can_apply():
+    _, _, program = run("usual", OPTIMIZERS["Adam"], 4, 0, compiled=True)
+    loss = program.ir.split(" backward)")[0].split()[-1]
+    optimizer = program.ir.split(" zero_grad)")[0].split()[-1]
+    text = program.ir.replace(f"(call {loss} backward)", f"(call {loss} backward_and_step ({optimizer}))")
+    with pytest.raises(hytorch.IRError, match="cannot be applied during the backward pass"):
+        hytorch.compile_ir(text, *program.program.arg_types)
