@@ -22,6 +22,7 @@ not every activation."
         hytorch.backend.scope [Binding]
         hytorch.backend.c-tensor [ELEMENT-BYTES]
         hytorch.backend.grad [Record backward-from-seeds]
+        hytorch.backend.kinds [TensorCellKind]
         hytorch.ir.syntax [Sym]
         hytorch.ir.ops [OPS]
         hytorch.errors [IRError])
@@ -71,7 +72,8 @@ not every activation."
 
 (defn uses-backward [node]
   "Whether `node` has a backward pass anywhere inside it."
-  (any (gfor n (sub-nodes node) (and (= (len n) 3) (= (get n 0) "call") (= (get n 2) "backward")))))
+  (any (gfor n (sub-nodes node)
+             (and (>= (len n) 3) (= (get n 0) "call") (in (get n 2) #("backward" "backward_and_step"))))))
 
 
 (defclass Loop []
@@ -101,7 +103,7 @@ not every activation."
       (cond
         (is b None) None
         (= b.type "cell")
-          (do (setv kind (.get self.cell-kinds (self.cell-key b.cname)))
+          (do (setv kind (self.cell-kind b))
               (if (isinstance kind TensorCellKind)
                 (do (.append saved [b (self.static-bytes kind.ttype)])
                     (when kind.requires-grad
@@ -132,7 +134,7 @@ not every activation."
 
   (defn cell-address [self b]
     "C address of cell binding `b`'s value: a tensor cell is its storage."
-    (if (isinstance (.get self.cell-kinds (self.cell-key b.cname)) TensorCellKind)
+    (if (isinstance (self.cell-kind b) TensorCellKind)
       b.cname
       f"&{b.cname}"))
 
@@ -264,14 +266,3 @@ not every activation."
     (if (is from None)
       f"memset({to}, 0, {(self.tensor-bytes t)});"
       f"memcpy({to}, {from}, {(self.tensor-bytes t)});")))
-
-
-(defclass TensorCellKind []
-  "The type of a cell that holds tensors: their TensorType, and whether any value set into
-  it depends on a trainable variable."
-  (defn __init__ [self ttype requires-grad]
-    (setv self.ttype ttype self.requires-grad requires-grad))
-  (defn __eq__ [self other]
-    (and (isinstance other TensorCellKind)
-         (= #(self.ttype self.requires-grad) #(other.ttype other.requires-grad))))
-  (defn __hash__ [self] (hash #(self.ttype self.requires-grad))))

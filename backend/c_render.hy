@@ -5,9 +5,9 @@
 
 Scalars: int → int64_t, float → double, bool → int, with Python's arithmetic (c_runtime/
 ht_scalar.h) and printing (ht_print.h). A `let` declares a C variable (named by CNames, so
-no IR name can clash with another or with C's); `new`
-declares a cell (its type is the join of the values `set` into it, found by rendering again
-until no cell's type changes); blocks become C blocks. Tensor nodes are in c_tensor.hy (an op
+no IR name can clash with another or with C's); `(new KIND)`
+declares a cell (of the kind infer.hy found: the join of the values `set` into it); blocks
+become C blocks. Tensor nodes are in c_tensor.hy (an op
 of the table in hytorch/ir/ops.hy is one clause of `rhs`, rendered from its entry), loaders in
 c_data.hy, the optimizer and gradients in c_train.hy.
 Errors return a status that Python turns into an exception; loops poll for Ctrl-C."
@@ -16,7 +16,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.c-data [DataRendering]
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering]
-        hytorch.backend.c-bptt [LoopGradRendering TensorCellKind uses-backward]
+        hytorch.backend.c-bptt [LoopGradRendering uses-backward]
+        hytorch.backend.kinds [TensorCellKind join-kinds join-cell-kinds arithmetic-kind bitwise-kind]
+        hytorch.backend.infer [infer read-cell-kind]
         hytorch.backend.fusion [fuse]
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
         hytorch.ir.types [TensorType ListType]
@@ -41,63 +43,37 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 ;; optimizer's step applied to it right away (c_train.hy).
 (setv FUSED-NODES #{"grad_accumulate" "grad_accumulate_dot" "grad_accumulate_rows"
                     "sgd_dot_weight" "sgd_rows"})
-(setv _MAX-PASSES 4)
-
-
-(defn join-kinds [a b]
-  "The type of a value that may be `a` or `b`: (join-kinds \"int\" \"float\") => \"float\""
-  (cond (is a None) b
-        (is b None) a
-        (= a b) a
-        (and (in a C-TYPES) (in b C-TYPES)) (if (in "float" #(a b)) "float" "int")
-        True (raise (IRError f"a value is {a} on one path and {b} on another"))))
-
-
-(defn join-cell-kinds [a b]
-  "The type of a cell set to values of types `a` and `b` (see join-kinds): tensors join only
-  with tensors of the same shape and dtype."
-  (cond (is a None) b
-        (and (isinstance a TensorCellKind) (isinstance b TensorCellKind))
-          (if (= a.ttype b.ttype)
-            (TensorCellKind a.ttype (or a.requires-grad b.requires-grad))
-            (raise (IRError (+ f"a cell holds a {(shapes.show a.ttype)} tensor and a "
-                               f"{(shapes.show b.ttype)} one: it keeps one shape and dtype"))))
-        (or (isinstance a TensorCellKind) (isinstance b TensorCellKind))
-          (raise (IRError "a cell holds a tensor and a number: it keeps one kind of value"))
-        True (join-kinds a b)))
 
 
 (defclass CRenderer [TensorRendering DataRendering TrainingRendering LoopGradRendering]
-  "Renders one IR program; `arg-kinds` are its parameters' kinds (\"int\", \"float\",
-  \"bool\", a TensorType for a tensor parameter, or \"object\" for a parameter that only
-  stands for lifted values), and
-  `loader-dims` the image size of each bound data loader."
+  "Renders one typed IR program (infer.hy's Typing: its cells' kinds are in their `new`
+  nodes, its staged functions' kinds in `functions`); `arg-kinds` are its parameters' kinds
+  (\"int\", \"float\", \"bool\", a TensorType for a tensor parameter, or \"object\" for a
+  parameter that only stands for lifted values), and `loader-dims` the image size of each
+  bound data loader."
 
-  (defn __init__ [self program arg-kinds [loader-dims None]]
-    (setv self.program program
+  (defn __init__ [self typing arg-kinds [loader-dims None]]
+    (setv self.program typing.program
+          self.function-kinds typing.functions
           self.arg-kinds arg-kinds
           self.loader-dims (or loader-dims {})
-          self.cell-kinds {}
-          self.function-kinds {}
-          self.has-backward (uses-backward program)
-          self.changed False))
+          self.has-backward (uses-backward typing.program)))
 
   (defn render [self]
     "The C source, the cffi declarations, the result kind and the state's slots."
-    (for [_ (range _MAX-PASSES)]
-      (setv self.changed False
-            self.names (CNames)
-            self.nested 0
-            self.pending None
-            self.loops []
-            self.replaying 0
-            self.in-backward False
-            self.function-lines [])
-      (self.reset-tensor-state)
-      (setv result (self.render-function))
-      (when (not self.changed)
-        (return result)))
-    (raise (IRError "the types of the program's cells did not settle")))
+    (setv self.names (CNames)
+          self.nested 0
+          self.pending None
+          self.loops []
+          self.replaying 0
+          self.in-backward False
+          self.function-lines [])
+    (self.reset-tensor-state)
+    (self.render-function))
+
+  (defn disagree [self what]
+    "An IRError for a kind the renderer finds other than the type pass found (a bug)."
+    (IRError f"internal error: the type pass and the renderer disagree about {what}"))
 
   (defn render-function [self]
     (match self.program
@@ -288,7 +264,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (when (and (isinstance node list) node (not (isinstance (get node 0) Sym)))
       (raise (IRError f"malformed IR node {(excerpt node)}: a node starts with its name")))
     (match node
-      "new" (self.new-cell target)
+      "new" (self.new-cell target None)
+      ["new" spec] (self.new-cell target spec)
       ["def" name params body] :if (isinstance params list) (self.def-node name params body target)
       ["call" f args] :if (and (isinstance args list) (self.is-function f scope)) (self.call-function f args scope target)
       ["set" cell value] (self.set-cell cell value scope)
@@ -401,8 +378,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (when (not-in kind #(#* C-TYPES "none"))
       (raise (IRError f"staged function {name} returns a {kind}; it can return a number or None")))
     (when (!= kind result)
-      (setv (get self.function-kinds (str name)) #(kinds kind)
-            self.changed True))
+      (raise (self.disagree f"what staged function {name} returns ({result} or {kind})")))
     (setv out (if (= result "none") [] [f"{(get C-TYPES result)} *ht_result"])
           depth-check [f"if (++ht_s->call_depth > HT_MAX_CALL_DEPTH) return ht_too_deep({(c-string (str name))});"
                        "if (ht_interrupted) return ht_interrupt_status();"])
@@ -424,11 +400,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           values (lfor a args (self.scalar a scope)))
     (when (!= (len values) (len kinds))
       (raise (IRError f"{f} takes {(len kinds)} argument(s), given {(len values)}")))
-    (setv seen (lfor [[_ k] old] (zip values kinds) (join-kinds old k))
-          key (get b.info "name"))
+    (setv seen (lfor [[_ k] old] (zip values kinds) (join-kinds old k)))
     (when (!= seen kinds)
-      (setv (get self.function-kinds key) #(seen result)
-            self.changed True))
+      (raise (self.disagree f"the arguments of staged function {f} ({kinds} or {seen})")))
     (setv c-args (.join ", " ["ht_s" #* (lfor [e _] values e)]))
     (if (= result "none")
       (Out [f"{{ int ht_status = {b.cname}({c-args}); if (ht_status != HT_OK) return ht_status; }}"]
@@ -438,20 +412,22 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                 f"{{ int ht_status = {b.cname}({c-args}, &{cname}); if (ht_status != HT_OK) return ht_status; }}"]
                cname result :declared True))))
 
-  (defn cell-key [self cname]
-    "Cells are keyed by C name: names are handed out in the same order every pass."
-    cname)
-
-  (defn new-cell [self target]
-    ;; The cell's type is the join of the values set into it, known after one pass: a C
+  (defn new-cell [self target spec]
+    ;; `(new KIND)`, typed by infer.hy (a bare `new` is a cell never set: an int): a C
     ;; number, or a tensor whose storage is taken where the cell is made (outside the loops
     ;; that set it, so it outlives their iterations).
-    (setv cname (self.names.fresh target)
-          kind (or (.get self.cell-kinds (self.cell-key cname)) "int"))
+    (setv kind (if (is spec None) "int" (read-cell-kind spec)))
     (if (isinstance kind TensorCellKind)
       (do (setv [lines storage] (self.alloc target kind.ttype))
-          (Out lines storage "cell" :declared True :info {"requires-grad" kind.requires-grad}))
-      (Out [f"{(get C-TYPES kind)} {cname} = 0;"] cname "cell" :declared True)))
+          (Out lines storage "cell" :declared True
+               :info {"requires-grad" kind.requires-grad "kind" kind}))
+      (do (setv cname (self.names.fresh target))
+          (Out [f"{(get C-TYPES kind)} {cname} = 0;"] cname "cell" :declared True
+               :info {"kind" kind}))))
+
+  (defn cell-kind [self b]
+    "The kind of cell binding `b`."
+    (get b.info "kind"))
 
   (defn cell-of [self cell scope]
     (setv b (.lookup scope cell))
@@ -466,12 +442,10 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                         (do (setv v (.lookup scope value))
                             #(v.cname (TensorCellKind (self.ttype v) (self.requires v))))
                         (self.scalar value scope))
-          key (self.cell-key b.cname)
-          old (.get self.cell-kinds key)
+          old (self.cell-kind b)
           new (join-cell-kinds old kind))
     (when (!= old new)
-      (setv (get self.cell-kinds key) new
-            self.changed True))
+      (raise (self.disagree f"what cell {cell} holds ({old} or {new})")))
     (when (and tensor (isinstance new TensorCellKind) new.requires-grad)
       ;; the cell's value from here on is `value`: the gradient of the cell from here goes to
       ;; `value` (grad.hy), and none to what it held before, even when `value` needs none
@@ -511,7 +485,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     "A number's cell is read as it is; a tensor's is copied, so that the value read stays
     the same when the cell is set again."
     (setv b (self.cell-of cell scope)
-          kind (or (.get self.cell-kinds (self.cell-key b.cname)) "int"))
+          kind (self.cell-kind b))
     (if (isinstance kind TensorCellKind)
       (do (setv [lines cname] (self.alloc target kind.ttype))
           (when kind.requires-grad
@@ -521,24 +495,26 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (Out [] b.cname kind)))
 
   (defn arithmetic [self op a b scope node]
+    "Python's arithmetic on numbers; the result's kind is kinds.hy's arithmetic-kind."
     (setv [x xk] (self.scalar a scope)
           [y yk] (self.scalar b scope)
-          kind (join-kinds (if (= xk "bool") "int" xk) (if (= yk "bool") "int" yk))
+          operands (join-kinds (if (= xk "bool") "int" xk) (if (= yk "bool") "int" yk))
+          result (arithmetic-kind op xk yk)
           where (c-string (excerpt node))
           zero-check (if (and (isinstance b #(int float)) (not (isinstance b bool)) (!= b 0))
                        []
                        [f"if ({y} == 0) return ht_zero_division({where});"]))
     (cond
-      (in op #("+" "-" "*")) (Out [] f"({x} {op} {y})" kind)
-      (= op "/") (Out zero-check (if (= kind "int") f"ht_truediv_i64({x}, {y})"
-                                     f"((double){x} / (double){y})") "float")
-      (= op "//") (Out zero-check (if (= kind "int") f"ht_floordiv_i64({x}, {y})"
-                                      f"ht_floordiv_f64({x}, {y})") kind)
-      (= op "%") (Out zero-check (if (= kind "int") f"ht_mod_i64({x}, {y})"
-                                     f"ht_mod_f64({x}, {y})") kind)
-      (= kind "float")   ; **: C's pow, as Python's float ** is, with its OverflowError
+      (in op #("+" "-" "*")) (Out [] f"({x} {op} {y})" result)
+      (= op "/") (Out zero-check (if (= operands "int") f"ht_truediv_i64({x}, {y})"
+                                     f"((double){x} / (double){y})") result)
+      (= op "//") (Out zero-check (if (= operands "int") f"ht_floordiv_i64({x}, {y})"
+                                      f"ht_floordiv_f64({x}, {y})") result)
+      (= op "%") (Out zero-check (if (= operands "int") f"ht_mod_i64({x}, {y})"
+                                     f"ht_mod_f64({x}, {y})") result)
+      (= result "float")   ; **: C's pow, as Python's float ** is, with its OverflowError
         (Out [f"if (ht_pow_overflows({x}, {y})) return ht_raise(\"OverflowError\", \"(34, 'Numerical result out of range')\");"]
-             f"pow({x}, {y})" "float")
+             f"pow({x}, {y})" result)
       True (raise (IRError f"`**` of two ints is not an IR node (staging multiplies it out): {(excerpt node)}"))))
 
   (defn compare [self op a b scope]
@@ -583,7 +559,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
              []
              [f"if ({y} < 0) return ht_raise(\"ValueError\", \"negative shift count\");"])
            f"{(get SHIFTS op)}({x}, {y})" "int")
-      (Out [] f"({x} {op} {y})" (if (= xk yk "bool") "bool" "int"))))
+      (Out [] f"({x} {op} {y})" (bitwise-kind op xk yk))))
 
   (defn invert [self a scope node]
     "`(~ X)`: Python's ~ of an int or a bool, -X - 1."
@@ -602,9 +578,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (setv added (cut self.tape tape-length None))
     (cond
       loop (del (cut self.tape tape-length None))
-      ;; (while cells' types are still settling, a loop may not know yet that it is
-      ;; differentiable: the next pass decides)
-      (and self.has-backward (not self.changed))
+      self.has-backward
         (for [r added]
           (when (and (= (get r.node 0) "set")
                      (is (try (.lookup scope r.out) (except [IRError] None)) r.binding))
@@ -685,14 +659,15 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
 
 (defn render-c [program arg-kinds [loader-dims None]]
-  "C for an IR program (its `def` node) whose parameters have `arg-kinds`, after the fusions
-  (fusion.hy): its \"fused_ir\" is the program rendered."
+  "C for an IR program (its `def` node) whose parameters have `arg-kinds`, after its passes:
+  the fusions (fusion.hy), then type inference (infer.hy); its \"rendered_ir\" is the program
+  they give the renderer."
   (setv limit (hy.I.sys.getrecursionlimit))
   (hy.I.sys.setrecursionlimit (max limit _RENDER-RECURSION-LIMIT))
   (try
-    (setv fused (fuse program)
-          rendered (.render (CRenderer fused arg-kinds loader-dims)))
-    (setv (get rendered "fused_ir") (print-ir fused))
+    (setv typing (infer (fuse program) arg-kinds loader-dims)
+          rendered (.render (CRenderer typing arg-kinds loader-dims)))
+    (setv (get rendered "rendered_ir") (print-ir typing.program))
     rendered
     (except [RecursionError]
       (raise (IRError "the IR is nested too deeply to render (over Python's recursion limit)")

@@ -288,15 +288,15 @@ class ProgramState:
 
 class CompiledFunction:
     """A compiled IR program. Call it like the staged function (a tensor result comes back as
-    a numpy array); `.ir`, `.fused_ir` (the IR after the fusion pass, what was rendered),
-    `.backward_ir`, `.c_source`, `.staged_source` and `.so_path` show what it was made from,
+    a numpy array); `.ir`, `.rendered_ir` (the IR after the fusion and type passes: what was
+    rendered), `.backward_ir`, `.c_source`, `.staged_source` and `.so_path` show what it was made from,
     `.tensor(name)` reads a tensor of its state."""
 
     def __init__(self, program, rendered, build, ffi, lib):
         self.program = program
         self.c_source = rendered["source"]
         self.backward_ir = rendered["backward_ir"]
-        self.fused_ir = rendered["fused_ir"]
+        self.rendered_ir = rendered["rendered_ir"]
         self.result_kind = rendered["result_kind"]
         self.result_shape = rendered["result_shape"]
         self.slots = rendered["slots"]

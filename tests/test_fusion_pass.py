@@ -1,4 +1,4 @@
-"""The fusion pass (backend/fusion.hy): the IR it gives the renderer (`.fused_ir`) names each
+"""The fusion pass (backend/fusion.hy): the IR it gives the renderer (`.rendered_ir`) names each
 fusion with an explicit node, applies it exactly when the block allows it, and training
 compiled with or without a fusion matches eager PyTorch step for step."""
 import contextlib
@@ -124,9 +124,9 @@ def test_training_matches_eager_whether_or_not_the_step_is_fused(arrangement, op
     staged, model, program = run(arrangement, make, batch_size, seed, compiled=True)
     eager, twin, _ = run(arrangement, make, batch_size, seed, compiled=False)
     fused = ARRANGEMENTS[arrangement] and optimizer != "Adam"
-    assert ("backward_and_step" in program.fused_ir) == fused
-    assert ("step_remaining" in program.fused_ir) == fused
-    assert ("for_dataloader_pipelined" in program.fused_ir) == fused
+    assert ("backward_and_step" in program.rendered_ir) == fused
+    assert ("step_remaining" in program.rendered_ir) == fused
+    assert ("for_dataloader_pipelined" in program.rendered_ir) == fused
     assert [line.split()[0] for line in staged] == [line.split()[0] for line in eager]
     np.testing.assert_allclose([float(line.split()[1]) for line in staged],
                                [float(line.split()[1]) for line in eager], rtol=1e-4, atol=1e-6)
@@ -134,10 +134,10 @@ def test_training_matches_eager_whether_or_not_the_step_is_fused(arrangement, op
         assert torch.allclose(p, q, atol=2e-5), (p - q).abs().max()
 
 
-def test_the_fused_ir_is_a_fixed_point_and_compiles_to_the_same_c():
+def test_the_rendered_ir_is_a_fixed_point_and_compiles_to_the_same_c():
     _, _, program = run("usual", OPTIMIZERS["SGD with momentum"], 4, 0, compiled=True)
-    assert print_ir(fuse(parse_ir(program.fused_ir).node)) == program.fused_ir
-    again = hytorch.compile_ir(program.fused_ir, *program.program.arg_types)
+    assert print_ir(fuse(parse_ir(program.rendered_ir).node)) == program.rendered_ir
+    again = hytorch.compile_ir(program.rendered_ir, *program.program.arg_types)
     assert again.c_source == program.c_source
     assert "ht_linear_bwd_weight_sgd_fwd(" in again.c_source   # the pipelined first layer
 
@@ -149,7 +149,7 @@ def usual_ir():
 
 def test_a_pipelined_loop_must_name_its_first_layer():
     program = usual_ir()
-    text = program.fused_ir
+    text = program.rendered_ir
     start = text.index("for_dataloader_pipelined")
     dot, weight = text[text.index("(", start + 30) + 1:].split(")")[0].split()
     wrong = text.replace(f"({dot} {weight})", f"(not_the_first_layer {weight})", 1)
