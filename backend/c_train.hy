@@ -1,8 +1,8 @@
 "Rendering training to C: trainable variables' storage, the optimizers of
 hytorch/ir/optimizers.hy (their state, `zero_grad`, `step`), the backward pass (`(call L
-backward)` becomes the IR lets of grad.hy, rendered here), and applying SGD's step during the
-backward pass where a block's zero_grad/backward/step allow it. A mixin of CRenderer
-(c_render.hy)."
+backward)` becomes the IR lets of grad.hy, rendered here), and `(call L backward_and_step (O))`
+with `(call O step_remaining)`, where the fusion pass (fusion.hy) found that O's step may be
+applied during the backward pass. A mixin of CRenderer (c_render.hy)."
 
 (import hytorch.backend.c_out [Out c-float c-comment]
         hytorch.ir.syntax [Sym print-ir]

@@ -24,28 +24,10 @@ Two rewrites, both inside the blocks of staged constructs (a training loop's bod
 Names are lexically scoped (an inner let shadows), so what a name stands for is looked up in
 the scopes of the blocks around it."
 
-(import hytorch.ir.syntax [Sym]
+(import hytorch.ir.syntax [Sym chain-lets chain-of]
         hytorch.ir.optimizers [OPTIMIZERS])
 
-(setv LET (Sym "let") BEGIN (Sym "begin") DEF (Sym "def"))
-
-
-(defn chain-lets [node]
-  "The [name rhs] pairs of a chain of lets, and what follows them (iteratively: a program's
-  lets nest as deep as it is long)."
-  (setv out [])
-  (while (and (isinstance node list) (= (len node) 4) (= (get node 0) "let"))
-    (.append out [(get node 1) (get node 2)])
-    (setv node (get node 3)))
-  #(out node))
-
-
-(defn chain-of [lets result]
-  "The chain of `lets` ending in `result` (chain-lets' inverse)."
-  (setv node result)
-  (for [[name rhs] (reversed lets)]
-    (setv node [LET name rhs node]))
-  node)
+(setv BEGIN (Sym "begin") DEF (Sym "def"))
 
 
 (defn names-in [nodes]

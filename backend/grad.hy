@@ -24,7 +24,8 @@ and, for each trainable variable V reached, one of
   (call grad_accumulate_dot (V GY X))  V.grad += GY^T X, for V the weight of (dot V X)
   (call grad_accumulate_rows (V GY))   V.grad += row sums of GY, for a bias V
   (call sgd_dot_weight (V O GY X))     the step of optimizer O applied to V with GY^T X, when
-  (call sgd_rows (V O GY))             the block's zero_grad/backward/step allow (see `fusable`)
+  (call sgd_rows (V O GY))             the backward pass is a backward_and_step of O (fusion.hy)
+                                       and this is V's only gradient
 
 Example: for (let y (dot w x) (let z (call relu (y)) (let l (call sum (z)) ...))) the
 backward of l is

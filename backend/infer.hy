@@ -18,7 +18,7 @@ The pass is lenient: a node it cannot type (a malformed one, a shape that does n
 no kind here and the renderer reports it, with its own message. Only kinds that do not join
 (KindConflict) are reported by the pass."
 
-(import hytorch.ir.syntax [Sym]
+(import hytorch.ir.syntax [Sym chain-lets chain-of]
         hytorch.ir.types [TensorType ListType]
         hytorch.ir.ops [OPS dot-type elementwise-type compare-type view-type]
         hytorch.ir.optimizers [OPTIMIZERS]
@@ -29,7 +29,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
         hytorch.errors [IRError])
 
 (setv _MAX-ROUNDS 8)
-(setv NEW (Sym "new") TENSOR (Sym "tensor") GRAD (Sym "grad") LET (Sym "let"))
+(setv NEW (Sym "new") TENSOR (Sym "tensor") GRAD (Sym "grad"))
 (setv COMPARISON #{"==" "!=" "<" "<=" ">" ">="})
 (setv BITWISE #{"&" "|" "^" "<<" ">>"})
 (setv ARITHMETIC #{"+" "-" "*" "/" "//" "%" "**"})
@@ -107,7 +107,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     (setv chain body)
     (while (and (isinstance chain list) chain (= (get chain 0) "begin") (= (len chain) 2))
       (setv chain (get chain 1)))
-    (for [[_ rhs] (get (lets-of chain) 0)]
+    (for [[_ rhs] (get (chain-lets chain) 0)]
       (match rhs
         ["def" f params _] :if (and (isinstance params list) (not-in (str f) self.functions))
           (setv (get self.functions (str f)) #((lfor _ params "bool") "bool"))
@@ -125,7 +125,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
          (finally (-= self.nested 1))))
 
   (defn chain [self node scope]
-    (setv [lets result] (lets-of node))
+    (setv [lets result] (chain-lets node))
     (for [[name rhs] lets]
       (.bind scope name (self.rhs rhs scope (str name))))
     (if (and (isinstance result list) result (= (get result 0) "begin"))
@@ -189,7 +189,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
         (self.table-op (get OPS f) args scope)
       ["call" x "view" dims] :if (isinstance dims list)
         (_value "tensor" :ttype (view-type (self.ttype-of x scope) dims)
-                :requires-grad (self.requires x scope))
+                :requires-grad (self.requires (self.atom x scope)))
       ["call" x (| "backward" "backward_and_step") #* _rest] (tensor x)
       ["call" o (| "zero_grad" "step" "step_remaining")] (_value "none")
       ["array-get" x "data" _] (_value (if (= (. (self.ttype-of x scope) dtype) "float32") "float" "int"))
@@ -214,11 +214,9 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     (setv v (self.atom x scope))
     (if (= v.type "tensor") (get v.info "ttype") (raise (ValueError "not a tensor"))))
 
-  (defn requires [self #* args]
-    "Whether the values (bindings, or a symbol and its scope) need gradients."
-    (if (and (= (len args) 2) (isinstance (get args 1) Scope))
-      (.get (. (self.atom (get args 0) (get args 1)) info) "requires-grad" False)
-      (any (gfor b args (.get b.info "requires-grad" False)))))
+  (defn requires [self #* values]
+    "Whether any of the values needs gradients."
+    (any (gfor b values (.get b.info "requires-grad" False))))
 
   (defn tensor-result [self t #* inputs]
     (_value "tensor" :ttype t :requires-grad (self.requires #* inputs)))
@@ -344,7 +342,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     "`node` with each `new` let's right-hand side replaced by f of it (chains iteratively)."
     (cond
       (and (isinstance node list) node (= (get node 0) "let") (= (len node) 4))
-        (do (setv [lets result] (lets-of node))
+        (do (setv [lets result] (chain-lets node))
             (chain-of (lfor [name rhs] lets
                             [name (if (or (= rhs "new")
                                           (and (isinstance rhs list) rhs (= (get rhs 0) "new")))
@@ -353,22 +351,6 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
                       (self.map-news result f)))
       (isinstance node list) (lfor x node (self.map-news x f))
       True node)))
-
-
-(defn lets-of [node]
-  "The [name rhs] pairs of a chain of lets, and what follows them (iteratively)."
-  (setv out [])
-  (while (and (isinstance node list) (= (len node) 4) (= (get node 0) "let"))
-    (.append out [(get node 1) (get node 2)])
-    (setv node (get node 3)))
-  #(out node))
-
-
-(defn chain-of [lets result]
-  (setv node result)
-  (for [[name rhs] (reversed lets)]
-    (setv node [LET name rhs node]))
-  node)
 
 
 (defn infer [program arg-kinds [loader-dims None]]

@@ -15,6 +15,25 @@ A node is a Python list; `Sym` is a symbol; a plain `str` is a string literal; n
   (defn __repr__ [self] f"Sym({(str.__repr__ self)})"))
 
 
+(defn chain-lets [node]
+  "The [name rhs] pairs of a chain of right-nested lets, and what follows them; iterative, as
+  a program's lets nest as deep as it is long:
+  (chain-lets (parse-ir \"(let a 1 (let b 2 a))\")) => #([[a 1] [b 2]] a)"
+  (setv out [])
+  (while (and (isinstance node list) (= (len node) 4) (= (get node 0) "let"))
+    (.append out [(get node 1) (get node 2)])
+    (setv node (get node 3)))
+  #(out node))
+
+
+(defn chain-of [lets result]
+  "The chain of lets [[name rhs] ...] ending in `result`: chain-lets' inverse."
+  (setv node result)
+  (for [[name rhs] (reversed lets)]
+    (setv node [(Sym "let") name rhs node]))
+  node)
+
+
 (setv _ESCAPES {"\\" "\\\\"  "\"" "\\\""  "\n" "\\n"  "\t" "\\t"  "\r" "\\r"})
 (setv _UNESCAPES {"\\" "\\"  "\"" "\""  "n" "\n"  "t" "\t"  "r" "\r"})
 (setv _SPECIAL-FLOATS {"inf" (float "inf")  "-inf" (float "-inf")  "nan" (float "nan")})
