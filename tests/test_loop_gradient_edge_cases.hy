@@ -240,3 +240,25 @@ operators on a parameter alone, cells that swap values. Each compares with eager
   (setv [compiled expected model eager] (one-step-both cell-reset-to-an-outer-tensor 3))
   (assert (< (abs (- compiled expected)) 1e-5))
   (assert-same-weights model eager))
+
+
+;; detach(): the state's path through hid-to-hid cut from the graph at every step, its path
+;; through the residual kept: gradients reach every earlier step through the residual only.
+
+(defstaged residual-with-a-detached-recurrence [model opt inputs target]
+  (.zero-grad opt)
+  (setv h model.hid-init acc (torch.zeros BATCH HIDDEN))
+  (for [x inputs]
+    (setv h (+ (torch.tanh (+ (model.in-to-hid x) (model.hid-to-hid (.detach h)))) (* 0.5 h)))
+    (setv acc (+ acc h)))
+  (setv loss (F.mse-loss acc target))
+  (.backward loss)
+  (.step opt)
+  (.item loss))
+
+
+(defn test-a-detached-state-cuts-one-path-of-the-gradient []
+  (for [n [1 2 5]]
+    (setv [compiled expected model eager] (one-step-both residual-with-a-detached-recurrence n))
+    (assert (< (abs (- compiled expected)) 1e-5))
+    (assert-same-weights model eager)))

@@ -1,7 +1,7 @@
 """Issue 9's tensor operations, compiled with hytorch.stage and hytorch.TensorType arguments,
 against PyTorch: `/` (by a tensor or a number), exp, log, clamp, float(), sum/mean over a dim,
 broadcasting + - * /, t()/.T, matmul/@ (2-D, N-D @ 2-D, batched), cat/stack, int and slice
-indexing.
+indexing; detach().
 
 Each case is a function of tensors of drawn (ragged) shapes. `test_forward` compiles it with
 TensorType arguments and compares its result with torch's; `test_gradients` makes its float
@@ -146,6 +146,8 @@ CASES = {
     "cat": (cat_example, lambda *xs, dim: torch.cat(list(xs), dim) * 1.0),
     "stack": (stack_example, lambda *xs, dim: torch.stack(list(xs), dim=dim) * 1.0),
     "index": (index_example, lambda a, index: a[index] * 1.0),
+    # b's gradient comes only through `+ b`: none through the detached products
+    "detach": (two, lambda a, b: a * b.detach() + (a * b).detach() * a + torch.detach(b) + b),
     "narrow": (narrow_example,
                lambda a, dim, start, length: torch.narrow(a, dim, start, length) + a.narrow(dim, start, length)),
 }

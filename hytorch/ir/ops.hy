@@ -679,6 +679,11 @@ table still holds their shape rules and the torch functions they stand for."
   (if (= (str x.dtype) "torch.float32") (Identity x) [x]))
 
 
+(defn detach-args [x]
+  "detach(): an int64 tensor has no gradient to cut, it is itself."
+  (if (= (str x.dtype) "torch.int64") (Identity x) [x]))
+
+
 (defn transpose-args [x [dim0 None] [dim1 None]]
   "t() (a tensor of fewer than 2 dims is itself, as in torch) and transpose(dim0, dim1) of the
   last two dims."
@@ -875,6 +880,9 @@ table still holds their shape rules and the torch functions they stand for."
        :gradient (fn [gy y x hi] [(call "clamp_max_grad" gy x hi)]))
    (Op "clamp_max_grad" :inputs ["gy" "x"] :attrs ["hi"] :rule (fn [gy x hi] x)
        :forward ['(ht_clamp_max_bwd out gy x hi (numel x) 0)])
+   ;; the same values, cut from the graph: no gradient flows back through it
+   (Op "detach" :inputs ["x"] :torch ["torch.Tensor.detach" "torch.detach"] :stage detach-args
+       :rule (fn [x] (float-type x "detach")) :forward ['(ht_copy out x (numel x))])
    (Op "to_float" :inputs ["x"] :torch ["torch.Tensor.float"] :stage to-float-args :rule to-float-type
        :forward {"int64" ['(ht_i64_to_f32 out x (numel x))]})
 
