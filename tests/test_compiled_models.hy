@@ -78,7 +78,8 @@ call time), a tensor out (a numpy array)."
 
 (defn test-a-model-changed-between-calls-is-read-again []
   "The weights cross into the compiled program once and again after any change: in place,
-  by assigning .data, by load_state_dict, or another model of the same shape."
+  by assigning .data, by load_state_dict, a parameter or a layer replaced, or another model
+  of the same shape."
   (torch.manual-seed 0)
   (setv model (Net)
         images (torch.randn 3 1 28 28)
@@ -94,5 +95,9 @@ call time), a tensor out (a numpy array)."
   (check model)
   (setv other (Net))
   (.load-state-dict model (.state-dict other))
+  (check model)
+  (setv model.fc1.weight (torch.nn.Parameter (torch.randn 50 784)))
+  (check model)
+  (setv model.fc2 (torch.nn.Linear 50 10))
   (check model)
   (check (Net)))
