@@ -48,6 +48,8 @@ class TorchBridge:
         # slots are the program's own, and no parameter comes back (an inference call then costs
         # only the check that its weights are unchanged).
         self._optimizers = any(b.kind == "optimizer" for b in program.bindings.values())
+        # what copy_out writes back: trained parameters and optimizer state, loaders' shuffles
+        self._writes_back = self._optimizers or any(s["role"] == SlotRole.LOADER for s in slots)
 
     @property
     def name(self):
@@ -206,6 +208,9 @@ class TorchBridge:
     def copy_out(self, state, args):
         """Write what the run changed back into the objects it came from: trained parameters,
         and the optimizer state of each parameter that has taken a step."""
+        if not self._writes_back:
+            self._resolved = {}
+            return
         torch = sys.modules.get("torch")
         stepped = {s["tensor"]: not state.flag(i)[0] for i, s in enumerate(self.slots)
                    if s["role"] == SlotRole.FIRST_STEP} if self._optimizers else {}
