@@ -12,6 +12,7 @@ Adam's step counts and moments, under torch's names; the loader's random state) 
 slots' memory as numpy arrays, and the runtime's loader functions. torch is imported only
 when torch objects are involved.
 """
+import contextlib
 import sys
 import weakref
 
@@ -43,6 +44,8 @@ class TorchBridge:
         self.program, self.slots = program, slots
         self._default_loaders = {}
         self._in_sync = {}   # slot -> (weak reference, data_ptr, _version) of the tensor it holds
+        self._owners = {}    # parameter symbol -> where its optimizer state was found
+        self._torch_views = {}   # slot -> its memory as a torch tensor, once made
         self._resolved = {}
         # Without a torch optimizer nothing trains the parameters from Python's side: the optimizer
         # slots are the program's own, and no parameter comes back (an inference call then costs
@@ -86,10 +89,18 @@ class TorchBridge:
         param = self._resolve(tensor_sym, args)
         if param is None:
             return None
+        # the optimizer found for this parameter last time, when this call gives the same two
+        # (weak references: the bridge keeps neither alive)
+        binding, optimizer_ref, param_ref = self._owners.get(tensor_sym, (None, None, None))
+        if binding is not None and param_ref() is param:
+            optimizer = binding.resolve(args)
+            if optimizer is optimizer_ref() and param in optimizer.state:
+                return optimizer.state[param]
         for binding in self.program.bindings.values():
             if binding.kind == "optimizer":
                 optimizer = binding.resolve(args)
                 if any(p is param for g in optimizer.param_groups for p in g["params"]):
+                    self._owners[tensor_sym] = (binding, weakref.ref(optimizer), weakref.ref(param))
                     return optimizer.state[param]
         return None
 
@@ -183,8 +194,7 @@ class TorchBridge:
                 f"{len(staged)} batches, and sizes read while staging are constants in it: "
                 "stage it again with this loader")
 
-    @staticmethod
-    def _optimizer_state_in(state, i, s, optimizer_state):
+    def _optimizer_state_in(self, state, i, s, optimizer_state):
         """Slot `i`'s share of the torch optimizer's state for one parameter: a buffer (zeroed
         when torch has none yet, as torch starts it), the step count, or whether the parameter
         has had its first step. With no torch optimizer bound (IR compiled from text) the
@@ -197,8 +207,9 @@ class TorchBridge:
             target = state.array(i, s["numel"], "float32")
             if buffer is None:
                 target[:] = 0.0
-            else:
+            elif not self._holds(i, buffer):
                 target[:] = buffer.detach().reshape(-1).numpy()
+                self._synced(i, buffer)
         elif role == SlotRole.OPTIMIZER_STEP:
             count = optimizer_state.get(s["key"])
             state.flag(i)[0] = 0 if count is None else int(count)
@@ -214,28 +225,45 @@ class TorchBridge:
         torch = sys.modules.get("torch")
         stepped = {s["tensor"]: not state.flag(i)[0] for i, s in enumerate(self.slots)
                    if s["role"] == SlotRole.FIRST_STEP} if self._optimizers else {}
-        for i, s in enumerate(self.slots):
-            role = s["role"]
-            if role == SlotRole.TENSOR and stepped.get(s["sym"]):   # an optimizer may have changed it
-                target = self._resolve(s["sym"], args)
-                if target is not None:
-                    values = state.array(i, s["numel"], s["dtype"])
-                    with torch.no_grad():
-                        target.view(-1).copy_(torch.from_numpy(values))
-                    self._synced(i, target)
-            elif role in _IN_TORCH_OPTIMIZER_STATE and stepped.get(s["tensor"]):
-                optimizer_state = self._optimizer_state(s["tensor"], args)
-                if optimizer_state is not None:
-                    optimizer_state[s["key"]] = self._state_value(torch, state, i, s, args)
-            elif role == SlotRole.LOADER:
-                loader = self._loader_for(s, args)
-                loader.set_rng_state(state.loader_rng_state(i))
+        with torch.no_grad() if torch is not None else contextlib.nullcontext():   # (IR run without torch)
+            for i, s in enumerate(self.slots):
+                role = s["role"]
+                if role == SlotRole.TENSOR and stepped.get(s["sym"]):   # an optimizer may have changed it
+                    target = self._resolve(s["sym"], args)
+                    if target is not None:
+                        target.view(-1).copy_(self._torch_view(torch, state, i, s))
+                        self._synced(i, target)
+                elif role in _IN_TORCH_OPTIMIZER_STATE and stepped.get(s["tensor"]):
+                    optimizer_state = self._optimizer_state(s["tensor"], args)
+                    if optimizer_state is not None:
+                        self._optimizer_state_out(torch, state, i, s, args, optimizer_state)
+                elif role == SlotRole.LOADER:
+                    loader = self._loader_for(s, args)
+                    loader.set_rng_state(state.loader_rng_state(i))
         self._resolved = {}   # (nothing of this call's arguments is kept)
 
-    def _state_value(self, torch, state, i, s, args):
-        """Slot `i`'s value as torch keeps it: a buffer shaped like its parameter, or the step
-        count as a float32 scalar tensor (torch's `state["step"]`)."""
+    def _torch_view(self, torch, state, i, s):
+        """Slot `i`'s memory as a flat torch tensor (made once: the memory stays put)."""
+        view = self._torch_views.get(i)
+        if view is None:
+            view = self._torch_views[i] = torch.from_numpy(state.array(i, s["numel"], s.get("dtype", "float32")))
+        return view
+
+    def _optimizer_state_out(self, torch, state, i, s, args, optimizer_state):
+        """Write slot `i` into torch's optimizer state: into the tensor torch holds there, in
+        place (as torch's own step updates it), or as a new one the first time."""
+        key, held = s["key"], optimizer_state.get(s["key"])
         if s["role"] == SlotRole.OPTIMIZER_STEP:
-            return torch.tensor(float(state.flag(i)[0]), dtype=torch.float32)
-        param = self._resolve(s["tensor"], args)
-        return torch.from_numpy(state.array(i, s["numel"], "float32").copy()).view_as(param)
+            count = float(state.flag(i)[0])
+            if isinstance(held, torch.Tensor) and held.numel() == 1:
+                held.fill_(count)
+            else:
+                optimizer_state[key] = torch.tensor(count, dtype=torch.float32)
+            return
+        values = self._torch_view(torch, state, i, s)
+        if (isinstance(held, torch.Tensor) and held.dtype == torch.float32
+                and held.is_contiguous() and held.numel() == s["numel"]):
+            held.view(-1).copy_(values)
+        else:
+            held = optimizer_state[key] = values.clone().view_as(self._resolve(s["tensor"], args))
+        self._synced(i, held)

@@ -1,0 +1,64 @@
+"""What crosses between torch objects and a compiled program's state at each call
+(hytorch/torch_bridge.py): optimizer state written back in place, as torch's own step writes
+it, and read again only when something else changed it."""
+import copy
+
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+import hytorch
+
+
+def step(model, optimizer, x, y):
+    optimizer.zero_grad()
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(schedule=st.lists(st.booleans(), min_size=2, max_size=8), momentum=st.sampled_from([0.0, 0.9]))
+def test_compiled_and_eager_steps_alternate_on_one_optimizer_state(schedule, momentum):
+    """`schedule`: for each step, compiled (True) or eager (False); the twin steps eagerly
+    throughout. The momentum buffer torch holds is the one object it was, updated in place."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
+    twin = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=momentum)
+    x, y = torch.randn(5, 4), torch.randn(5, 2)
+    compiled = hytorch.stage(step, model, optimizer, x, y)
+    buffers = {}
+    for use_compiled in schedule:
+        loss = (compiled if use_compiled else step)(model, optimizer, x, y)
+        expected = step(twin, twin_optimizer, x, y)
+        assert abs(loss - expected) <= 1e-5 * max(1.0, abs(expected))
+        for p, q in zip(model.parameters(), twin.parameters()):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+            buffer = optimizer.state[p].get("momentum_buffer")
+            assert (buffer is None) == (twin_optimizer.state[q].get("momentum_buffer") is None)
+            if buffer is not None:
+                torch.testing.assert_close(buffer, twin_optimizer.state[q]["momentum_buffer"],
+                                           rtol=1e-5, atol=1e-6)
+                assert buffers.setdefault(id(p), buffer) is buffer, "the same buffer, in place"
+
+
+def test_a_buffer_replaced_between_calls_is_read():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    twin = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.5)
+    x, y = torch.randn(4, 3), torch.randn(4, 2)
+    compiled = hytorch.stage(step, model, optimizer, x, y)
+    compiled(model, optimizer, x, y)
+    step(twin, twin_optimizer, x, y)
+    for o, p in ((optimizer, model.weight), (twin_optimizer, twin.weight)):
+        o.state[p]["momentum_buffer"] = torch.full_like(p, 0.25)   # a new object
+    compiled(model, optimizer, x, y)
+    step(twin, twin_optimizer, x, y)
+    torch.testing.assert_close(model.weight.detach(), twin.weight.detach())
+    torch.testing.assert_close(optimizer.state[model.weight]["momentum_buffer"],
+                               twin_optimizer.state[twin.weight]["momentum_buffer"])
