@@ -28,7 +28,6 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
         hytorch.backend.scope [Binding Scope]
         hytorch.errors [IRError])
 
-(setv _MAX-ROUNDS 8)
 (setv NEW (Sym "new") TENSOR (Sym "tensor") GRAD (Sym "grad"))
 (setv COMPARISON #{"==" "!=" "<" "<=" ">" ">="})
 (setv BITWISE #{"&" "|" "^" "<<" ">>"})
@@ -79,13 +78,22 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
           self.changed False))
 
   (defn run [self]
-    (setv self.program (self.number-cells self.program))
-    (for [_ (range _MAX-ROUNDS)]
+    (setv self.program (self.number-cells self.program)
+          rounds 0)
+    (while True
       (setv self.changed False self.nested 0)
       (self.walk-program)
+      (+= rounds 1)
       (when (not self.changed)
-        (return (Typing (self.annotate self.program) self.functions))))
-    (raise (IRError "the types of the program's cells did not settle")))
+        (return (Typing (self.annotate self.program) self.functions)))
+      (when (> rounds (self.most-rounds))
+        (raise (IRError "internal error: the types of the program's cells did not settle")))))
+
+  (defn most-rounds [self]
+    "A bound on the rounds the walk can take: each round widens some kind, and a kind widens
+    at most four times (unknown, bool, int, float; a tensor cell's need of gradients once)."
+    (+ 2 (* 4 (+ (len self.cells)
+                 (sum (gfor [kinds _] (.values self.functions) (+ 1 (len kinds))))))))
 
   ;; ------------------------------------------------------------ the walk
 

@@ -98,3 +98,22 @@ def test_random_sets_type_and_run_as_python_does(sets):
         result = compiled(arg)
         assert result == value
         assert isinstance(result, float) == ("float" in kinds)
+
+
+def chain(lets, result):
+    """IR text of right-nested lets [(name, rhs)] ending in `result`."""
+    return "".join(f"(let {n} {r} " for n, r in lets) + result + ")" * len(lets)
+
+
+def test_kinds_widen_back_through_a_long_chain_of_cells():
+    """Each cell is set, in a loop, from the next one, read before that one is set: every
+    round of the walk widens one more (four rounds of re-rendering gave up at the fifth)."""
+    n = 12
+    body = chain([(f"g{i}", f"(get c{i})") for i in range(1, n)]
+                 + [(f"s{i}", f"(set c{i} g{i + 1})") for i in range(n - 1)], "None")
+    top = chain([(f"c{i}", "new") for i in range(n)]
+                + [("last", f"(set c{n - 1} 0.5)"),
+                   ("w", f"(while (begin (let t (< in 2) t)) (begin {body}))"),
+                   ("r", "(get c0)")], "r")
+    text = f"(def f (in) (begin (begin {top})))"
+    assert all(f"(let c{i} (new float)" in typed(text) for i in range(n))
