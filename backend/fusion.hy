@@ -47,9 +47,15 @@ the scopes of the blocks around it."
     (setv self.params params self.fusable fusable)))
 
 
+(defclass Trainable []
+  "A trainable variable, known by the name of its `variable` let."
+  (defn __init__ [self name] (setv self.name name)))
+
+
 (defclass Names []
-  "What each name of a block stands for, as far as the fusions care: an Optimizer, the word
-  \"trainable\" (a trainable variable), or None; the block's parent holds the names around it."
+  "What each name of a block stands for, as far as the fusions care: an Optimizer, a
+  Trainable (the variable's name, the tensor it wraps, or another name for either), or None;
+  the block's parent holds the names around it."
   (defn __init__ [self [parent None]]
     (setv self.parent parent self.meaning {}))
 
@@ -65,18 +71,29 @@ the scopes of the blocks around it."
     "The trainable variables in scope, for an optimizer given none (it steps them all)."
     (setv out #{} names self)
     (while (is-not names None)
-      (.update out (gfor [k v] (.items names.meaning) :if (= v "trainable") k))
+      (.update out (gfor v (.values names.meaning) :if (isinstance v Trainable) v.name))
       (setv names names.parent))
     out)
+
+  (defn reads-any [self nodes params]
+    "Whether `nodes` mention any of the trainable variables named `params`, by any name."
+    (any (gfor n (names-in nodes)
+               :setv meaning (self.lookup n)
+               (and (isinstance meaning Trainable) (in meaning.name params)))))
 
   (defn bind [self name rhs]
     (setv (get self.meaning (str name))
           (match rhs
-            ["variable" _ volatile] (when (is volatile False) "trainable")
+            ["variable" x volatile] :if (is volatile False)
+              (do (setv trainable (Trainable (str name)))
+                  (when (isinstance x Sym)   ; its tensor is the same memory
+                    (setv (get self.meaning (str x)) trainable))
+                  trainable)
             [op settings #* params] :if (and (isinstance op Sym) (in op OPTIMIZERS)
                                             (isinstance settings list) (<= (len params) 1))
               (Optimizer (if params (set (map str (get params 0))) (self.trainables))
                          (. (get OPTIMIZERS (str op)) fusable))
+            other :if (isinstance other Sym) (self.lookup other)   ; another name for it
             _ None))))
 
 
@@ -141,8 +158,8 @@ the scopes of the blocks around it."
                (isinstance optimizer Optimizer) optimizer.fusable)
       (setv backward-at (get (get later 0) 0)
             step-at (get (get later 1) 0))
-      (when (not (& optimizer.params
-                    (names-in (lfor [_ rhs] (cut lets (+ backward-at 1) step-at) rhs))))
+      (when (not (names.reads-any (lfor [_ rhs] (cut lets (+ backward-at 1) step-at) rhs)
+                                  optimizer.params))
         (setv [b-name [_ loss _]] (get lets backward-at)
               [s-name _] (get lets step-at)
               (get out backward-at) [b-name [(Sym "call") loss (Sym "backward_and_step") [(Sym o)]]]
@@ -177,13 +194,14 @@ the scopes of the blocks around it."
         [lets _] (chain-lets (get body 1))
         inner (Names names))   ; (an optimizer may be made in the body)
   (for [[name rhs] lets] (.bind inner name rhs))
-  (setv others (names-in (lfor [n rhs] lets :if (!= n dot) rhs))
+  (setv others (lfor [n rhs] lets :if (!= n dot) rhs)
         steps (lfor [_ rhs] lets
                     :if (and (isinstance rhs list) (= (len rhs) 4) (= (get rhs 2) "backward_and_step"))
                     :setv optimizer (inner.lookup (get (get rhs 3) 0))
                     :if (isinstance optimizer Optimizer)
                     optimizer))
-  (if (and (= (names.lookup w) "trainable") (not-in (str w) others)
-           (any (gfor o steps (in (str w) o.params))))
+  (setv weight (names.lookup w))
+  (if (and (isinstance weight Trainable) (not (inner.reads-any others #{weight.name}))
+           (any (gfor o steps (in weight.name o.params))))
     [(Sym "for_dataloader_pipelined") loader vars [dot w] body]
     plain))

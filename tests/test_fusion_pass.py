@@ -16,7 +16,7 @@ import hytorch
 from hytorch.api import parse_ir
 from hytorch.backend.fusion import fuse
 from hytorch.data import ArrayLoader
-from hytorch.ir.syntax import print_ir
+from hytorch.ir.syntax import Sym, chain_lets, chain_of, parse_ir as parse_raw, print_ir
 from test_array_loader_staged import Net, captured_stdout
 
 # One training loop per arrangement of zero_grad / backward / step in its body. Each prints
@@ -164,3 +164,48 @@ def test_backward_and_step_needs_an_optimizer_whose_step_it_can_apply():
     text = program.ir.replace(f"(call {loss} backward)", f"(call {loss} backward_and_step ({optimizer}))")
     with pytest.raises(hytorch.IRError, match="cannot be applied during the backward pass"):
         hytorch.compile_ir(text, *program.program.arg_types)
+
+
+def insert_let(chain_node, after, new_let):
+    """`chain_node` (a chain of lets) with `new_let` [name rhs] after the let for which
+    `after(name, rhs)` holds."""
+    lets, result = chain_lets(chain_node)
+    at = next(i for i, (name, rhs) in enumerate(lets) if after(name, rhs)) + 1
+    return chain_of([*lets[:at], new_let, *lets[at:]], result)
+
+
+def loop_of(node):
+    """The for_dataloader node inside `node`."""
+    if isinstance(node, list):
+        if node and node[0] == "for_dataloader":
+            return node
+        for x in node:
+            found = loop_of(x)
+            if found is not None:
+                return found
+    return None
+
+
+@pytest.mark.parametrize("how", ["the tensor a variable wraps", "another name for the variable"])
+def test_a_weight_read_between_backward_and_step_by_another_name_stops_the_fusion(how):
+    """A read of the first layer's weight between the backward pass and the step, by a name
+    other than its variable's, sees the weight before the step: no fusion."""
+    program = usual_ir()
+    node = parse_raw(program.ir)
+    top = node[3][1]
+    top_chain = top[1]
+    variable = next(name for name, rhs in chain_lets(top_chain)[0]
+                    if isinstance(rhs, list) and rhs[:1] == ["variable"])
+    tensor = next(rhs[1] for name, rhs in chain_lets(top_chain)[0] if name == variable)
+    if how == "the tensor a variable wraps":
+        read = tensor
+    else:
+        read = Sym("alias")
+        top[1] = insert_let(top_chain, lambda name, rhs: name == variable, [read, variable])
+    loop = loop_of(node)
+    loop[3][1] = insert_let(loop[3][1], lambda name, rhs: rhs[-1:] == ["backward"],
+                            [Sym("read"), [Sym("array-get"), read, Sym("data"), 0]])
+    compiled = hytorch.compile_ir(print_ir(node), *program.program.arg_types)
+    assert "backward_and_step" not in compiled.rendered_ir
+    assert "for_dataloader_pipelined" not in compiled.rendered_ir
+    assert "(let read (array-get" in compiled.rendered_ir
