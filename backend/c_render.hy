@@ -22,7 +22,6 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.fusion [fuse]
         hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
         hytorch.ir.types [TensorType ListType]
-        hytorch.ir.types :as shapes
         hytorch.ir.ops [OPS]
         hytorch.ir.optimizers [OPTIMIZERS]
         hytorch.ir.slots [SlotRole]
