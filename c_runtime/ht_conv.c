@@ -1,19 +1,26 @@
-/* ht_conv.c: 2-d convolution (NCHW) as matrix products over im2col columns, one sample at a
- * time, on ht_gemm_nn (the engine that reads both operands along contiguous rows).
+/* ht_conv.c: 2-d convolution (NCHW) as matrix products over im2col columns, on ht_gemm_nn
+ * (the engine that reads both operands along contiguous rows).
  *
- * A sample's columns are col[K,P]: row (ci,i,j) of K = c*kh*kw holds, for each of the
+ * The columns of a sample are col[K,P]: row (ci,i,j) of K = c*kh*kw holds, for each of the
  * P = oh*ow output positions, the input x[ci, oh*sh - ph + i, ow*sw - pw + j] that the weight
  * W[:,ci,i,j] multiplies there (0 in the padding). Then
  *   y[oc,P]    = W[oc,K] col[K,P]
  *   dcol[K,P]  = W[oc,K]^T dy[oc,P], added back onto dx where im2col took each entry (col2im)
- *   dWT[K,oc] += col[K,P] dyT[P,oc], dy transposed first; dW += dWT^T at the end.
- * The forward splits a sample's output rows into one band per thread, each building its own
- * columns and product (so both stay in that core's cache); the gradients split building
- * columns, transposing and col2im (by input channel) over the threads, the products by the
- * engine. The engine computes every output element the same way whatever the split, so
- * results do not depend on the thread count. A 1x1 kernel with stride 1 and no padding needs
- * no columns: col is the sample itself (and dcol is dx). */
+ *   dWT[K,oc] += col[K,P] dyT[P,oc], dy transposed; dW += dWT^T at the end.
+ * The columns are built a block of positions at a time (a whole sample's of up to LONG_BLOCK
+ * positions), in the scratch of the task that uses them (its lane of the workspace): for the
+ * forward and the input gradient in panels of the engine's width (each panel then a
+ * contiguous B that the engine's tiles stream), for the weight gradient row-major (the
+ * product's k runs along the block).
+ *
+ * Threads: the forward splits the blocks of all samples over the tasks, the input gradient
+ * the samples (a sample's blocks add into the same dx), the weight gradient fixed groups of
+ * samples, each summed into its own partial gradient; the partials are then added in order.
+ * The blocks, the groups and the engine's arithmetic do not depend on the thread count, so
+ * neither do the results, bit for bit. */
 #include "ht_kernels.h"
+
+#include <stdatomic.h>
 
 #include "ht_gemm.h"
 #include "ht_parallel.h"
@@ -22,8 +29,19 @@
 
 static const ht_sgd_params no_sgd = {0};
 
-/* Building or scattering columns goes to several threads from this many floats. */
-#define PARALLEL_MIN_FLOATS (1 << 15)
+/* The most tasks a kernel runs at once: the workspace holds a lane of scratch for each. */
+#define LANES 8
+/* Positions of a block of columns: at most LONG_BLOCK, a whole sample's in near-equal blocks
+ * (rounded up to whole vectors); or, when a forward has too few of those to keep every thread
+ * busy, BLOCK (one panel of the engine), so that even one sample's blocks go to all. */
+#define LONG_BLOCK 1024
+#define BLOCK HT_GEMM_NN_PANEL
+/* The weight gradient's samples go in at most this many groups (fewer when the batch is
+ * smaller, or when the partial gradients would take more than WEIGHT_PARTIAL_FLOATS). */
+#define WEIGHT_GROUPS 16
+#define WEIGHT_PARTIAL_FLOATS (1 << 21)
+/* A task is worth its hand-over from this many multiply-adds (a few microseconds). */
+#define PARALLEL_MIN_FMAS (1 << 17)
 
 typedef struct {
     int64_t c, h, w, oc, kh, kw, sh, sw, ph, pw; /* as the kernels' arguments */
@@ -41,10 +59,8 @@ static conv_geometry geometry(int64_t c, int64_t h, int64_t w, int64_t oc, int64
     return g;
 }
 
-/* Whether col is the sample itself (x[c, h*w] with h*w == P). */
-static int columns_are_input(const conv_geometry *g) {
-    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
-}
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* The outputs o in [0, out) whose input o*stride - pad + tap lies in [0, size), as [*lo, *hi). */
 static void inside(int64_t tap, int64_t stride, int64_t pad, int64_t size, int64_t out,
@@ -54,35 +70,6 @@ static void inside(int64_t tap, int64_t stride, int64_t pad, int64_t size, int64
     *hi = last < 0 ? 0 : last / stride + 1;
     if (*hi > out) *hi = out;
     if (*lo > *hi) *lo = *hi;
-}
-
-/* ---- running rows of work over the threads ---- */
-
-typedef void (*rows_fn)(const void *job, int64_t from, int64_t to);
-
-typedef struct {
-    rows_fn fn;
-    const void *job;
-    int64_t rows;
-} rows_job;
-
-static void rows_task(void *arg, int t, int tasks) {
-    const rows_job *R = arg;
-    R->fn(R->job, R->rows * t / tasks, R->rows * (t + 1) / tasks);
-}
-
-/* fn(job, from, to) over [0, rows) in parts, on several threads when there are
- * PARALLEL_MIN_FLOATS floats of work per thread. */
-static void for_rows(rows_fn fn, const void *job, int64_t rows, int64_t floats_per_row) {
-    int64_t threads = ht_get_num_threads(), worth = rows * floats_per_row / PARALLEL_MIN_FLOATS;
-    if (threads > worth) threads = worth;
-    if (threads > rows) threads = rows;
-    if (threads <= 1) {
-        fn(job, 0, rows);
-        return;
-    }
-    rows_job R = {fn, job, rows};
-    ht_parallel((int)threads, rows_task, &R);
 }
 
 /* ---- rows of floats ----
@@ -112,77 +99,114 @@ HT_INLINE void add_floats(float *dst, const float *src, int64_t count) {
     ht_vstore(dst + last, tail);
 }
 
+/* dst[0, count) = src[0, count) + bias */
+HT_INLINE void copy_floats_plus(float *dst, const float *src, float bias, int64_t count) {
+    if (count < HT_VL) {
+        for (int64_t q = 0; q < count; q++) dst[q] = src[q] + bias;
+        return;
+    }
+    const ht_vf b = ht_vsplat(bias);
+    for (int64_t q = 0; q + HT_VL < count; q += HT_VL) ht_vstore(dst + q, ht_vload(src + q) + b);
+    ht_vstore(dst + count - HT_VL, ht_vload(src + count - HT_VL) + b);
+}
+
 HT_INLINE void zero_floats(float *dst, int64_t count) {
     for (int64_t q = 0; q < count; q++) dst[q] = 0.0f;
 }
 
-/* ---- im2col, col2im and transposing ---- */
+/* ---- blocks of columns ----
+ * A block holds the columns of the positions [q0, q0 + width) of one sample, in panels of
+ * `panel` positions (the last may have fewer), one after the other: row r = (ci,i,j) of K of
+ * panel p at col + p * panel * K + r * (that panel's positions). With panels of the engine's
+ * width, each panel is a contiguous B for a product; with one panel, the block is row-major
+ * [K, width]. Positions run along output rows: a block covers parts of some (segments). */
 
+/* The part of an output row in one panel of a block: output columns [a, b) of output row oh;
+ * entry (r, o) of the columns at col[at + r * stride + o - a]. */
 typedef struct {
-    const conv_geometry *g;
-    float *col;       /* [K, positions]: output rows [oh0, oh1) (im2col), or all (col2im) */
-    int64_t oh0, oh1;
-    const float *x;   /* im2col: one sample [c, h, w] */
-    float *dx;        /* col2im: one sample [c, h, w] */
-    int accumulate;   /* col2im: add to dx, else overwrite it */
-} columns_job;
+    int64_t oh, a, b, at, stride;
+} segment;
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-/* col rows (ci,i,j) in [from, to), for output rows [oh0, oh1). */
-static void im2col_rows(const void *arg, int64_t from, int64_t to) {
-    const columns_job *J = arg;
-    const conv_geometry *g = J->g;
-    for (int64_t r = from; r < to; r++) {
-        const int64_t ci = r / (g->kh * g->kw), i = r / g->kw % g->kh, j = r % g->kw;
-        const float *plane = J->x + ci * g->h * g->w;
-        float *row = J->col + r * (J->oh1 - J->oh0) * g->ow; /* output row oh at oh - oh0 */
-        int64_t oh_lo, oh_hi, ow_lo, ow_hi;
-        inside(i, g->sh, g->ph, g->h, g->oh, &oh_lo, &oh_hi);
-        inside(j, g->sw, g->pw, g->w, g->ow, &ow_lo, &ow_hi);
-        oh_lo = min64(max64(oh_lo, J->oh0), J->oh1);
-        oh_hi = max64(min64(oh_hi, J->oh1), oh_lo);
-        zero_floats(row, (oh_lo - J->oh0) * g->ow);
-        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-            float *out = row + (oh - J->oh0) * g->ow;
-            const float *in = plane + (oh * g->sh - g->ph + i) * g->w + ow_lo * g->sw - g->pw + j;
-            zero_floats(out, ow_lo);
-            if (g->sw == 1)
-                copy_floats(out + ow_lo, in, ow_hi - ow_lo);
-            else
-                for (int64_t ow = ow_lo; ow < ow_hi; ow++) out[ow] = in[(ow - ow_lo) * g->sw];
-            zero_floats(out + ow_hi, g->ow - ow_hi);
-        }
-        zero_floats(row + (oh_hi - J->oh0) * g->ow, (J->oh1 - oh_hi) * g->ow);
+/* The segments of positions [q0, q0 + width) in panels of `panel`, in order; returns their
+ * count (at most width: each holds a position at least). */
+static int64_t segments_of(segment *seg, const conv_geometry *g, int64_t q0, int64_t width,
+                           int64_t panel) {
+    int64_t count = 0;
+    for (int64_t q = q0; q < q0 + width; count++) {
+        const int64_t p = (q - q0) / panel, in_panel = (q - q0) % panel;
+        const int64_t positions = min64(panel, width - p * panel); /* of panel p */
+        const int64_t oh = q / g->ow, a = q % g->ow;
+        const int64_t b = min64(g->ow, a + positions - in_panel);
+        seg[count] = (segment){oh, a, b, p * panel * g->k + in_panel, positions};
+        q += b - a;
     }
+    return count;
 }
 
-/* dx[ci] (= | +=) the col rows (ci,i,j) added back where im2col took them, for the channels
- * ci in [from, to); each channel's rows in order. */
-static void col2im_channels(const void *arg, int64_t from, int64_t to) {
-    const columns_job *J = arg;
-    const conv_geometry *g = J->g;
-    for (int64_t ci = from; ci < to; ci++) {
-        float *plane = J->dx + ci * g->h * g->w;
-        if (!J->accumulate) zero_floats(plane, g->h * g->w);
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                const float *row = J->col + ((ci * g->kh + i) * g->kw + j) * g->p;
-                int64_t oh_lo, oh_hi, ow_lo, ow_hi;
-                inside(i, g->sh, g->ph, g->h, g->oh, &oh_lo, &oh_hi);
-                inside(j, g->sw, g->pw, g->w, g->ow, &ow_lo, &ow_hi);
-                for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                    const float *in = row + oh * g->ow;
-                    float *out = plane + (oh * g->sh - g->ph + i) * g->w + ow_lo * g->sw - g->pw + j;
-                    if (g->sw == 1)
-                        add_floats(out, in + ow_lo, ow_hi - ow_lo);
-                    else
-                        for (int64_t ow = ow_lo; ow < ow_hi; ow++)
-                            out[(ow - ow_lo) * g->sw] += in[ow];
-                }
+/* The columns [lo, hi) of a segment whose input lies inside the plane, for tap (i, j) whose
+ * inside columns are [jlo, jhi); the input row in *ih (lo == hi in the padding rows). */
+HT_INLINE void segment_inside(const conv_geometry *g, const segment *s, int64_t i, int64_t jlo,
+                              int64_t jhi, int64_t *ih, int64_t *lo, int64_t *hi) {
+    *ih = s->oh * g->sh - g->ph + i;
+    *lo = min64(max64(jlo, s->a), s->b);
+    *hi = max64(min64(jhi, s->b), *lo);
+    if (*ih < 0 || *ih >= g->h) *hi = *lo;
+}
+
+/* The body for each tap (ci, i, j), row r of the columns, whose inside output columns (those
+ * whose input column lies in the plane) are [jlo, jhi). */
+#define FOR_TAPS(g, ...)                                                                     \
+    for (int64_t ci = 0, r = 0; ci < (g)->c; ci++)                                           \
+        for (int64_t i = 0; i < (g)->kh; i++)                                                \
+            for (int64_t j = 0; j < (g)->kw; j++, r++) {                                     \
+                int64_t jlo, jhi;                                                            \
+                inside(j, (g)->sw, (g)->pw, (g)->w, (g)->ow, &jlo, &jhi);                    \
+                __VA_ARGS__;                                                                 \
             }
-    }
+
+/* col = the columns of the block of segments `seg` (`count` of them) of the sample
+ * x[c, h, w]: what each tap meets at each position, 0 in the padding. */
+static void im2col_block(float *col, const float *x, const conv_geometry *g, const segment *seg,
+                         int64_t count) {
+    FOR_TAPS(g, {
+        const float *plane = x + ci * g->h * g->w;
+        for (int64_t t = 0; t < count; t++) {
+            const segment *s = &seg[t];
+            int64_t ih, lo, hi;
+            segment_inside(g, s, i, jlo, jhi, &ih, &lo, &hi);
+            float *out = col + s->at + r * s->stride - s->a; /* output column o at out[o] */
+            zero_floats(out + s->a, lo - s->a);
+            if (lo < hi) {
+                const float *in = plane + ih * g->w + lo * g->sw - g->pw + j;
+                if (g->sw == 1)
+                    copy_floats(out + lo, in, hi - lo);
+                else
+                    for (int64_t o = lo; o < hi; o++) out[o] = in[(o - lo) * g->sw];
+            }
+            zero_floats(out + hi, s->b - hi);
+        }
+    })
+}
+
+/* dx[c, h, w] += the block col of segments `seg`, each entry where im2col_block took it; rows
+ * in order, each row's segments in order. */
+static void col2im_block(float *dx, const float *col, const conv_geometry *g, const segment *seg,
+                         int64_t count) {
+    FOR_TAPS(g, {
+        float *plane = dx + ci * g->h * g->w;
+        for (int64_t t = 0; t < count; t++) {
+            const segment *s = &seg[t];
+            int64_t ih, lo, hi;
+            segment_inside(g, s, i, jlo, jhi, &ih, &lo, &hi);
+            if (lo == hi) continue;
+            const float *in = col + s->at + r * s->stride - s->a; /* output column o at in[o] */
+            float *out = plane + ih * g->w + lo * g->sw - g->pw + j;
+            if (g->sw == 1)
+                add_floats(out, in + lo, hi - lo);
+            else
+                for (int64_t o = lo; o < hi; o++) out[(o - lo) * g->sw] += in[o];
+        }
+    })
 }
 
 /* ---- transposing ----
@@ -239,161 +263,282 @@ HT_INLINE void transpose_block(float *out, int64_t ld_out, const float *in, int6
     for (int i = 0; i < HT_VL; i++) ht_vstore(out + i * ld_out, r[i]);
 }
 
-typedef struct {
-    float *out;      /* [cols, rows] */
-    const float *in; /* [rows, cols] */
-    int64_t rows, cols;
-} transpose_job;
-
-/* The columns of `in` (rows of out) in blocks [from, to) of HT_VL; partial blocks in scalars. */
-static void transpose_columns(const void *arg, int64_t from, int64_t to) {
-    const transpose_job *T = arg;
-    const int64_t rows = T->rows, cols = T->cols;
-    for (int64_t c0 = from * HT_VL; c0 < to * HT_VL && c0 < cols; c0 += HT_VL) {
-        int64_t r0 = 0;
-        if (c0 + HT_VL <= cols)
-            for (; r0 + HT_VL <= rows; r0 += HT_VL)
-                transpose_block(T->out + c0 * rows + r0, rows, T->in + r0 * cols + c0, cols);
-        for (int64_t c = c0; c < c0 + HT_VL && c < cols; c++)
-            for (int64_t r = c0 + HT_VL <= cols ? r0 : 0; r < rows; r++)
-                T->out[c * rows + r] = T->in[r * cols + c];
-    }
+/* out[c * rows + r] = in[r * ld_in + c] for r < rows, c < cols: blocks of HT_VL x HT_VL in
+ * registers, the edges in scalars. */
+static void transpose(float *out, const float *in, int64_t rows, int64_t cols, int64_t ld_in) {
+    int64_t c0 = 0, r0 = 0;
+    for (; c0 + HT_VL <= cols; c0 += HT_VL)
+        for (r0 = 0; r0 + HT_VL <= rows; r0 += HT_VL)
+            transpose_block(out + c0 * rows + r0, rows, in + r0 * ld_in + c0, ld_in);
+    for (int64_t c = 0; c < cols; c++) /* the rows past the blocks, then the columns past them */
+        for (int64_t r = c < c0 ? r0 : 0; r < rows; r++) out[c * rows + r] = in[r * ld_in + c];
 }
 
-/* ---- the kernels ---- */
+/* ---- running tasks, each with a lane of the workspace ----
+ * The workspace: LANES lanes, each a block of columns [K, lane_positions] and a block of the
+ * other operand or of the product [oc, lane_positions] (or its transpose); then the weight
+ * gradient's partial gradients [K, oc], one per group. */
+
+/* The positions of each block of a sample but the last (which may have fewer): the sample's
+ * in near-equal blocks of at most LONG_BLOCK, or BLOCK. */
+static int64_t block_width(const conv_geometry *g, int long_blocks) {
+    if (!long_blocks) return BLOCK;
+    const int64_t blocks = max64(1, (g->p + LONG_BLOCK - 1) / LONG_BLOCK);
+    return min64(LONG_BLOCK, ((g->p + blocks - 1) / blocks + HT_VL - 1) / HT_VL * HT_VL);
+}
+
+/* The positions a lane holds: those of the widest block. */
+static int64_t lane_positions(const conv_geometry *g) {
+    return max64(block_width(g, 1), block_width(g, 0));
+}
+
+static int64_t lane_floats(const conv_geometry *g) {
+    return (g->k + g->oc) * lane_positions(g);
+}
+
+/* The groups of the weight gradient for a batch of n (n = 0: for any batch). */
+static int64_t weight_groups(const conv_geometry *g, int64_t n) {
+    const int64_t fit = max64(1, WEIGHT_PARTIAL_FLOATS / max64(1, g->k * g->oc));
+    const int64_t groups = min64(WEIGHT_GROUPS, fit);
+    return n > 0 ? min64(groups, n) : groups;
+}
 
 int64_t ht_conv2d_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                             int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
     conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
-    /* col (or dcol), then the forward's products or ht_conv2d_bwd_weight's dyT, then its dWT */
-    return g.k * g.p + g.p * g.oc + g.k * g.oc;
+    return LANES * lane_floats(&g) + weight_groups(&g, 0) * g.k * g.oc;
 }
-
-/* A thread is worth its hand-over from this many multiply-adds (as the engine's products). */
-#define PARALLEL_MIN_FMAS (1 << 17)
 
 typedef struct {
-    const conv_geometry *g;
-    const float *x, *W, *b; /* one sample's x */
-    float *y;               /* its y */
-    float *col, *out;       /* the bands' columns [K, P] and products [oc, P], band by band */
-} forward_job;
+    conv_geometry g;
+    float *out;                   /* y, dx or dW */
+    const float *x, *W, *b, *dy;  /* as the kernel has them (NULL otherwise) */
+    float *workspace;
+    int64_t n, units;             /* samples; the units of work the tasks share */
+    atomic_llong next;            /* the first unit no task has claimed */
+    int64_t width;                /* the positions of a block (block_width) */
+    int accumulate;               /* the input gradient: add to dx, else overwrite it */
+    const int64_t *offsets;       /* the forward without columns: where their rows start */
+    void (*unit)(const void *job, float *col, float *other, int64_t unit);
+} conv_job;
 
-/* Output rows [oh0, oh1) of band t: columns, product, then into y (+ bias). */
-static void forward_band(void *arg, int t, int bands) {
-    const forward_job *F = arg;
-    const conv_geometry *g = F->g;
-    const int64_t oh0 = g->oh * t / bands, oh1 = g->oh * (t + 1) / bands;
-    const int64_t first = oh0 * g->ow, positions = (oh1 - oh0) * g->ow;
-    const float *cols = F->x; /* the columns of a whole sample may be the sample itself */
-    if (!columns_are_input(g)) {
-        columns_job J = {g, F->col + g->k * first, oh0, oh1, F->x, NULL, 0};
-        im2col_rows(&J, 0, g->k);
-        cols = J.col;
-    }
-    /* one band writes y directly; several write their rows of y from their own products */
-    float *product = bands == 1 ? F->y : F->out + g->oc * first;
-    ht_gemm_nn(product, NULL, F->W, g->k, 1, cols, g->oc, positions, g->k, g->oc, HT_EPI_STORE,
-               no_sgd);
-    for (int64_t o = 0; o < g->oc; o++) {
-        float *row = F->y + o * g->p + first;
-        const float *in = product + o * positions;
-        const float bias = F->b ? F->b[o] : 0.0f;
-        if (F->b)
-            HT_FOR(q, positions, row[q] = in[q] + bias);
-        else if (row != in)
-            copy_floats(row, in, positions);
+/* Task t claims units one at a time until none is left, working in lane t: a thread that
+ * starts late (on a busy machine) takes what is left, and one that never starts holds
+ * nothing up. Which task runs a unit does not change its result. */
+static void conv_task(void *arg, int t, int tasks) {
+    conv_job *J = arg;
+    (void)tasks;
+    float *col = J->workspace + t * lane_floats(&J->g);
+    float *other = col + J->g.k * lane_positions(&J->g);
+    for (int64_t u; (u = atomic_fetch_add(&J->next, 1)) < J->units;) J->unit(J, col, other, u);
+}
+
+/* J's units over up to LANES tasks, as many as the threads and as are worth it for
+ * `fmas` multiply-adds in all. */
+static void run_units(conv_job *J, double fmas) {
+    atomic_init(&J->next, 0);
+    int64_t tasks = min64(min64(ht_get_num_threads(), LANES), J->units);
+    tasks = min64(tasks, max64(1, (int64_t)(fmas / PARALLEL_MIN_FMAS)));
+    if (tasks <= 1)
+        conv_task(J, 0, 1);
+    else
+        ht_parallel((int)tasks, conv_task, J);
+}
+
+/* ---- the kernels ---- */
+
+/* Unit: a block of a sample (units = n * blocks), its columns in panels of BLOCK, a product
+ * for each, in y (+ bias). */
+static void forward_block(const void *job, float *col, float *product, int64_t unit) {
+    const conv_job *J = job;
+    const conv_geometry *g = &J->g;
+    const int64_t blocks = (g->p + J->width - 1) / J->width, s = unit / blocks;
+    const int64_t q0 = unit % blocks * J->width, width = min64(J->width, g->p - q0);
+    segment seg[LONG_BLOCK];
+    im2col_block(col, J->x + s * g->c * g->h * g->w, g, seg,
+                 segments_of(seg, g, q0, width, BLOCK));
+    for (int64_t p0 = 0; p0 < width; p0 += BLOCK) {
+        const int64_t positions = min64(BLOCK, width - p0);
+        ht_gemm_nn(product, NULL, J->W, g->k, 1, col + p0 * g->k, g->oc, positions, g->k, 1,
+                   HT_EPI_STORE, no_sgd);
+        for (int64_t o = 0; o < g->oc; o++) {
+            float *row = J->out + (s * g->oc + o) * g->p + q0 + p0;
+            const float *in = product + o * positions;
+            if (J->b)
+                copy_floats_plus(row, in, J->b[o], positions);
+            else
+                copy_floats(row, in, positions);
+        }
     }
 }
 
-/* One band per thread, each of a whole number of output rows and worth a thread. */
-static int64_t forward_bands(const conv_geometry *g) {
-    if (columns_are_input(g)) return 1; /* the engine splits the product */
-    const int64_t worth = g->oc * g->p * g->k / PARALLEL_MIN_FMAS;
-    return max64(1, min64(min64(ht_get_num_threads(), g->oh), worth));
+/* ---- the forward without columns ----
+ * At stride 1 without padding, tap r = (ci,i,j) meets x[ci, oh + i, ow + j] at output (oh, ow):
+ * x[offset(r) + oh*w + ow], offset(r) = (ci*h + i)*w + j. Over the positions q = oh*w + ow of
+ * a grid as wide as the input (its last w - ow columns are not outputs: computed and dropped),
+ * row r of the columns is x + offset(r) + q, contiguous in q: the engine reads B's rows there
+ * (ht_gemm_nn_rows), and no columns are built. Each output is the same sum as with them. */
+
+/* The most taps the offsets' table (on the stack) holds; more take the columns. */
+#define IMPLICIT_MOST_K 4096
+
+static int without_columns(const conv_geometry *g) {
+    return g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 && g->k <= IMPLICIT_MOST_K;
+}
+
+/* The grid's positions, up to its last output. */
+static int64_t grid_positions(const conv_geometry *g) { return (g->oh - 1) * g->w + g->ow; }
+
+/* Unit: BLOCK positions of the grid of a sample (units = n * panels), a product, its outputs
+ * in y (+ bias). */
+static void grid_panel(const void *job, float *col, float *product, int64_t unit) {
+    const conv_job *J = job;
+    const conv_geometry *g = &J->g;
+    const int64_t grid = grid_positions(g), panels = (grid + BLOCK - 1) / BLOCK;
+    const int64_t s = unit / panels, q0 = unit % panels * BLOCK, width = min64(BLOCK, grid - q0);
+    (void)col;
+    ht_gemm_nn_rows(product, J->W, g->k, 1, J->x + s * g->c * g->h * g->w + q0, J->offsets, g->oc,
+                    width, g->k);
+    for (int64_t q = q0; q < q0 + width;) {
+        const int64_t oh = q / g->w, a = q % g->w, b = min64(g->w, a + q0 + width - q);
+        for (int64_t o = 0; o < g->oc && a < g->ow; o++) {
+            float *out = J->out + (s * g->oc + o) * g->p + oh * g->ow + a;
+            const float *in = product + o * width + q - q0;
+            const int64_t count = min64(b, g->ow) - a;
+            if (J->b)
+                copy_floats_plus(out, in, J->b[o], count);
+            else
+                copy_floats(out, in, count);
+        }
+        q += b - a;
+    }
+}
+
+static void forward_without_columns(conv_job *J) {
+    const conv_geometry *g = &J->g;
+    int64_t offsets[IMPLICIT_MOST_K];
+    for (int64_t ci = 0, r = 0; ci < g->c; ci++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) offsets[r++] = (ci * g->h + i) * g->w + j;
+    J->offsets = offsets;
+    J->unit = grid_panel;
+    J->units = J->n * ((grid_positions(g) + BLOCK - 1) / BLOCK);
+    run_units(J, (double)J->n * grid_positions(g) * g->k * g->oc);
 }
 
 void ht_conv2d_fwd(float *y, const float *x, const float *W, const float *b, float *workspace,
                    int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                    int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
-    conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
-    const int64_t bands = forward_bands(&g);
-    for (int64_t s = 0; s < n; s++) {
-        forward_job F = {&g, x + s * c * h * w, W, b, y + s * oc * g.p, workspace,
-                         workspace + g.k * g.p};
-        if (bands == 1)
-            forward_band(&F, 0, 1);
-        else
-            ht_parallel((int)bands, forward_band, &F);
+    conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), y, x, W, b, NULL, workspace,
+                  n, 0, 0, 0, 0, NULL, forward_block};
+    if (without_columns(&J.g)) {
+        forward_without_columns(&J);
+        return;
+    }
+    J.width = block_width(&J.g, 1);
+    if (n * ((J.g.p + J.width - 1) / J.width) < 2 * ht_get_num_threads()) /* too few for all */
+        J.width = block_width(&J.g, 0);
+    J.units = n * ((J.g.p + J.width - 1) / J.width);
+    run_units(&J, (double)n * J.g.p * J.g.k * oc);
+}
+
+/* Unit: a sample, its blocks in order, each in panels of BLOCK: dy's panel (copied
+ * contiguous), its columns' gradient; the block's then added back into dx. */
+static void input_sample(const void *job, float *dcol, float *dy_panel, int64_t s) {
+    const conv_job *J = job;
+    const conv_geometry *g = &J->g;
+    float *dx = J->out + s * g->c * g->h * g->w;
+    const float *dy = J->dy + s * g->oc * g->p;
+    if (!J->accumulate) zero_floats(dx, g->c * g->h * g->w);
+    for (int64_t q0 = 0; q0 < g->p; q0 += J->width) {
+        const int64_t width = min64(J->width, g->p - q0);
+        for (int64_t p0 = 0; p0 < width; p0 += BLOCK) {
+            const int64_t positions = min64(BLOCK, width - p0);
+            for (int64_t o = 0; o < g->oc; o++)
+                copy_floats(dy_panel + o * positions, dy + o * g->p + q0 + p0, positions);
+            ht_gemm_nn(dcol + p0 * g->k, NULL, J->W, 1, g->k, dy_panel, g->k, positions, g->oc,
+                       1, HT_EPI_STORE, no_sgd);
+        }
+        segment seg[LONG_BLOCK];
+        col2im_block(dx, dcol, g, seg, segments_of(seg, g, q0, width, BLOCK));
     }
 }
 
 void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *workspace, int64_t n,
                          int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                          int64_t sh, int64_t sw, int64_t ph, int64_t pw, int accumulate) {
-    conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
-    const int direct = columns_are_input(&g);
-    for (int64_t s = 0; s < n; s++) {
-        float *dxs = dx + s * c * h * w;
-        float *dcol = direct ? dxs : workspace;
-        ht_gemm_nn(dcol, NULL, W, 1, g.k, dy + s * oc * g.p, g.k, g.p, oc, g.k,
-                   direct && accumulate ? HT_EPI_ADD : HT_EPI_STORE, no_sgd);
-        if (direct) continue;
-        columns_job J = {&g, dcol, 0, g.oh, NULL, dxs, accumulate};
-        for_rows(col2im_channels, &J, c, kh * kw * g.p);
-    }
+    conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), dx, NULL, W, NULL, dy, workspace,
+                  n, n, 0, 0, accumulate, NULL, input_sample};
+    J.width = block_width(&J.g, 1);
+    run_units(&J, (double)n * J.g.p * J.g.k * oc);
 }
 
-/* The operands of a sample's weight gradient: its columns and dy^T, built side by side. */
-typedef struct {
-    columns_job columns; /* unused when the columns are the sample itself */
-    transpose_job dyT;
-    int build_columns;
-} weight_operands_job;
+/* The partial gradient of group `group` of the weight gradient. */
+static float *partial(const conv_job *J, int64_t group) {
+    return J->workspace + LANES * lane_floats(&J->g) + group * J->g.k * J->g.oc;
+}
 
-static void weight_operands_task(void *arg, int t, int tasks) {
-    const weight_operands_job *J = arg;
-    const conv_geometry *g = J->columns.g;
-    const int64_t blocks = (g->p + HT_VL - 1) / HT_VL;
-    if (J->build_columns) im2col_rows(&J->columns, g->k * t / tasks, g->k * (t + 1) / tasks);
-    transpose_columns(&J->dyT, blocks * t / tasks, blocks * (t + 1) / tasks);
+/* Unit: a group of samples, summed into its partial dWT[K, oc] from 0, sample by sample and
+ * block by block. */
+static void weight_group(const void *job, float *col, float *dyT, int64_t group) {
+    const conv_job *J = job;
+    const conv_geometry *g = &J->g;
+    float *dWT = partial(J, group);
+    zero_floats(dWT, g->k * g->oc);
+    for (int64_t s = J->n * group / J->units; s < J->n * (group + 1) / J->units; s++)
+        for (int64_t q0 = 0; q0 < g->p; q0 += J->width) {
+            const int64_t width = min64(J->width, g->p - q0);
+            segment seg[LONG_BLOCK];
+            im2col_block(col, J->x + s * g->c * g->h * g->w, g, seg,
+                         segments_of(seg, g, q0, width, width)); /* row-major [K, width] */
+            transpose(dyT, J->dy + s * g->oc * g->p + q0, g->oc, width, g->p);
+            ht_gemm_nn(dWT, NULL, col, width, 1, dyT, g->k, g->oc, width, 1, HT_EPI_ADD, no_sgd);
+        }
 }
 
 void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *workspace, int64_t n,
                           int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                           int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
-    conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
-    float *col = workspace, *dyT = col + g.k * g.p, *dWT = dyT + g.p * oc;
-    const int build_columns = !columns_are_input(&g);
-    const int64_t floats = (build_columns ? g.k * g.p : 0) + g.p * oc;
-    const int tasks = (int)max64(1, min64(ht_get_num_threads(), floats / PARALLEL_MIN_FLOATS));
-    zero_floats(dWT, g.k * oc);
-    for (int64_t s = 0; s < n; s++) {
-        const float *xs = x + s * c * h * w;
-        weight_operands_job J = {{&g, col, 0, g.oh, xs, NULL, 0},
-                                 {dyT, dy + s * oc * g.p, oc, g.p}, build_columns};
-        ht_parallel(tasks, weight_operands_task, &J);
-        ht_gemm_nn(dWT, NULL, build_columns ? col : xs, g.p, 1, dyT, g.k, oc, g.p, g.k,
-                   HT_EPI_ADD, no_sgd);
-    }
-    for (int64_t o = 0; o < oc; o++)
-        for (int64_t r = 0; r < g.k; r++) dW[o * g.k + r] += dWT[r * oc + o];
+    conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), dW, x, NULL, NULL, dy, workspace,
+                  n, 0, 0, 0, 0, NULL, weight_group};
+    J.width = block_width(&J.g, 1);
+    if (n <= 0) return;
+    J.units = weight_groups(&J.g, n);
+    run_units(&J, (double)n * J.g.p * J.g.k * oc);
+    for (int64_t r = 0; r < J.g.k; r++)
+        for (int64_t o = 0; o < oc; o++) {
+            float sum = partial(&J, 0)[r * oc + o];
+            for (int64_t group = 1; group < J.units; group++) sum += partial(&J, group)[r * oc + o];
+            dW[o * J.g.k + r] += sum;
+        }
 }
 
+typedef struct {
+    float *db;
+    const float *dy;
+    int64_t n, oc, p;
+} bias_job;
+
 /* Each channel's sum in HT_VL partial sums (planes in order, a vector of each at a time), then
- * the lanes in order. */
-void ht_conv2d_bwd_bias(float *db, const float *dy, int64_t n, int64_t oc, int64_t oh, int64_t ow) {
-    const int64_t p = oh * ow;
-    for (int64_t o = 0; o < oc; o++) {
+ * the lanes in order; channels [from, to). */
+static void bias_channels(void *arg, int64_t from, int64_t to) {
+    const bias_job *B = arg;
+    const int64_t p = B->p;
+    for (int64_t o = from; o < to; o++) {
         ht_vf acc = ht_vzero();
-        for (int64_t s = 0; s < n; s++) {
-            const float *plane = dy + (s * oc + o) * p;
+        for (int64_t s = 0; s < B->n; s++) {
+            const float *plane = B->dy + (s * B->oc + o) * p;
             int64_t q = 0;
             for (; q + HT_VL <= p; q += HT_VL) acc += ht_vload(plane + q);
             if (q < p) acc += ht_vload_first(plane + q, p - q);
         }
         float sum = 0.0f;
         for (int l = 0; l < HT_VL; l++) sum += acc[l];
-        db[o] += sum;
+        B->db[o] += sum;
     }
+}
+
+void ht_conv2d_bwd_bias(float *db, const float *dy, int64_t n, int64_t oc, int64_t oh, int64_t ow) {
+    bias_job B = {db, dy, n, oc, oh * ow};
+    ht_parallel_range(oc, HT_PARALLEL_MIN_ELEMENTS / max64(1, n * oh * ow) + 1, bias_channels, &B);
 }

@@ -8,6 +8,16 @@
 #include <stdint.h>
 
 #include "ht_sgd_rule.h"
+#include "ht_vec.h"
+
+/* The vectors of columns ht_gemm_nn's tiles span at most: B's columns in panels of
+ * HT_GEMM_NN_PANEL floats, each read once per tile of rows (callers size blocks of B by it). */
+#if HT_VEC_REGS >= 32
+#define HT_GEMM_NN_VECS 3
+#else
+#define HT_GEMM_NN_VECS 2
+#endif
+#define HT_GEMM_NN_PANEL (HT_GEMM_NN_VECS * HT_VL)
 
 /* Not part of the runtime's ABI: kept out of the shared library's symbol table. */
 #define HT_INTERNAL __attribute__((visibility("hidden")))
@@ -21,7 +31,8 @@ typedef enum {
 
 /* The products of a batch of at least 16 samples (the rows of A in ht_gemm_nt; `batch`, rows
  * or k, in ht_gemm_nn) are split over up to ht_get_num_threads() threads when they are big
- * enough; the results do not depend on it. */
+ * enough, and so is ht_gemm_nt of fewer rows when B is big enough that reading it is what
+ * takes the time (a batch of one through a large layer); the results do not depend on it. */
 
 /* C[m,n] = A[m,k] @ B[n,k]^T (+ bias[n] unless bias is NULL) */
 HT_INTERNAL void ht_gemm_nt(float *C, const float *A, const float *B, const float *bias,
@@ -32,6 +43,12 @@ HT_INTERNAL void ht_gemm_nt(float *C, const float *A, const float *B, const floa
 HT_INTERNAL void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_stride,
                             int64_t a_col_stride, const float *B, int64_t m, int64_t n, int64_t k,
                             int64_t batch, ht_epilogue epilogue, ht_sgd_params sgd);
+
+/* C[m,n] = sum_p A(i,p) B_p[0, n), B_p = B + b_rows[p] (rows anywhere, apart or overlapping:
+ * an implicit im2col), each element as ht_gemm_nn computes it; on one thread. */
+HT_INTERNAL void ht_gemm_nn_rows(float *C, const float *A, int64_t a_row_stride,
+                                 int64_t a_col_stride, const float *B, const int64_t *b_rows,
+                                 int64_t m, int64_t n, int64_t k);
 
 /* W[m,n] <- SGD step with g = dy[k,m]^T @ x[k,n] (as ht_gemm_nn), then y[k_next,m] =
  * x_next[k_next,n] @ W^T with the updated W (as ht_gemm_nt); W in cache between the two. */

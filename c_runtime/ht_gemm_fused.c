@@ -32,7 +32,7 @@ static void update_then_forward_task(void *arg, int t, int tasks) {
 void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
                          int64_t n, int64_t k, ht_sgd_params sgd, float *y, const float *x_next,
                          int64_t k_next) {
-    update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0},
+    update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0, NULL},
                              {y, x_next, W, NULL, k_next, m, n, 1}};
     int threads = threads_for(k, (k + k_next) * m * n);
     ht_parallel((int)min64(threads, m), update_then_forward_task, &S);

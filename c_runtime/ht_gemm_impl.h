@@ -32,14 +32,13 @@
 #define NT_COLS 4
 #define MV_COLS 16
 #define NN_ROWS 8
-#define NN_VECS 3
 #else
 #define NT_ROWS 2
 #define NT_COLS 4
 #define MV_COLS 8
 #define NN_ROWS 6
-#define NN_VECS 2
 #endif
+#define NN_VECS HT_GEMM_NN_VECS
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -71,6 +70,17 @@ static inline int threads_for(int64_t batch, int64_t fmas) {
     if (threads <= 1 || batch < PARALLEL_MIN_BATCH) return 1;
     int64_t worth = fmas / PARALLEL_MIN_FMAS_PER_THREAD;
     return (int)min64(threads, worth > 1 ? worth : 1);
+}
+
+/* A product of a few rows (a batch of one: a matrix-vector product) is bound by reading B
+ * from memory, which several cores do faster than one: it is split over threads by rows of
+ * B when each gets at least this many floats of it. */
+#define PARALLEL_MIN_STREAMED_FLOATS (1 << 18)
+
+/* The number of threads for a product of a few rows that reads `floats` floats of B. */
+static inline int threads_for_streaming(int64_t floats) {
+    int64_t worth = floats / PARALLEL_MIN_STREAMED_FLOATS;
+    return (int)min64(ht_get_num_threads(), worth > 1 ? worth : 1);
 }
 
 /* Applies the product g to the first `count` floats at c (and bufp, used only by
@@ -115,6 +125,7 @@ typedef struct {
     ht_epilogue epilogue;
     ht_sgd_params sgd;
     int split_vectors; /* threads take columns of C (in whole vectors), else rows */
+    const int64_t *b_rows; /* B's row p at B + b_rows[p]; NULL: at B + p*n */
 } nn_product;
 
 /* Rows [i0, i1) by the columns of vectors [v0, v1) of the product (ht_gemm_nn.c). */

@@ -2,18 +2,19 @@
  * ht_gemm_colsum); see ht_gemm_impl.h. */
 #include "ht_gemm_impl.h"
 
-/* g[r][j] = the R x J-vector tile of sum_p A(r,p) B[p,:], B's rows n apart; when TAIL, the
+/* g[r][j] = the R x J-vector tile of sum_p A(r,p) B[p,:], B's row p at B + p*n, or at
+ * B + b_rows[p] (b_rows is a constant NULL in the instances of the first kind); when TAIL, the
  * last vector holds only `last` < HT_VL columns (and zeros). */
 HT_INLINE void nn_tile(ht_vf g[NN_ROWS][NN_VECS], const float *A, int64_t a_row, int64_t a_col,
-                       const float *B, int64_t n, int64_t k, int64_t last, const int R,
-                       const int J, const int TAIL) {
+                       const float *B, const int64_t *b_rows, int64_t n, int64_t k, int64_t last,
+                       const int R, const int J, const int TAIL) {
     ht_vf acc[NN_ROWS][NN_VECS];
     HT_UNROLL(8)
     for (int r = 0; r < R; r++)
         HT_UNROLL(3)
         for (int j = 0; j < J; j++) acc[r][j] = ht_vzero();
     for (int64_t p = 0; p < k; p++) {
-        const float *Bp = B + p * n, *Ap = A + p * a_col;
+        const float *Bp = b_rows ? B + b_rows[p] : B + p * n, *Ap = A + p * a_col;
         ht_vf b[NN_VECS];
         HT_UNROLL(3)
         for (int j = 0; j < J; j++) {
@@ -36,35 +37,48 @@ HT_INLINE void nn_tile(ht_vf g[NN_ROWS][NN_VECS], const float *A, int64_t a_row,
 }
 
 typedef void (*nn_tile_fn)(ht_vf g[NN_ROWS][NN_VECS], const float *A, int64_t a_row,
-                           int64_t a_col, const float *B, int64_t n, int64_t k, int64_t last);
+                           int64_t a_col, const float *B, const int64_t *b_rows, int64_t n,
+                           int64_t k, int64_t last);
+/* The instances: nn_tile_RxJ_TAIL (B's rows n apart) and nn_rows_tile_RxJ_TAIL (at b_rows). */
 #define NN_TILE_FN(R, J, TAIL)                                                                  \
     static __attribute__((noinline)) void nn_tile_##R##x##J##_##TAIL(                          \
         ht_vf g[NN_ROWS][NN_VECS], const float *A, int64_t a_row, int64_t a_col,                 \
-        const float *B, int64_t n, int64_t k, int64_t last) {                                    \
-        nn_tile(g, A, a_row, a_col, B, n, k, last, R, J, TAIL);                                  \
+        const float *B, const int64_t *b_rows, int64_t n, int64_t k, int64_t last) {             \
+        (void)b_rows;                                                                          \
+        nn_tile(g, A, a_row, a_col, B, NULL, n, k, last, R, J, TAIL);                            \
+    }                                                                                          \
+    static __attribute__((noinline)) void nn_rows_tile_##R##x##J##_##TAIL(                     \
+        ht_vf g[NN_ROWS][NN_VECS], const float *A, int64_t a_row, int64_t a_col,                 \
+        const float *B, const int64_t *b_rows, int64_t n, int64_t k, int64_t last) {             \
+        nn_tile(g, A, a_row, a_col, B, b_rows, n, k, last, R, J, TAIL);                          \
     }
 #if NN_VECS == 3
 #define NN_TILE_FNS(R)                                                                        \
     NN_TILE_FN(R, 1, 0) NN_TILE_FN(R, 2, 0) NN_TILE_FN(R, 3, 0)                              \
     NN_TILE_FN(R, 1, 1) NN_TILE_FN(R, 2, 1) NN_TILE_FN(R, 3, 1)
-#define NN_TILES(R)                                                                           \
-    {{nn_tile_##R##x1_0, nn_tile_##R##x1_1}, {nn_tile_##R##x2_0, nn_tile_##R##x2_1},         \
-     {nn_tile_##R##x3_0, nn_tile_##R##x3_1}}
+#define NN_TILES(KIND, R)                                                                     \
+    {{KIND##_##R##x1_0, KIND##_##R##x1_1}, {KIND##_##R##x2_0, KIND##_##R##x2_1},             \
+     {KIND##_##R##x3_0, KIND##_##R##x3_1}}
 #else
 #define NN_TILE_FNS(R)                                                                        \
     NN_TILE_FN(R, 1, 0) NN_TILE_FN(R, 2, 0) NN_TILE_FN(R, 1, 1) NN_TILE_FN(R, 2, 1)
-#define NN_TILES(R) {{nn_tile_##R##x1_0, nn_tile_##R##x1_1}, {nn_tile_##R##x2_0, nn_tile_##R##x2_1}}
+#define NN_TILES(KIND, R)                                                                     \
+    {{KIND##_##R##x1_0, KIND##_##R##x1_1}, {KIND##_##R##x2_0, KIND##_##R##x2_1}}
 #endif
 NN_TILE_FNS(1) NN_TILE_FNS(2) NN_TILE_FNS(3) NN_TILE_FNS(4) NN_TILE_FNS(5) NN_TILE_FNS(6)
 #if NN_ROWS == 8
 NN_TILE_FNS(7) NN_TILE_FNS(8)
-static const nn_tile_fn nn_tiles[NN_ROWS][NN_VECS][2] = {
-    NN_TILES(1), NN_TILES(2), NN_TILES(3), NN_TILES(4),
-    NN_TILES(5), NN_TILES(6), NN_TILES(7), NN_TILES(8)};
+#define NN_TILE_TABLE(KIND)                                                                   \
+    {NN_TILES(KIND, 1), NN_TILES(KIND, 2), NN_TILES(KIND, 3), NN_TILES(KIND, 4),             \
+     NN_TILES(KIND, 5), NN_TILES(KIND, 6), NN_TILES(KIND, 7), NN_TILES(KIND, 8)}
 #else
-static const nn_tile_fn nn_tiles[NN_ROWS][NN_VECS][2] = {
-    NN_TILES(1), NN_TILES(2), NN_TILES(3), NN_TILES(4), NN_TILES(5), NN_TILES(6)};
+#define NN_TILE_TABLE(KIND)                                                                   \
+    {NN_TILES(KIND, 1), NN_TILES(KIND, 2), NN_TILES(KIND, 3),                                 \
+     NN_TILES(KIND, 4), NN_TILES(KIND, 5), NN_TILES(KIND, 6)}
 #endif
+static const nn_tile_fn nn_tiles[NN_ROWS][NN_VECS][2] = NN_TILE_TABLE(nn_tile);
+static const nn_tile_fn nn_rows_tiles[NN_ROWS][NN_VECS][2] = NN_TILE_TABLE(nn_rows_tile);
+#undef NN_TILE_TABLE
 #undef NN_TILES
 #undef NN_TILE_FNS
 #undef NN_TILE_FN
@@ -111,8 +125,10 @@ void ht_gemm_nn_block(const nn_product *P, int64_t i0, int64_t i1, int64_t v0, i
         for (int64_t r = 0, i = i0; r < rows.parts; i += part_size(rows, r++)) {
             int64_t R = part_size(rows, r), at = i * n + v * HT_VL;
             ht_vf g[NN_ROWS][NN_VECS];
-            nn_tiles[R - 1][J - 1][tail](g, P->A + i * P->a_row, P->a_row, P->a_col,
-                                         P->B + v * HT_VL, n, P->k, last);
+            const nn_tile_fn tile = P->b_rows ? nn_rows_tiles[R - 1][J - 1][tail]
+                                              : nn_tiles[R - 1][J - 1][tail];
+            tile(g, P->A + i * P->a_row, P->a_row, P->a_col, P->B + v * HT_VL, P->b_rows, n, P->k,
+                 last);
             nn_epilogue(P->C + at, P->buf ? P->buf + at : NULL, n, g, R, J, tail ? last : HT_VL,
                         P->epilogue, P->sgd);
         }
@@ -171,7 +187,7 @@ void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_stride, int6
         nn_rank1(C, buf, A, a_row_stride, B, m, n, epilogue, sgd);
         return;
     }
-    nn_product P = {C, buf, A, B, a_row_stride, a_col_stride, m, n, k, epilogue, sgd, 0};
+    nn_product P = {C, buf, A, B, a_row_stride, a_col_stride, m, n, k, epilogue, sgd, 0, NULL};
     int threads = threads_for(batch, m * n * k);
     const int64_t vectors = (n + HT_VL - 1) / HT_VL;
     if (threads == 1) {
@@ -181,6 +197,14 @@ void ht_gemm_nn(float *C, float *buf, const float *A, int64_t a_row_stride, int6
     P.split_vectors = m < (int64_t)threads * NN_ROWS;
     threads = (int)min64(threads, P.split_vectors ? vectors : m);
     ht_parallel(threads, nn_task, &P);
+}
+
+void ht_gemm_nn_rows(float *C, const float *A, int64_t a_row_stride, int64_t a_col_stride,
+                     const float *B, const int64_t *b_rows, int64_t m, int64_t n, int64_t k) {
+    static const ht_sgd_params no_sgd = {0};
+    nn_product P = {C, NULL, A, B, a_row_stride, a_col_stride, m, n, k, HT_EPI_STORE, no_sgd, 0,
+                    b_rows};
+    ht_gemm_nn_block(&P, 0, m, 0, (n + HT_VL - 1) / HT_VL);
 }
 
 /* ---- column sums ---- */

@@ -1,6 +1,9 @@
 /* ht_gemm_nt.c: C = A B^T (ht_gemm_nt, ht_gemm_nt_block); see ht_gemm_impl.h. */
 #include "ht_gemm_impl.h"
 
+/* The floats of B a group of column tiles reads at most (in a core's L2 with a tile of A). */
+#define NT_CACHED_FLOATS (1 << 17)
+
 #define NT_MOST_ACC (MV_COLS > NT_ROWS * NT_COLS ? MV_COLS : NT_ROWS * NT_COLS)
 
 /* acc[r*S + s] += chunk of A row r * chunk of B row s, for chunks of `count` floats (HT_VL,
@@ -93,13 +96,21 @@ void ht_gemm_nt_block(const nt_product *P, int64_t i0, int64_t i1, int64_t j0, i
         }
         return;
     }
+    /* Groups of column tiles outer, row tiles inner: the group's rows of B stay in cache while
+     * all of A passes (rows of A outer would pass all of B for each row tile). */
     split rows = split_at_most(i1 - i0, NT_ROWS), cols = split_at_most(j1 - j0, NT_COLS);
-    for (int64_t r = 0, i = i0; r < rows.parts; i += part_size(rows, r++)) {
-        const nt_tile_fn *tiles = nt_tiles[part_size(rows, r) - 1];
-        for (int64_t c = 0, j = j0; c < cols.parts; j += part_size(cols, c++)) {
-            const float *bias = P->bias ? P->bias + j : NULL;
-            tiles[part_size(cols, c) - 1](P->C + i * n + j, n, P->A + i * k, P->B + j * k, bias, k);
+    const int64_t group = min64(cols.parts, 1 + NT_CACHED_FLOATS / (NT_COLS * (k > 0 ? k : 1)));
+    for (int64_t c0 = 0, j0g = j0; c0 < cols.parts; c0 += group) {
+        const int64_t c1 = min64(cols.parts, c0 + group);
+        for (int64_t r = 0, i = i0; r < rows.parts; i += part_size(rows, r++)) {
+            const nt_tile_fn *tiles = nt_tiles[part_size(rows, r) - 1];
+            for (int64_t c = c0, j = j0g; c < c1; j += part_size(cols, c++)) {
+                const float *bias = P->bias ? P->bias + j : NULL;
+                tiles[part_size(cols, c) - 1](P->C + i * n + j, n, P->A + i * k, P->B + j * k, bias,
+                                              k);
+            }
         }
+        for (int64_t c = c0; c < c1; c++) j0g += part_size(cols, c);
     }
 }
 
@@ -115,7 +126,7 @@ static void nt_task(void *arg, int t, int tasks) {
 void ht_gemm_nt(float *C, const float *A, const float *B, const float *bias,
                 int64_t m, int64_t n, int64_t k) {
     nt_product P = {C, A, B, bias, m, n, k, 0};
-    int threads = threads_for(m, m * n * k);
+    int threads = m < PARALLEL_MIN_BATCH ? threads_for_streaming(n * k) : threads_for(m, m * n * k);
     if (threads == 1) {
         ht_gemm_nt_block(&P, 0, m, 0, n);
         return;

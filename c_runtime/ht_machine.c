@@ -182,6 +182,29 @@ void ht_parallel(int tasks, ht_task task, void *arg) {
     atomic_flag_clear(&pool.busy);
 }
 
+typedef struct {
+    ht_range_fn fn;
+    void *arg;
+    int64_t n;
+} range_job;
+
+static void range_task(void *arg, int t, int tasks) {
+    const range_job *R = arg;
+    ht_share share = ht_task_share(R->n, t, tasks);
+    R->fn(R->arg, share.from, share.to);
+}
+
+void ht_parallel_range(int64_t n, int64_t min_per_task, ht_range_fn fn, void *arg) {
+    int64_t tasks = ht_get_num_threads(), worth = n / (min_per_task > 0 ? min_per_task : 1);
+    if (tasks > worth) tasks = worth;
+    if (tasks <= 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    range_job R = {fn, arg, n};
+    ht_parallel((int)tasks, range_task, &R);
+}
+
 /* Unloading the library (or exiting) stops the workers first: their code is about to go. */
 __attribute__((destructor)) static void stop_workers(void) {
     if (pool.started == 0) return;

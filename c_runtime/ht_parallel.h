@@ -25,4 +25,15 @@ static inline ht_share ht_task_share(int64_t n, int t, int tasks) {
     return (ht_share){from, from + size + (t < extra)};
 }
 
+/* fn(arg, from, to) over [0, n) in near-equal parts in order, one part per task, on as many
+ * threads as have at least `min_per_task` items each (else in one call): for elementwise
+ * kernels, whose parts are independent. */
+typedef void (*ht_range_fn)(void *arg, int64_t from, int64_t to);
+__attribute__((visibility("hidden"))) void ht_parallel_range(int64_t n, int64_t min_per_task,
+                                                             ht_range_fn fn, void *arg);
+
+/* Elementwise kernels go to several threads from this many elements per thread (a memory
+ * pass over them takes some microseconds, much more than handing out a task). */
+#define HT_PARALLEL_MIN_ELEMENTS (1 << 15)
+
 #endif

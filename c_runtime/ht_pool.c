@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ht_parallel.h"
 #include "ht_vec.h"
 
 typedef struct {
@@ -81,27 +82,54 @@ static void max_outputs(float *y, int64_t *idx, const float *plane, const pool_g
     for (int l = 0; l < count; l++) idx[ow + l] = start + l * g->sw + best[l];
 }
 
+/* A max pooling's arrays, its planes split over threads (ht_parallel_range). */
+typedef struct {
+    pool_geometry g;
+    float *out;      /* y or dx */
+    int64_t *idx;    /* the forward's; the backward reads it */
+    const float *in; /* x or dy */
+    int accumulate;
+} max_pool_job;
+
+/* The planes each thread takes at least: their inputs are worth a thread. */
+static int64_t min_planes(const pool_geometry *g) {
+    return HT_PARALLEL_MIN_ELEMENTS / (g->h * g->w) + 1;
+}
+
+static void max_pool_planes(void *arg, int64_t from, int64_t to) {
+    const max_pool_job *M = arg;
+    const pool_geometry *g = &M->g;
+    for (int64_t s = from; s < to; s++)
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            const int64_t out = (s * g->oh + oh) * g->ow;
+            for (int64_t ow = 0; ow < g->ow; ow += HT_VL)
+                max_outputs(M->out + out, M->idx + out, M->in + s * g->h * g->w, g, oh, ow,
+                            g->ow - ow < HT_VL ? g->ow - ow : HT_VL);
+        }
+}
+
 void ht_max_pool2d_fwd(float *y, int64_t *idx, const float *x, int64_t planes, int64_t h,
                        int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
-    pool_geometry g = geometry(h, w, kh, kw, sh, sw);
-    for (int64_t s = 0; s < planes; s++)
-        for (int64_t oh = 0; oh < g.oh; oh++) {
-            const int64_t out = (s * g.oh + oh) * g.ow;
-            for (int64_t ow = 0; ow < g.ow; ow += HT_VL)
-                max_outputs(y + out, idx + out, x + s * h * w, &g, oh, ow,
-                            g.ow - ow < HT_VL ? g.ow - ow : HT_VL);
-        }
+    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), y, idx, x, 0};
+    ht_parallel_range(planes, min_planes(&M.g), max_pool_planes, &M);
+}
+
+static void max_pool_bwd_planes(void *arg, int64_t from, int64_t to) {
+    const max_pool_job *M = arg;
+    const int64_t outputs = M->g.oh * M->g.ow, floats = M->g.h * M->g.w;
+    clear_planes(M->out + from * floats, (to - from) * floats, M->accumulate);
+    for (int64_t s = from; s < to; s++) {
+        float *plane = M->out + s * floats;
+        const int64_t *idx = M->idx + s * outputs;
+        const float *dy = M->in + s * outputs;
+        for (int64_t q = 0; q < outputs; q++) plane[idx[q]] += dy[q];
+    }
 }
 
 void ht_max_pool2d_bwd(float *dx, const float *dy, const int64_t *idx, int64_t planes, int64_t h,
                        int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate) {
-    pool_geometry g = geometry(h, w, kh, kw, sh, sw);
-    const int64_t outputs = g.oh * g.ow;
-    clear_planes(dx, planes * h * w, accumulate);
-    for (int64_t s = 0; s < planes; s++) {
-        float *plane = dx + s * h * w;
-        for (int64_t q = 0; q < outputs; q++) plane[idx[s * outputs + q]] += dy[s * outputs + q];
-    }
+    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), dx, (int64_t *)idx, dy, accumulate};
+    ht_parallel_range(planes, min_planes(&M.g), max_pool_bwd_planes, &M);
 }
 
 /* ---- average ---- */

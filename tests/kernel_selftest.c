@@ -7,7 +7,8 @@
  * Checks, for shapes that hit every tile and tail: the linear kernels against loops in double
  * (values within a relative 1e-4; NaN, +inf and -inf exactly where the loops have them, with
  * NaN and infinities planted in the inputs); SGD steps against the rule in double; the fused
- * kernels against the unfused ones, bit for bit; the same bits for 1 and 3 threads. Prints
+ * kernels against the unfused ones, bit for bit; the convolutions against loops in double;
+ * the same bits for 1 and 3 threads. Prints
  * the vector ISA and "selftest ok", or what differs; exits 1 on a failure. */
 #include <math.h>
 #include <stdio.h>
@@ -221,6 +222,77 @@ static void check_threads(int64_t n, int64_t in, int64_t out) {
     free(x), free(W0), free(dy);
 }
 
+/* ---- 2-d convolution against loops in double ---- */
+
+typedef struct {
+    int64_t n, c, h, w, oc, kh, kw, sh, sw, ph, pw;
+} conv_shape;
+
+/* The input x[s, ci, ih, iw] that output (oh, ow) meets at tap (i, j), or -1 in the padding. */
+static int64_t conv_input(const conv_shape *g, int64_t s, int64_t ci, int64_t oh, int64_t ow,
+                          int64_t i, int64_t j) {
+    const int64_t ih = oh * g->sh - g->ph + i, iw = ow * g->sw - g->pw + j;
+    if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) return -1;
+    return ((s * g->c + ci) * g->h + ih) * g->w + iw;
+}
+
+/* y, dx, dW of conv g (x, W, b, dy) by the kernels, on `threads` threads. */
+static void run_conv(const conv_shape *g, const float *x, const float *W, const float *b,
+                     const float *dy, float *y, float *dx, float *dW, int threads) {
+    float *workspace = malloc((size_t)ht_conv2d_workspace(g->c, g->h, g->w, g->oc, g->kh, g->kw,
+                                                          g->sh, g->sw, g->ph, g->pw) * 4);
+    ht_set_num_threads(threads);
+    ht_conv2d_fwd(y, x, W, b, workspace, g->n, g->c, g->h, g->w, g->oc, g->kh, g->kw, g->sh,
+                  g->sw, g->ph, g->pw);
+    ht_conv2d_bwd_input(dx, dy, W, workspace, g->n, g->c, g->h, g->w, g->oc, g->kh, g->kw, g->sh,
+                        g->sw, g->ph, g->pw, 0);
+    memset(dW, 0, (size_t)(g->oc * g->c * g->kh * g->kw) * 4);
+    ht_conv2d_bwd_weight(dW, dy, x, workspace, g->n, g->c, g->h, g->w, g->oc, g->kh, g->kw,
+                         g->sh, g->sw, g->ph, g->pw);
+    ht_set_num_threads(1);
+    free(workspace);
+}
+
+/* The kernels against loops in double, and the same bits on 3 threads as on one. */
+static void check_conv(conv_shape g) {
+    const int64_t oh = (g.h + 2 * g.ph - g.kh) / g.sh + 1, ow = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
+    const int64_t nx = g.n * g.c * g.h * g.w, ny = g.n * g.oc * oh * ow;
+    const int64_t nw = g.oc * g.c * g.kh * g.kw;
+    float *x = new_floats(nx, 1), *W = new_floats(nw, 0.3f), *b = new_floats(g.oc, 1);
+    float *dy = new_floats(ny, 1), *r[2][3];
+    for (int v = 0; v < 2; v++) {
+        r[v][0] = malloc((size_t)ny * 4), r[v][1] = malloc((size_t)nx * 4);
+        r[v][2] = malloc((size_t)nw * 4);
+        run_conv(&g, x, W, b, dy, r[v][0], r[v][1], r[v][2], v == 0 ? 1 : 3);
+    }
+    double *y = calloc((size_t)ny, 8), *dx = calloc((size_t)nx, 8), *dW = calloc((size_t)nw, 8);
+    for (int64_t s = 0; s < g.n; s++)
+        for (int64_t o = 0; o < g.oc; o++)
+            for (int64_t p = 0; p < oh * ow; p++) {
+                const int64_t out = (s * g.oc + o) * oh * ow + p;
+                y[out] = b[o];
+                for (int64_t ci = 0; ci < g.c; ci++)
+                    for (int64_t i = 0; i < g.kh; i++)
+                        for (int64_t j = 0; j < g.kw; j++) {
+                            const int64_t at = conv_input(&g, s, ci, p / ow, p % ow, i, j);
+                            const int64_t tap = ((o * g.c + ci) * g.kh + i) * g.kw + j;
+                            if (at < 0) continue;
+                            y[out] += (double)W[tap] * x[at];
+                            dx[at] += (double)W[tap] * dy[out];
+                            dW[tap] += (double)x[at] * dy[out];
+                        }
+            }
+    expect_close("conv y", r[0][0], y, ny);
+    expect_close("conv dx", r[0][1], dx, nx);
+    expect_close("conv dW", r[0][2], dW, nw);
+    expect_same_bits("3 threads conv y", r[1][0], r[0][0], ny);
+    expect_same_bits("3 threads conv dx", r[1][1], r[0][1], nx);
+    expect_same_bits("3 threads conv dW", r[1][2], r[0][2], nw);
+    for (int v = 0; v < 2; v++)
+        for (int k = 0; k < 3; k++) free(r[v][k]);
+    free(x), free(W), free(b), free(dy), free(y), free(dx), free(dW);
+}
+
 int main(void) {
     /* (n, in, out): the MNIST MLP's shapes, then every tail of the tilings. */
     static const int64_t shapes[][3] = {{1, 784, 50}, {1, 50, 10}, {64, 784, 50}, {64, 50, 10},
@@ -240,6 +312,16 @@ int main(void) {
     }
     check_threads(64, 784, 50);
     check_threads(40, 300, 70);
+    check_threads(1, 2300, 300); /* a matrix-vector product split over the threads */
+    /* the blog CNN's convolutions (stride 1: no columns), padded and strided ones (columns),
+     * two blocks of columns a sample, more samples than groups of the weight gradient */
+    static const conv_shape convs[] = {{3, 1, 28, 28, 32, 3, 3, 1, 1, 0, 0},
+                                       {3, 32, 26, 26, 64, 3, 3, 1, 1, 0, 0},
+                                       {2, 3, 9, 40, 5, 3, 5, 2, 1, 1, 2},
+                                       {2, 2, 36, 36, 7, 3, 3, 1, 1, 1, 1},
+                                       {19, 3, 7, 6, 4, 2, 2, 1, 2, 0, 1},
+                                       {2, 5, 6, 6, 3, 1, 1, 1, 1, 0, 0}};
+    for (size_t k = 0; k < sizeof convs / sizeof convs[0]; k++) check_conv(convs[k]);
     printf("vector ISA: %s\n", ht_vector_isa());
     if (failures) {
         printf("selftest FAILED: %d failure(s)\n", failures);

@@ -192,6 +192,68 @@ def test_conv2d_gives_the_same_bits_on_any_thread_count(rt, shape):
     lib.ht_set_num_threads(1)
 
 
+@st.composite
+def threaded_conv_shapes(draw):
+    """Shapes whose kernels split over threads: batches of more samples than the weight
+    gradient has groups (16), samples of more positions than a block holds (1024)."""
+    n, c, oc = draw(st.integers(1, 20)), draw(st.integers(1, 6)), draw(st.integers(1, 20))
+    h, w = draw(st.integers(3, 40)), draw(st.integers(3, 40))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw, ph, pw = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(0, 1)), draw(st.integers(0, 1))
+    return n, c, h, w, oc, kh, kw, sh, sw, ph, pw
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(shape=threaded_conv_shapes(), seed=st.integers(0, 2**32 - 1))
+@example(shape=(3, 2, 40, 38, 8, 3, 3, 1, 1, 1, 1), seed=0)  # 1520 positions: two blocks
+@example(shape=(17, 4, 12, 12, 5, 3, 3, 2, 1, 0, 1), seed=1)  # 17 samples in 16 groups
+def test_conv2d_on_threads_matches_torch_with_the_same_bits(rt, shape, seed):
+    """Blocks of a sample (forward), samples (input gradient) and groups of samples (weight
+    gradient) shared by the threads: as torch computes, and the same bits at any count."""
+    conv = Conv(rt, shape)
+    x, W, b, dy = conv_case(conv, seed)
+    expected_y, (gx, gW, gb) = grads(conv.torch_fn(True), x, W, b, dy=dy)
+    ffi, lib = rt
+
+    def run():
+        dx, dW = garbage(x.shape), np.zeros(W.shape, np.float32)
+        conv.backward_input(dx, dy, W, 0)
+        conv.backward_weight(dW, dy, x)
+        return conv.forward(x, W, b), dx, dW
+
+    lib.ht_set_num_threads(1)
+    one = run()
+    for got, want in zip(one, (expected_y, gx, gW)):
+        assert_close(got, want, **GEMM_TOL)
+    for threads in (2, 3):
+        lib.ht_set_num_threads(threads)
+        for a, b_ in zip(one, run()):
+            np.testing.assert_array_equal(a, b_)
+    lib.ht_set_num_threads(1)
+
+
+@KERNEL_SETTINGS
+@given(shape=conv_shapes(max_batch=4, max_channels=6, max_size=30), threads=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**32 - 1))
+@example(shape=(2, 32, 24, 24, 64, 3, 3, 1, 1, 1, 1), threads=1, seed=0)  # the blog's conv2, padded
+def test_conv2d_without_columns_sums_as_with_them(rt, shape, threads, seed):
+    """At stride 1 without padding the forward reads x in place of building columns: the same
+    sums in the same order, bit for bit, as the columns of the same convolution written with
+    padding (which builds them) over the input without it (the padding's zeros add nothing)."""
+    n, c, h, w, oc, kh, kw, _, _, ph, pw = shape
+    padded = Conv(rt, (n, c, h, w, oc, kh, kw, 1, 1, ph, pw))
+    x, W, b, _ = conv_case(padded, seed)
+    bare = Conv(rt, (n, c, h + 2 * ph, w + 2 * pw, oc, kh, kw, 1, 1, 0, 0))
+    x_padded = f32(np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))))
+    ffi, lib = rt
+    lib.ht_set_num_threads(threads)
+    y = bare.forward(x_padded, W, b)
+    np.testing.assert_array_equal(y, padded.forward(x, W, b))
+    assert_close(y, F.conv2d(torch.tensor(x_padded), torch.tensor(W), torch.tensor(b)), **GEMM_TOL)
+    lib.ht_set_num_threads(1)
+
+
 @KERNEL_SETTINGS
 @given(data=st.data())
 def test_conv2d_propagates_nan_and_infinities_like_torch(rt, data):
@@ -207,12 +269,24 @@ def test_conv2d_propagates_nan_and_infinities_like_torch(rt, data):
     assert_close(conv.forward(x, W, b), expected, **GEMM_TOL)
 
 
-def test_conv2d_workspace_covers_every_kernel():
-    """The workspace is sized for the largest user, ht_conv2d_bwd_weight: columns, dy^T, dW^T."""
-    ffi, lib = load_runtime(KERNELS_CDEF)
-    c, h, w, oc, kh, kw = 32, 26, 26, 64, 3, 3
-    k, p = c * kh * kw, 24 * 24
-    assert lib.ht_conv2d_workspace(c, h, w, oc, kh, kw, 1, 1, 0, 0) == k * p + p * oc + k * oc
+@pytest.mark.parametrize("shape", THREADED_CONVS + [(9, 3, 12, 40, 70, 3, 3, 1, 1, 1, 1)])
+def test_conv2d_workspace_covers_every_kernel(rt, shape):
+    """Every kernel stays inside ht_conv2d_workspace's floats at any thread count (each task
+    its own lane of scratch, the weight gradient's partial sums after the lanes): the floats
+    past its end keep their contents."""
+    conv = Conv(rt, shape)
+    ffi, lib = rt
+    floats = lib.ht_conv2d_workspace(*shape[1:])
+    guarded = np.full(floats + 4096, 1234.5, np.float32)
+    conv.workspace = guarded[:floats]
+    x, W, b, dy = conv_case(conv, 7)
+    for threads in (1, 2, 3, 9):
+        lib.ht_set_num_threads(threads)
+        conv.forward(x, W, b)
+        conv.backward_input(garbage(x.shape), dy, W, 0)
+        conv.backward_weight(np.zeros(W.shape, np.float32), dy, x)
+        assert (guarded[floats:] == 1234.5).all()
+    lib.ht_set_num_threads(1)
 
 
 # ---- pooling ----
@@ -418,6 +492,46 @@ def test_dropout_keeps_a_draw_equal_to_p(rt, p):
     x = np.ones(1, np.float32)
     assert run_dropout(rt, x, p, state_drawing(p))[1][0] == 1
     assert run_dropout(rt, x, p, state_drawing(p - 2**-24))[1][0] == 0
+
+
+def run_elementwise_kernels(ffi, lib, x, dy, p):
+    """relu, max pooling (2x2), dropout and a conv bias gradient, forward and backward, on the
+    NCHW x and dy (of x's shape): their outputs."""
+    n, c, h, w = x.shape
+    planes, pooled = n * c, (n, c, h // 2, w // 2)
+    y, dx = garbage(x.shape), garbage(x.shape)
+    lib.ht_relu_fwd(ptr(ffi, y), ptr(ffi, x), x.size)
+    lib.ht_relu_bwd(ptr(ffi, dx), ptr(ffi, dy), ptr(ffi, y), x.size, 0)
+    pool, idx, dpool = garbage(pooled), np.zeros(pooled, np.int64), garbage(x.shape)
+    lib.ht_max_pool2d_fwd(ptr(ffi, pool), ptr(ffi, idx), ptr(ffi, x), planes, h, w, 2, 2, 2, 2)
+    lib.ht_max_pool2d_bwd(ptr(ffi, dpool), ptr(ffi, pool), ptr(ffi, idx), planes, h, w, 2, 2, 2, 2, 0)
+    dropped, mask, ddrop = garbage(x.shape), np.zeros(x.size, np.uint8), garbage(x.shape)
+    lib.ht_dropout_fwd(ptr(ffi, dropped), u8(ffi, mask), ptr(ffi, x), p, ffi.new("uint64_t *", 11), x.size)
+    lib.ht_dropout_bwd(ptr(ffi, ddrop), ptr(ffi, dy), u8(ffi, mask), p, x.size, 0)
+    db = np.zeros(c, np.float32)
+    lib.ht_conv2d_bwd_bias(ptr(ffi, db), ptr(ffi, dy), n, c, h, w)
+    return y, dx, pool, idx, dpool, dropped, mask, ddrop, db
+
+
+@settings(max_examples=6, deadline=None)
+@given(n=st.integers(1, 9), c=st.integers(1, 40), p=st.sampled_from([0.25, 0.5]),
+       seed=st.integers(0, 2**32 - 1))
+def test_elementwise_kernels_give_the_same_bits_on_any_thread_count(rt, n, c, p, seed):
+    """relu, pooling, dropout (its mask: draw i from the state s0 + i * gamma wherever it is
+    drawn) and the bias gradient split their elements, planes or channels over the threads
+    from 2**15 elements a thread."""
+    rng = np.random.default_rng(seed)
+    x, dy = (random_f32(rng, n, c, 36, 38) for _ in range(2))
+    ffi, lib = rt
+    lib.ht_set_num_threads(1)
+    one = run_elementwise_kernels(ffi, lib, x, dy, p)
+    assert_close(one[0], torch.relu(torch.tensor(x)), **EXACT_TOL)
+    assert_close(one[2], F.max_pool2d(torch.tensor(x), 2), **EXACT_TOL)
+    for threads in (2, 3):
+        lib.ht_set_num_threads(threads)
+        for a, b in zip(one, run_elementwise_kernels(ffi, lib, x, dy, p)):
+            np.testing.assert_array_equal(a, b)
+    lib.ht_set_num_threads(1)
 
 
 def test_dropout_in_place(rt):

@@ -129,6 +129,32 @@ def test_products_do_not_depend_on_the_thread_count(rt, shape, seed):
             np.testing.assert_array_equal(got, want)
 
 
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.integers(1, 15), inp=st.integers(2048, 6000), out=st.integers(140, 260),
+       seed=st.integers(0, 2**32 - 1))
+def test_matrix_vector_products_do_not_depend_on_the_thread_count(rt, batch, inp, out, seed):
+    """A batch of a few rows reads the weights from memory: the threads split their rows (each
+    with at least 2**18 floats of them here), each output computed as on one thread."""
+    ffi, lib = rt
+    rng = np.random.default_rng(seed)
+    x, W, b = (f32(rng.uniform(-1, 1, shape)) for shape in [(batch, inp), (out, inp), (out,)])
+
+    def forward():
+        y = garbage((batch, out))
+        lib.ht_linear_fwd(ptr(ffi, y), ptr(ffi, x), ptr(ffi, W), ptr(ffi, b), batch, inp, out)
+        return y
+
+    lib.ht_set_num_threads(1)
+    expected = forward()
+    np.testing.assert_allclose(expected, x.astype(np.float64) @ W.T.astype(np.float64) + b,
+                               rtol=1e-4, atol=1e-3)
+    for threads in THREAD_COUNTS:
+        lib.ht_set_num_threads(threads)
+        np.testing.assert_array_equal(forward(), expected)
+    lib.ht_set_num_threads(1)
+
+
 # ---- the data loader fills a batch on several threads, with the same result
 
 @pytest.fixture(scope="module")
