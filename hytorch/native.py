@@ -246,6 +246,13 @@ class ProgramState:
             self._views[key] = np.frombuffer(self._ffi.buffer(pointer, size), dtype=_NUMPY[dtype])
         return self._views[key]
 
+    def tensor(self, index, numel, dtype, torch):
+        """Slot `index` as a flat torch tensor over the same memory (made once, as `array`)."""
+        key = ("torch", index, numel, dtype)
+        if key not in self._views:
+            self._views[key] = torch.from_numpy(self.array(index, numel, dtype))
+        return self._views[key]
+
     def flag(self, index):
         """Slot `index` as an int64_t *."""
         if index not in self._views:

@@ -22,6 +22,7 @@ from hytorch.ir.slots import SlotRole
 # The slots whose values torch keeps in `optimizer.state[param]`.
 _IN_TORCH_OPTIMIZER_STATE = (SlotRole.OPTIMIZER_STATE, SlotRole.OPTIMIZER_STEP)
 
+
 def loader_dims(program):
     """The image size of each MNIST loader `program` lifted, by its IR symbol (an ArrayLoader's
     IR node says its shapes)."""
@@ -45,7 +46,6 @@ class TorchBridge:
         self._default_loaders = {}
         self._in_sync = {}   # slot -> (weak reference, data_ptr, _version) of the tensor it holds
         self._owners = {}    # parameter symbol -> where its optimizer state was found
-        self._torch_views = {}   # slot -> its memory as a torch tensor, once made
         self._resolved = {}
         # Without a torch optimizer nothing trains the parameters from Python's side: the optimizer
         # slots are the program's own, and no parameter comes back (an inference call then costs
@@ -219,9 +219,11 @@ class TorchBridge:
     def copy_out(self, state, args):
         """Write what the run changed back into the objects it came from: trained parameters,
         and the optimizer state of each parameter that has taken a step."""
-        if not self._writes_back:
-            self._resolved = {}
-            return
+        if self._writes_back:
+            self._write_back(state, args)
+        self._resolved = {}   # (nothing of this call's arguments is kept)
+
+    def _write_back(self, state, args):
         torch = sys.modules.get("torch")
         stepped = {s["tensor"]: not state.flag(i)[0] for i, s in enumerate(self.slots)
                    if s["role"] == SlotRole.FIRST_STEP} if self._optimizers else {}
@@ -231,7 +233,7 @@ class TorchBridge:
                 if role == SlotRole.TENSOR and stepped.get(s["sym"]):   # an optimizer may have changed it
                     target = self._resolve(s["sym"], args)
                     if target is not None:
-                        target.view(-1).copy_(self._torch_view(torch, state, i, s))
+                        target.view(-1).copy_(state.tensor(i, s["numel"], s["dtype"], torch))
                         self._synced(i, target)
                 elif role in _IN_TORCH_OPTIMIZER_STATE and stepped.get(s["tensor"]):
                     optimizer_state = self._optimizer_state(s["tensor"], args)
@@ -240,14 +242,6 @@ class TorchBridge:
                 elif role == SlotRole.LOADER:
                     loader = self._loader_for(s, args)
                     loader.set_rng_state(state.loader_rng_state(i))
-        self._resolved = {}   # (nothing of this call's arguments is kept)
-
-    def _torch_view(self, torch, state, i, s):
-        """Slot `i`'s memory as a flat torch tensor (made once: the memory stays put)."""
-        view = self._torch_views.get(i)
-        if view is None:
-            view = self._torch_views[i] = torch.from_numpy(state.array(i, s["numel"], s.get("dtype", "float32")))
-        return view
 
     def _optimizer_state_out(self, torch, state, i, s, args, optimizer_state):
         """Write slot `i` into torch's optimizer state: into the tensor torch holds there, in
@@ -260,7 +254,7 @@ class TorchBridge:
             else:
                 optimizer_state[key] = torch.tensor(count, dtype=torch.float32)
             return
-        values = self._torch_view(torch, state, i, s)
+        values = state.tensor(i, s["numel"], "float32", torch)
         if (isinstance(held, torch.Tensor) and held.dtype == torch.float32
                 and held.is_contiguous() and held.numel() == s["numel"]):
             held.view(-1).copy_(values)
