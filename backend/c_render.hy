@@ -20,7 +20,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.kinds [TensorCellKind join-kinds join-cell-kinds arithmetic-kind bitwise-kind]
         hytorch.backend.infer [infer read-cell-kind]
         hytorch.backend.fusion [fuse]
-        hytorch.ir.syntax [Sym print-ir INT64-MIN INT64-MAX]
+        hytorch.ir.syntax [Sym print-ir chain-lets INT64-MIN INT64-MAX]
         hytorch.ir.types [TensorType ListType]
         hytorch.ir.ops [OPS]
         hytorch.ir.optimizers [OPTIMIZERS]
@@ -176,13 +176,10 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
   (defn lets-of [self node]
     "The [name rhs] pairs of a chain of lets, and what follows them."
-    (setv out [])
-    (while (and (isinstance node list) node (= (get node 0) "let"))
-      (when (!= (len node) 4)
-        (raise (IRError f"a let needs a name, a value and a body: {(excerpt node)}")))
-      (.append out [(get node 1) (get node 2)])
-      (setv node (get node 3)))
-    #(out node))
+    (setv [lets rest] (chain-lets node))
+    (when (and (isinstance rest list) rest (= (get rest 0) "let"))   ; (one of another length)
+      (raise (IRError f"a let needs a name, a value and a body: {(excerpt rest)}")))
+    #(lets rest))
 
   (defn chain [self node scope]
     "Right-nested lets ending in a result."

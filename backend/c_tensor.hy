@@ -9,7 +9,7 @@ training loop allocates nothing. Sizes are fixed when the program is staged; a t
 a data loader has its first dimension set by the rows of the current batch (`batched`)."
 
 (import math
-        hytorch.backend.c_out [Out c-float c-comment excerpt indent]
+        hytorch.backend.c_out [Out c-float excerpt indent]
         hytorch.backend.c_train [Param]
         hytorch.ir.syntax [Sym print-ir]
         hytorch.backend.scope [Binding]
