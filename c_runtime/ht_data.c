@@ -165,7 +165,8 @@ static void fill_targets(const fill_job *job, int64_t from, int64_t to) {
 }
 
 /* Rows [from, to) of the job's batch, then a request for the same rows of the next batch. */
-static void fill_rows(const fill_job *job, int64_t from, int64_t to) {
+static void fill_rows(void *arg, int64_t from, int64_t to) {
+    const fill_job *job = arg;
     const ht_loader *l = job->l;
     const int64_t first = job->batch * l->batch_size;
     fill_inputs(job, from, to);
@@ -174,20 +175,13 @@ static void fill_rows(const fill_job *job, int64_t from, int64_t to) {
         prefetch_sample(l, l->order[first + l->batch_size + r]);
 }
 
-static void fill_task(void *arg, int t, int tasks) {
-    const fill_job *job = arg;
-    ht_share share = ht_task_share(job->rows, t, tasks);
-    fill_rows(job, share.from, share.to);
-}
-
 /* A batch is filled by several threads when each gets at least this many samples (a
  * microsecond or more of work; handing out a task costs well under one). */
 #define PARALLEL_MIN_ROWS 8
 
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y) {
     fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), x, y};
-    int64_t most = job.rows / PARALLEL_MIN_ROWS, threads = ht_get_num_threads();
-    ht_parallel((int)(most < 1 ? 1 : most < threads ? most : threads), fill_task, &job);
+    ht_parallel_range(job.rows, PARALLEL_MIN_ROWS, fill_rows, &job);
     return job.rows;
 }
 
