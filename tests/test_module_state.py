@@ -2,13 +2,12 @@
 the call side share (hytorch/ir/slots.py)."""
 import hy  # noqa: F401
 import torch
-import torch.nn.functional as F
 
 import hytorch
-
 from hytorch.backend.module_state import ModuleState
 from hytorch.backend.scope import CNames
 from hytorch.ir.slots import SlotRole
+from test_torch_bridge import step
 
 
 def test_a_buffer_is_allocated_by_ht_new_and_freed_by_ht_delete():
@@ -38,14 +37,6 @@ def test_the_arena_holds_its_tensors_aligned_and_its_workspaces():
     state.arena_tensor(65)
     state.arena_workspace("(size_t)(n) * sizeof(float)")
     assert state.arena_size() == "192 + (size_t)(n) * sizeof(float) + 64"
-
-
-def step(model, optimizer, x, y):
-    optimizer.zero_grad()
-    loss = F.mse_loss(model(x), y)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
 
 
 def test_a_compiled_training_program_describes_its_slots_by_role():
