@@ -15,11 +15,12 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 (import hytorch.backend.c-out [Out indent excerpt c-comment C-TYPES]
         hytorch.backend.c-data [DataRendering]
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
-        hytorch.backend.c-train [TrainingRendering]
-        hytorch.backend.c-bptt [LoopGradRendering uses-backward]
+        hytorch.backend.c-train [TrainingRendering GRADIENT-NODES]
+        hytorch.backend.c-bptt [LoopGradRendering]
         hytorch.backend.kinds [TensorCellKind join-kinds join-cell-kinds arithmetic-kind bitwise-kind]
         hytorch.backend.infer [infer read-cell-kind]
         hytorch.backend.fusion [fuse]
+        hytorch.backend.autodiff [differentiate]
         hytorch.ir.syntax [Sym print-ir chain-lets INT64-MIN INT64-MAX]
         hytorch.ir.types [TensorType ListType]
         hytorch.ir.ops [OPS]
@@ -38,10 +39,6 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 (setv COMPARISON #{"==" "!=" "<" "<=" ">" ">="})
 ;; The ops of the table with kernels (the others are IR nodes of their own, below).
 (setv KERNEL-OPS (dfor [name op] (.items OPS) :if (is-not op.forward None) name op))
-;; Nodes of the backward pass that are not ops: a trainable variable's gradient kept, or the
-;; optimizer's step applied to it right away (c_train.hy).
-(setv FUSED-NODES #{"grad_accumulate" "grad_accumulate_dot" "grad_accumulate_rows"
-                    "sgd_dot_weight" "sgd_rows"})
 
 
 (defclass CRenderer [TensorRendering DataRendering TrainingRendering LoopGradRendering]
@@ -55,15 +52,13 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (setv self.program typing.program
           self.function-kinds typing.functions
           self.arg-kinds arg-kinds
-          self.loader-dims (or loader-dims {})
-          self.has-backward (uses-backward typing.program)))
+          self.loader-dims (or loader-dims {})))
 
   (defn render [self]
     "The C source, the cffi declarations, the result kind and the state's slots."
     (setv self.names (CNames)
           self.nested 0
-          self.pending None
-          self.loops []
+          self.loops {}
           self.replaying 0
           self.in-backward False
           self.function-lines [])
@@ -148,8 +143,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                          f"int ht_run({signature});"])
      "result_kind" kind
      "result_shape" result-shape
-     "slots" (self.state.slot-descriptions)
-     "backward_ir" self.backward-ir})
+     "slots" (self.state.slot-descriptions)})
 
   (defn result-of [self expr kind]
     "How the program hands back its result: #(C parameter, the store, a tensor's shape).
@@ -199,7 +193,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
   (defn bind-out [self scope name out]
     "Bind a let's name to what its right-hand side rendered (adding its declaration to
-    out.lines) and put a pending forward op on the tape."
+    out.lines)."
     (setv binding
           (cond out.declared (Binding out.expr out.type #** out.info)
                 (and (is-not out.expr None) (!= out.type "none"))
@@ -207,13 +201,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                       (.append out.lines f"{(get C-VALUE-TYPES out.type)} {cname} = {out.expr};")
                       (Binding cname out.type #** out.info))
                 True (Binding "0" "none")))
-    (.bind scope name binding)
-    (when self.pending
-      (when (is self.pending.binding None)   ; (a `set` record's is its cell's)
-        (setv self.pending.binding binding))
-      (.append self.tape self.pending)
-      (setv self.pending None))
-    binding)
+    (.bind scope name binding))
 
   (defn atom [self x scope]
     "#(C expression, kind) of an atom."
@@ -283,12 +271,14 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["call" f args] :if (and (isinstance f Sym) (isinstance args list) (in f KERNEL-OPS))
         (self.table-op (get KERNEL-OPS f) args scope target node)
       ["call" x "view" dims] :if (isinstance dims list) (self.view x dims scope target node)
-      ["call" x "backward"] (self.backward-node x scope)
-      ["call" x "backward_and_step" [o]] (self.backward-node x scope o)
+      ["call" x "backward" #* block] :if (<= (len block) 1)
+        (self.backward-node x (when block (get block 0)) scope)
+      ["call" x "backward_and_step" [o] #* block] :if (<= (len block) 1)
+        (self.backward-node x (when block (get block 0)) scope o)
       ["call" o "zero_grad"] (self.zero-grad o scope)
       ["call" o "step"] (self.step o scope)
       ["call" o "step_remaining"] (self.step o scope :remaining True)
-      ["call" f args] :if (and (isinstance f Sym) (in f FUSED-NODES) (isinstance args list))
+      ["call" f args] :if (and (isinstance f Sym) (in f GRADIENT-NODES) (isinstance args list))
         (self.fused-node f args scope target)
       ["array-get" x "data" index] (self.array-get x index scope)
       [name settings #* params] :if (and (isinstance name Sym) (in name OPTIMIZERS)
@@ -300,14 +290,18 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["len" x] :if (self.is-list x scope) (Out [] (get (. (.lookup scope x) info) "length") "int")
       ["len" x] (self.len-node x scope)
       ["nth" xs i] (self.nth-node xs i scope target node)
-      ["bptt" key seeds outs] :if (and self.in-backward (isinstance key int) (isinstance seeds list)
-                                       (isinstance outs list) (< -1 key (len self.loops)))
-        (self.bptt-node key seeds outs scope)
+      ["bptt" key cells inputs block] :if (and self.in-backward (isinstance key int) (in key self.loops)
+                                               (isinstance cells list) (isinstance inputs list))
+        (self.bptt-node key cells inputs block scope)
+      ["bptt" #* _rest]
+        (raise (IRError (+ "a bptt node is (bptt K (CELLS) (INPUTS) (begin LETS)) inside a backward "
+                           f"pass, K a loop taped before it: {(excerpt node)}")))
       ["for_dataloader" loader names body] (self.for-dataloader loader names body scope)
       ["for_dataloader_pipelined" loader names [dot w] body]
         (self.for-dataloader loader names body scope #(dot w))
       ["if" test then else] (self.if-node test then else scope target)
       ["while" cond body] (self.while-node cond body scope)
+      ["while_taped" key cond body] :if (isinstance key int) (self.while-node cond body scope key)
       [(| "print" "printf") _] :if self.replaying   ; a loop run again for its backward pass
         (Out [] None "none")
       ["print" value] :if (and (isinstance value Sym) (self.is-string value scope))
@@ -442,11 +436,6 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           new (join-cell-kinds old kind))
     (when (!= old new)
       (raise (self.disagree f"what cell {cell} holds ({old} or {new})")))
-    (when (and tensor (isinstance new TensorCellKind) new.requires-grad)
-      ;; the cell's value from here on is `value`: the gradient of the cell from here goes to
-      ;; `value` (grad.hy), and none to what it held before, even when `value` needs none
-      (self.record [(Sym "set") cell value] cell [value])
-      (setv self.pending.binding b))
     (if (and tensor (isinstance old TensorCellKind))
       (Out [f"memcpy({b.cname}, {expr}, {(self.tensor-bytes kind.ttype)});"] None "none")
       (Out [f"{b.cname} = {expr};"] None "none")))
@@ -484,8 +473,6 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           kind (self.cell-kind b))
     (if (isinstance kind TensorCellKind)
       (do (setv [lines cname] (self.alloc target kind.ttype))
-          (when kind.requires-grad
-            (self.record node target [cell]))
           (self.tensor-out [#* lines f"memcpy({cname}, {b.cname}, {(self.tensor-bytes kind.ttype)});"]
                            cname kind.ttype kind.requires-grad))
       (Out [] b.cname kind)))
@@ -562,27 +549,12 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (setv [x _] (self.integer a scope node))
     (Out [] f"(~(int64_t){x})" "int"))
 
-  (defn nested-block [self node scope [loop None]]
-    "A block inside a construct. The tape keeps its ops, for a backward pass inside it; a
-    differentiable `loop` (c_bptt.hy) stands for its body's ops outside it, and no other
-    construct may set a variable outside it to a tensor that needs gradients."
-    (setv tape-length (len self.tape))
+  (defn nested-block [self node scope]
+    "A block inside a construct."
     (+= self.nested 1)
     (try
-      (setv result (self.block node scope))
-      (finally (-= self.nested 1)))
-    (setv added (cut self.tape tape-length None))
-    (cond
-      loop (del (cut self.tape tape-length None))
-      self.has-backward
-        (for [r added]
-          (when (and (= (get r.node 0) "set")
-                     (is (try (.lookup scope r.out) (except [IRError] None)) r.binding))
-            (raise (IRError (+ "a variable that carries a tensor needing gradients is set "
-                               "inside a staged `if` or data-loader loop and used after it: "
-                               "gradients through that are not supported yet (a staged "
-                               "`while` or `for` over a list is)"))))))
-    result)
+      (self.block node scope)
+      (finally (-= self.nested 1))))
 
   (defn if-node [self test then else scope target]
     (setv [test-expr _] (self.scalar test scope)
@@ -599,15 +571,14 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                 "} else {" #* (indent else-lines) f"  {cname} = {else-expr};" "}"]
                cname kind :declared True))))
 
-  (defn while-node [self cond body scope]
+  (defn while-node [self cond body scope [key None]]
+    "`(while COND BODY)`, or `(while_taped K COND BODY)` (c_bptt.hy)."
     (setv mark (self.names.fresh "arena_mark")
           [cond-lines cond-expr cond-kind] (self.nested-block cond scope)
-          loop (self.differentiable-loop body scope)
-          [body-lines _ _] (self.nested-block body scope loop))
+          loop (when (is-not key None) (self.taped-loop key body scope))
+          [body-lines _ _] (self.nested-block body scope))
     (when (not-in cond-kind C-TYPES)
       (raise (IRError f"a while's test is a {cond-kind}, not a number: {(excerpt cond)}")))
-    (when loop
-      (self.record-loop loop))
     (Out [#* (if loop [f"{loop.tape}.used = 0;"] [])
           "for (;;) {"
           "  if (ht_interrupted) return ht_interrupt_status();"
@@ -656,12 +627,13 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
 
 (defn render-c [program arg-kinds [loader-dims None]]
   "C for an IR program (its `def` node) whose parameters have `arg-kinds`, after its passes:
-  the fusions (fusion.hy), then type inference (infer.hy); its \"rendered_ir\" is the program
-  they give the renderer."
+  the fusions (fusion.hy), type inference (infer.hy), then reverse-mode differentiation
+  (autodiff.hy); its \"rendered_ir\" is the program they give the renderer, every backward
+  pass written out in it."
   (setv limit (hy.I.sys.getrecursionlimit))
   (hy.I.sys.setrecursionlimit (max limit _RENDER-RECURSION-LIMIT))
   (try
-    (setv typing (infer (fuse program) arg-kinds loader-dims)
+    (setv typing (differentiate (infer (fuse program) arg-kinds loader-dims) arg-kinds loader-dims)
           rendered (.render (CRenderer typing arg-kinds loader-dims)))
     (setv (get rendered "rendered_ir") (print-ir typing.program))
     rendered

@@ -15,8 +15,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
         hytorch.backend.scope [Binding]
         hytorch.ir.types :as shapes
         hytorch.ir.types [TensorType ShapeError]
-        hytorch.ir.ops [dot-type elementwise-type compare-type view-type]
-        hytorch.backend.grad [Record]
+        hytorch.ir.ops [dot-type elementwise-type row-vector-operand compare-type view-type]
         hytorch.backend.module-state [ModuleState]
         hytorch.ir.slots [SlotRole]
         hytorch.errors [IRError])
@@ -37,15 +36,13 @@ a data loader has its first dimension set by the rows of the current batch (`bat
 
 
 (defclass TensorRendering []
-  "Tensor nodes. Expects from CRenderer: self.names, self.nested, self.tape and the state
-  collections (fields, init, free, slots, arena-bytes)."
+  "Tensor nodes. Expects from CRenderer: self.names, self.nested and self.state."
 
   ;; ------------------------------------------------------------ helpers
 
   (defn reset-tensor-state [self]
     (setv self.state (ModuleState self.names)
-          self.rng None self.tape [] self.trainables [] self.grad-counter 0
-          self.fused-vars {} self.backward-ir [] self.pipeline None))
+          self.rng None self.trainables [] self.fused-vars {} self.pipeline None))
 
   (defn shape-checked [self rule #* args]
     (try (rule #* args)
@@ -90,10 +87,6 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn tensor-out [self lines cname t requires-grad #** info]
     (Out lines cname "tensor" :declared True
          :info {"ttype" t "requires-grad" requires-grad #** info}))
-
-  (defn record [self node target inputs [row-vectors #{}] [input-shape None]]
-    "Put a forward op on the tape (bound later, see `chain`)."
-    (setv self.pending (Record node (Sym target) (list inputs) None row-vectors input-shape)))
 
   (defn requires [self #* bindings]
     (any (gfor b bindings (.get b.info "requires-grad" False))))
@@ -156,7 +149,6 @@ a data loader has its first dimension set by the rows of the current batch (`bat
                       #([] (get self.pipeline "out-cur"))
                       (self.alloc target t))
           call f"ht_linear_fwd({y}, {xb.cname}, {wb.cname}, NULL, {rows}, {in}, {out});")
-    (self.record node target [w x])
     (self.tensor-out [#* lines (if pipelined
                                  (.format "if (!{}) {}" (get self.pipeline "ready") call)
                                  call)]
@@ -167,26 +159,18 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           ta (self.ttype ab) tb (self.ttype bb)
           t (self.shape-checked elementwise-type op ta tb)
           [lines y] (self.alloc target t)
-          kernel (get {"+" "ht_add" "-" "ht_sub" "*" "ht_mul"} op))
-    (setv row-vectors #{})
-    (cond
-      (= ta.shape tb.shape)
-        (.append lines f"{kernel}({y}, {ab.cname}, {bb.cname}, {(self.numel t)});")
-      (and (= op "+") (= tb.ndim 1))
-        (do (setv [rows cols] (self.rows-cols t))
-            (.add row-vectors (str b))
-            (.append lines f"ht_add_rowvec({y}, {ab.cname}, {bb.cname}, {rows}, {cols});"))
-      (and (= op "+") (= ta.ndim 1))
-        (do (setv [rows cols] (self.rows-cols t))
-            (.add row-vectors (str a))
-            (.append lines f"ht_add_rowvec({y}, {bb.cname}, {ab.cname}, {rows}, {cols});"))
-      True (raise (IRError f"`{op}` of tensors {(shapes.show ta)} and {(shapes.show tb)} is not supported (equal shapes, or + of a row vector)")))
-    (self.record node target [a b] row-vectors)
+          kernel (get {"+" "ht_add" "-" "ht_sub" "*" "ht_mul"} op)
+          [rows cols] (self.rows-cols t))
+    (.append lines
+      (match (row-vector-operand op ta tb)
+        None f"{kernel}({y}, {ab.cname}, {bb.cname}, {(self.numel t)});"
+        1 f"ht_add_rowvec({y}, {ab.cname}, {bb.cname}, {rows}, {cols});"
+        0 f"ht_add_rowvec({y}, {bb.cname}, {ab.cname}, {rows}, {cols});"))
     (self.tensor-out lines y t (self.requires ab bb)))
 
   (defn table-op [self op args scope target node]
     "An op of the table (hytorch/ir/ops.hy): `(call NAME (INPUTS... ATTRS...))`, rendered as
-    its kernel calls; put on the tape when it has a gradient."
+    its kernel calls."
     (when (!= (len args) (len op.operands))
       (raise (IRError (+ f"`{op.name}` takes {(len op.operands)} operand(s) ("
                          (.join " " op.operands) f"), got {(excerpt [(Sym "call") (Sym op.name) args])}"))))
@@ -209,8 +193,6 @@ a data loader has its first dimension set by the rows of the current batch (`bat
           [lines y] (self.alloc target t)
           aux (when op.aux
                 (self.alloc f"{target}_aux" (TensorType t.shape op.aux t.batched))))
-    (when op.differentiable
-      (self.record node target (lfor x (cut args n) :if (is-not x None) x)))
     (setv env {"out" (Operand y t None) #** operands})
     (when aux
       (.extend lines (get aux 0))
@@ -321,5 +303,4 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn view [self x dims scope target node]
     (setv b (self.tensor x scope "view")
           t (self.shape-checked view-type (self.ttype b) dims))
-    (self.record node target [x] :input-shape (. (self.ttype b) shape))
     (self.tensor-out [] b.cname t (self.requires b))))

@@ -1,16 +1,14 @@
 "Rendering training to C: trainable variables' storage, the optimizers of
-hytorch/ir/optimizers.hy (their state, `zero_grad`, `step`), the backward pass (`(call L
-backward)` becomes the IR lets of grad.hy, rendered here), and `(call L backward_and_step (O))`
-with `(call O step_remaining)`, where the fusion pass (fusion.hy) found that O's step may be
-applied during the backward pass. A mixin of CRenderer (c_render.hy)."
+hytorch/ir/optimizers.hy (their state, `zero_grad`, `step`), the backward pass (the gradient
+lets the autodiff pass, autodiff.hy, wrote into `(call L backward (begin LETS))`), and `(call L
+backward_and_step (O) (begin LETS))` with `(call O step_remaining)`, where the fusion pass
+(fusion.hy) found that O's step may be applied during the backward pass. A mixin of CRenderer
+(c_render.hy)."
 
-(import hytorch.backend.c_out [Out c-float c-comment]
+(import hytorch.backend.c_out [Out c-float c-comment excerpt]
         hytorch.ir.syntax [Sym print-ir]
         hytorch.ir.optimizers [OPTIMIZERS]
         hytorch.ir.slots [SlotRole]
-        hytorch.backend.scope [Binding]
-        hytorch.ir.types :as shapes
-        hytorch.backend.grad [backward-lets]
         hytorch.errors [IRError])
 
 
@@ -25,6 +23,12 @@ applied during the backward pass. A mixin of CRenderer (c_render.hy)."
   (defn [property] mom [self]
     "SGD's momentum buffer (the fused SGD kernels take it), or None."
     (.get self.state "momentum_buffer")))
+
+
+;; The nodes of a backward pass that are not ops of the table (grad.hy): a trainable variable's
+;; gradient kept, or its optimizer's step applied to it right away (STEP-NODES).
+(setv STEP-NODES #{"sgd_dot_weight" "sgd_rows"}
+      GRADIENT-NODES #{"grad_accumulate" "grad_accumulate_dot" "grad_accumulate_rows" #* STEP-NODES})
 
 
 (defn c-setting [setting value]
@@ -104,14 +108,6 @@ applied during the backward pass. A mixin of CRenderer (c_render.hy)."
       (raise (IRError f"`{x}` is a {b.type}, not an optimizer")))
     b)
 
-  (defn fusable-params [self o scope]
-    "{parameter name: O} for optimizer O whose step a backward pass may apply."
-    (setv b (self.optimizer-of o scope))
-    (when (not (. (get b.info "entry") fusable))
-      (raise (IRError (+ f"backward_and_step: {(. (get b.info "entry") name)}'s step cannot "
-                         "be applied during the backward pass"))))
-    (dfor p (get b.info "params") p.name o))
-
   (defn zero-grad [self o scope]
     (Out (lfor p (get (. (self.optimizer-of o scope) info) "params") f"{p.has} = 0;")
          None "none"))
@@ -136,50 +132,39 @@ applied during the backward pass. A mixin of CRenderer (c_render.hy)."
 
   ;; ------------------------------------------------------------ backward
 
-  (defn backward-node [self loss scope [optimizer None]]
-    "`(call L backward)`, or `(call L backward_and_step (O))` (fusion.hy): the backward pass
-    of L applying O's step to each parameter whose gradient one kernel completes."
-    (setv lb (self.tensor loss scope "backward")
-          t (self.ttype lb))
-    (when (or (!= t.shape #()) (!= t.dtype "float32"))
-      (raise (IRError f"backward needs a scalar float32 loss, `{loss}` is {(shapes.show t)}")))
-    (when (not (.get lb.info "requires-grad"))
-      (raise (IRError f"`{loss}` does not depend on any trainable variable")))
-    (setv fused (if optimizer (self.fusable-params optimizer scope) {}))
-    (setv [lets done] (backward-lets self.tape loss #* (self.gradient-queries scope) fused))
+  (defn backward-node [self loss block scope [optimizer None]]
+    "`(call L backward (begin LETS))`, or `(call L backward_and_step (O) (begin LETS))`: the
+    backward pass of L the autodiff pass derived (autodiff.hy); in the latter, LETS apply
+    O's step to some of its parameters (their `sgd_*` nodes), and O's step_remaining steps
+    the others."
+    (setv lb (self.tensor loss scope "backward"))
+    (when (is block None)
+      (raise (IRError f"internal error: the autodiff pass left the backward pass of `{loss}` underived")))
     (when optimizer
-      (setv (get self.fused-vars (str optimizer)) done))
-    (.append self.backward-ir (lfor [sym rhs] lets (print-ir [(Sym "let") sym rhs (Sym "...")])))
+      (self.optimizer-of optimizer scope)
+      (setv (get self.fused-vars (str optimizer))
+            (sfor [_ rhs] (get (self.block-lets block) 0)
+                  :if (and (isinstance rhs list) (= (len rhs) 3) (= (get rhs 0) "call")
+                           (in (get rhs 1) STEP-NODES) (isinstance (get rhs 2) list) (get rhs 2))
+                  (str (get rhs 2 0)))))
     (setv lines [(c-comment f"backward of {loss}")]
           gradients (.child scope))   ; their names stay out of the program's scope
     (setv self.in-backward True)   ; (its `bptt` nodes render only here)
     (try
-      (.extend lines (self.render-lets lets gradients))
+      (.extend lines (self.render-block-lets block gradients))
       (finally (setv self.in-backward False)))
     (Out lines lb.cname "tensor" :declared True :info lb.info))
 
-  (defn gradient-queries [self scope]
-    "What grad.hy asks of the names seen from `scope`, as functions: #(fresh live
-    requires-grad trainable) (see grad.hy's Backward)."
-    (defn lookup [name]
-      (try (.lookup scope name) (except [IRError] None)))
-    (defn info [name]
-      (. (or (lookup name) (Binding "" "none")) info))
-    (defn fresh []
-      ;; a name the program has not bound, so that no gradient hides one of its values
-      (while True
-        (setv sym (Sym f"g{self.grad-counter}"))
-        (+= self.grad-counter 1)
-        (when (is (lookup sym) None) (return sym))))
-    #(fresh
-      (fn [name binding] (is (lookup name) binding))
-      (fn [name] (.get (info name) "requires-grad" False))
-      (fn [name] (is-not (.get (info name) "param") None))))
+  (defn block-lets [self block]
+    "The lets of a block of gradient lets, `(begin (let g0 ... (let gN ... None)))`."
+    (match block
+      ["begin" chain] (self.lets-of chain)
+      _ (raise (IRError f"gradient lets come as (begin (let ...)), not {(excerpt block)}"))))
 
-  (defn render-lets [self lets scope]
-    "C of the gradient lets [[sym rhs] ...], each bound in `scope`."
+  (defn render-block-lets [self block scope]
+    "C of a block of gradient lets, each bound in `scope`."
     (setv lines [])
-    (for [[sym rhs] lets]
+    (for [[sym rhs] (get (self.block-lets block) 0)]
       (setv out (self.rhs rhs scope (str sym)))
       (self.bind-out scope sym out)
       (.extend lines out.lines))

@@ -132,6 +132,8 @@ the scopes of the blocks around it."
   (match rhs
     ["if" test then else] [(Sym "if") test (fuse-block then names True) (fuse-block else names True)]
     ["while" test body] [(Sym "while") (fuse-block test names True) (fuse-block body names True)]
+    ["while_taped" key test body]   ; (the autodiff pass's output, read back)
+      [(Sym "while_taped") key (fuse-block test names True) (fuse-block body names True)]
     ["for_dataloader" loader vars body] :if (isinstance vars list)
       (pipelined-loop loader vars (fuse-block body (Names names) True) names)
     ["def" f params body] :if (isinstance params list) [DEF f params (fuse-block body names False)]

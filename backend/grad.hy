@@ -1,8 +1,8 @@
-"Reverse-mode gradients, derived from the IR: `(call L backward)` becomes IR lets.
+"Reverse-mode gradients from a tape of forward ops: the lets of one backward pass.
 
-The renderer keeps a tape of the tensor ops it has rendered (op, output name, input names).
-`backward-lets` walks it from the loss back to the leaves and returns the backward pass as
-IR: one let per gradient. An op of the table (hytorch/ir/ops.hy) gives its gradient as IR in
+The autodiff pass (autodiff.hy) keeps a tape of the program's forward tensor ops (op, output
+name, input names). `backward-lets` walks it from the loss back to the leaves and returns the
+backward pass as IR: one let per gradient. An op of the table (hytorch/ir/ops.hy) gives its gradient as IR in
 its entry, e.g. `(call relu_grad (GY Y))` for `(call relu (X))`; the bespoke ops' gradients
 are here, made of the table's backward ops:
 
@@ -33,7 +33,8 @@ backward of l is
    (let g3 (call grad_accumulate_dot (w g2 x)) ...))))"
 
 (import hytorch.ir.syntax [Sym]
-        hytorch.ir.ops [OPS call])
+        hytorch.ir.ops [OPS call]
+        hytorch.errors [IRError])
 
 (setv CALL (Sym "call"))
 
@@ -63,11 +64,12 @@ backward of l is
   `live` tells whether a name's binding is still the one a record saw (names are lexically
   scoped); `requires-grad` whether a name is a trainable variable or depends on one;
   `trainable` whether it is a trainable variable (a leaf whose gradient is kept);
-  `fused` maps a trainable variable to the optimizer whose step may be applied right away."
-  (defn __init__ [self tape loss fresh live requires-grad trainable fused [seeds None]]
+  `fused` maps a trainable variable to the optimizer whose step may be applied right away;
+  `bptt` makes the node of a differentiable loop's backward (see `loop-rule`)."
+  (defn __init__ [self tape loss fresh live requires-grad trainable fused bptt [seeds None]]
     (setv self.tape tape self.loss loss self.fresh fresh self.live live
           self.requires-grad requires-grad self.trainable trainable self.fused fused
-          self.seeds (or seeds {})
+          self.bptt bptt self.seeds (or seeds {})
           self.lets [] self.grads {} self.contributions {} self.fused-done #{}))
 
   (defn emit [self rhs]
@@ -129,15 +131,17 @@ backward of l is
     #(self.lets self.fused-done))
 
   (defn loop-rule [self r]
-    "A differentiable loop (c_bptt.hy): its cells' gradients when it ended in, their
-    gradients when it began and its outer tensors' out, as one `bptt` node."
+    "A differentiable loop (record `(loop LOOP)`, its inputs its cells then the outer tensors
+    it reads): its cells' gradients when it ended in, their gradients when it began and its
+    outer tensors' out, as one node that `self.bptt` makes of the loop, the seeds (a symbol
+    or None per cell) and the names it binds (one per input)."
     (setv [_ loop] r.node
           cells (lfor [name _] (.outputs r) name)
           seeds (lfor c cells (.pop self.grads (str c) None)))
     (when (all (gfor g seeds (is g None)))
       (return))
     (setv outs (lfor _ r.inputs (self.fresh)))
-    (.append self.lets [(self.fresh) [(Sym "bptt") loop seeds outs]])
+    (.append self.lets [(self.fresh) (self.bptt loop seeds outs)])
     (for [[x g] (zip r.inputs outs)]
       (self.into x g)))
 
@@ -168,7 +172,7 @@ backward of l is
               (if (self.trainable w)
                 (self.leaf w (fn [optimizer] (call "sgd_dot_weight" w optimizer gy x))
                            (call "grad_accumulate_dot" w gy x))
-                (raise (ValueError "only a trainable variable can be the weight of a dot")))))
+                (raise (IRError f"the weight of a dot that needs gradients must be a trainable variable, not `{w}`")))))
       [(| "+" "-") a b]
         (for [[operand sign] [[a 1] [b (if (= (get node 0) "+") 1 -1)]]]
           (when (self.needs operand)
@@ -200,15 +204,15 @@ backward of l is
     (if (= sign 1) g (self.emit (call "scale" g -1.0)))))
 
 
-(defn backward-from-seeds [tape seeds fresh live requires-grad trainable]
-  "The backward pass of a loop's body (c_bptt.hy): from `seeds` ({name: gradient symbol}),
+(defn backward-from-seeds [tape seeds fresh live requires-grad trainable bptt]
+  "The backward pass of a loop's body (autodiff.hy): from `seeds` ({name: gradient symbol}),
   the gradients of its cells when the body ended, back through the ops of `tape`. Returns
   #(lets {name: gradient symbol}) for each name reached (the cells' at the body's start)."
-  (setv b (Backward tape None fresh live requires-grad trainable {} seeds)
+  (setv b (Backward tape None fresh live requires-grad trainable {} bptt seeds)
         [lets _] (.run b))
   #(lets b.grads))
 
 
-(defn backward-lets [tape loss fresh live requires-grad trainable fused]
+(defn backward-lets [tape loss fresh live requires-grad trainable fused bptt]
   "The backward pass of `loss` as [[sym rhs] ...] and the variables whose step it applied."
-  (.run (Backward tape loss fresh live requires-grad trainable fused)))
+  (.run (Backward tape loss fresh live requires-grad trainable fused bptt)))

@@ -59,13 +59,13 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     (setv self.program program self.functions functions)))
 
 
-(defn _value [kind #** info]
+(defn value-of [kind #** info]
   "A value of `kind` (None: unknown here) and what else is known of it, in the renderer's
   words (\"ttype\", \"requires-grad\", ...)."
   (Binding "" kind #** (dfor [k v] (.items info) (.replace k "_" "-") v)))
 
 
-(setv UNKNOWN (_value None))
+(setv UNKNOWN (value-of None))
 
 
 (defclass Inference []
@@ -106,9 +106,9 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
           scope (Scope))
     (self.declare-functions body)
     (for [[p kind] (zip params self.arg-kinds)]
-      (.bind scope p (cond (isinstance kind ListType) (_value "list" :ttype kind.element)
-                           (isinstance kind TensorType) (_value "tensor" :ttype kind :requires-grad False)
-                           True (_value kind))))
+      (.bind scope p (cond (isinstance kind ListType) (value-of "list" :ttype kind.element)
+                           (isinstance kind TensorType) (value-of "tensor" :ttype kind :requires-grad False)
+                           True (value-of kind))))
     (self.block body scope))
 
   (defn declare-functions [self body]
@@ -142,11 +142,11 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
 
   (defn atom [self x scope]
     (cond (isinstance x Sym) (self.lookup x scope)
-          (isinstance x bool) (_value "bool")
-          (is x None) (_value "none")
-          (isinstance x int) (_value "int")
-          (isinstance x float) (_value "float")
-          (isinstance x str) (_value "str")
+          (isinstance x bool) (value-of "bool")
+          (is x None) (value-of "none")
+          (isinstance x int) (value-of "int")
+          (isinstance x float) (value-of "float")
+          (isinstance x str) (value-of "str")
           True UNKNOWN))
 
   (defn lookup [self x scope]
@@ -155,11 +155,13 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
   (defn kind-of [self x scope]
     (. (self.atom x scope) type))
 
+  (setv PROPAGATE #(KindConflict))   ; the errors the lenient walk reports (see `rhs`)
+
   (defn rhs [self node scope target]
     "The value `(let TARGET NODE ...)` binds; UNKNOWN where the renderer will say more."
     (try
       (self.typed-rhs node scope target)
-      (except [e KindConflict] (raise e))
+      (except [e self.PROPAGATE] (raise e))
       (except [e Exception] UNKNOWN)))
 
   (defn typed-rhs [self node scope target]
@@ -168,7 +170,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     (defn tensor [x] (self.atom x scope))
     (defn numbers? [#* xs] (all (gfor x xs (in (kind x) C-TYPES))))
     (match node
-      ["new" _ n] (_value "cell" :number n)
+      ["new" _ n] (value-of "cell" :number n)
       ["def" name params body] :if (isinstance params list) (self.def-node name params body scope)
       ["call" f args] :if (and (isinstance args list) (= (kind f) "function"))
         (self.call-function f args scope)
@@ -183,37 +185,37 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
         (self.tensor-result (elementwise-type (str op) (self.ttype-of a scope) (self.ttype-of b scope))
                             (tensor a) (tensor b))
       ["==" a b] :if (tensor? a)
-        (_value "tensor" :ttype (compare-type (self.ttype-of a scope) (self.ttype-of b scope))
+        (value-of "tensor" :ttype (compare-type (self.ttype-of a scope) (self.ttype-of b scope))
                 :requires-grad False)
       [op a b] :if (in op ARITHMETIC)
-        (_value (when (numbers? a b) (arithmetic-kind (str op) (kind a) (kind b))))
-      [op a b] :if (in op COMPARISON) (_value "bool")
+        (value-of (when (numbers? a b) (arithmetic-kind (str op) (kind a) (kind b))))
+      [op a b] :if (in op COMPARISON) (value-of "bool")
       [op a b] :if (in op BITWISE)
-        (_value (when (numbers? a b) (bitwise-kind (str op) (kind a) (kind b))))
-      ["~" a] (_value "int")
-      ["raise" _ _] (_value "none")
+        (value-of (when (numbers? a b) (bitwise-kind (str op) (kind a) (kind b))))
+      ["~" a] (value-of "int")
+      ["raise" _ _] (value-of "none")
       ["call" f args] :if (and (isinstance f Sym) (isinstance args list) (in f OPS)
                                (is-not (. (get OPS f) forward) None))
         (self.table-op (get OPS f) args scope)
       ["call" x "view" dims] :if (isinstance dims list)
-        (_value "tensor" :ttype (view-type (self.ttype-of x scope) dims)
+        (value-of "tensor" :ttype (view-type (self.ttype-of x scope) dims)
                 :requires-grad (self.requires (self.atom x scope)))
       ["call" x (| "backward" "backward_and_step") #* _rest] (tensor x)
-      ["call" o (| "zero_grad" "step" "step_remaining")] (_value "none")
-      ["array-get" x "data" _] (_value (if (= (. (self.ttype-of x scope) dtype) "float32") "float" "int"))
+      ["call" o (| "zero_grad" "step" "step_remaining")] (value-of "none")
+      ["array-get" x "data" _] (value-of (if (= (. (self.ttype-of x scope) dtype) "float32") "float" "int"))
       [name settings #* params] :if (and (isinstance name Sym) (in name OPTIMIZERS)
                                          (isinstance settings list) (<= (len params) 1))
-        (_value "optimizer")
-      ["transform" #* _rest] (_value "transform")
+        (value-of "optimizer")
+      ["transform" #* _rest] (value-of "transform")
       ["loader" spec] (self.loader spec target)
-      ["len" _] (_value "int")
-      ["nth" xs _] (_value "tensor" :ttype (get (. (self.atom xs scope) info) "ttype") :requires-grad False)
+      ["len" _] (value-of "int")
+      ["nth" xs _] (value-of "tensor" :ttype (get (. (self.atom xs scope) info) "ttype") :requires-grad False)
       [(| "for_dataloader" "for_dataloader_pipelined") loader names #* rest]
         (self.for-dataloader loader names (get rest -1) scope)
       ["if" test then else] (self.if-node then else scope)
-      ["while" test body]
-        (do (self.nested-block test scope) (self.nested-block body scope) (_value "none"))
-      [(| "print" "printf") _] (_value "none")
+      (| ["while" test body] ["while_taped" _ test body])
+        (do (self.nested-block test scope) (self.nested-block body scope) (value-of "none"))
+      [(| "print" "printf") _] (value-of "none")
       _ (if (isinstance node list) UNKNOWN (self.atom node scope))))
 
   ;; ------------------------------------------------------------ tensors
@@ -227,25 +229,25 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     (any (gfor b values (.get b.info "requires-grad" False))))
 
   (defn tensor-result [self t #* inputs]
-    (_value "tensor" :ttype t :requires-grad (self.requires #* inputs)))
+    (value-of "tensor" :ttype t :requires-grad (self.requires #* inputs)))
 
   (defn tensor-value [self dims dtype]
-    (_value "tensor" :ttype (TensorType (list dims) dtype) :requires-grad False))
+    (value-of "tensor" :ttype (TensorType (list dims) dtype) :requires-grad False))
 
   (defn variable [self x volatile scope]
     "A trainable variable is made of a float32 tensor at the top level (c_tensor.hy)."
     (setv b (self.atom x scope)
           t (get b.info "ttype"))
     (if (or volatile self.nested (!= t.dtype "float32") (.get b.info "param"))
-      (_value "tensor" :ttype t :requires-grad (.get b.info "requires-grad" False)
+      (value-of "tensor" :ttype t :requires-grad (.get b.info "requires-grad" False)
               :param (.get b.info "param"))
-      (_value "tensor" :ttype t :requires-grad True :param True)))
+      (value-of "tensor" :ttype t :requires-grad True :param True)))
 
   (defn table-op [self op args scope]
     (setv n (len op.inputs)
           inputs (lfor x (cut args n) (when (is-not x None) (self.atom x scope)))
           types (lfor b inputs (when b (get b.info "ttype"))))
-    (_value "tensor" :ttype (op.result-type types (cut args n None))
+    (value-of "tensor" :ttype (op.result-type types (cut args n None))
             :requires-grad (and op.differentiable
                                 (self.requires #* (lfor b inputs :if b b)))))
 
@@ -262,7 +264,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
       _ UNKNOWN))
 
   (defn loader-value [self batch input-shape target-shape dtype]
-    (_value "loader" :data (TensorType [batch #* input-shape] "float32")
+    (value-of "loader" :data (TensorType [batch #* input-shape] "float32")
             :target (TensorType [batch #* target-shape] dtype)))
 
   (defn for-dataloader [self loader names body scope]
@@ -270,11 +272,11 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
           inner (.child scope)
           [index data target] names
           rows f"rows of {data}")   ; a batch's tag (the renderer's is a C variable)
-    (.bind inner index (_value "int"))
+    (.bind inner index (value-of "int"))
     (for [[name t] [[data (get lb.info "data")] [target (get lb.info "target")]]]
-      (.bind inner name (_value "tensor" :ttype (TensorType t.shape t.dtype rows) :requires-grad False)))
+      (.bind inner name (value-of "tensor" :ttype (TensorType t.shape t.dtype rows) :requires-grad False)))
     (self.nested-block body inner)
-    (_value "none"))
+    (value-of "none"))
 
   ;; ------------------------------------------------------------ control and cells
 
@@ -282,8 +284,8 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     (setv a (. (self.nested-block then scope) type)
           b (. (self.nested-block else scope) type))
     (if (or (= a "none") (= b "none") (is a None) (is b None))
-      (_value "none")
-      (_value (join-kinds a b))))
+      (value-of "none")
+      (value-of (join-kinds a b))))
 
   (defn cell-of [self cell scope]
     (setv b (self.atom cell scope))
@@ -300,13 +302,13 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
           new (join-cell-kinds old kind))
     (when (!= old new)
       (setv (get self.cells n) new self.changed True))
-    (_value "none"))
+    (value-of "none"))
 
   (defn get-cell [self cell scope]
     (setv kind (get self.cells (get (. (self.cell-of cell scope) info) "number")))
     (if (isinstance kind TensorCellKind)
-      (_value "tensor" :ttype kind.ttype :requires-grad kind.requires-grad)
-      (_value (or kind "int"))))
+      (value-of "tensor" :ttype kind.ttype :requires-grad kind.requires-grad)
+      (value-of (or kind "int"))))
 
   ;; ------------------------------------------------------------ staged functions
 
@@ -314,13 +316,13 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
     (setv [kinds result] (get self.functions (str name))
           inner (Scope))   ; (a function sees only its parameters and the other functions)
     (for [[f _] (.items self.functions)]
-      (.bind inner f (_value "function" :name f)))
+      (.bind inner f (value-of "function" :name f)))
     (for [[p k] (zip params kinds)]
-      (.bind inner p (_value k)))
+      (.bind inner p (value-of k)))
     (setv body-kind (. (self.block body inner) type))
     (when (and (is-not body-kind None) (!= body-kind result))
       (setv (get self.functions (str name)) #(kinds body-kind) self.changed True))
-    (_value "function" :name (str name)))
+    (value-of "function" :name (str name)))
 
   (defn call-function [self f args scope]
     (setv key (get (. (self.atom f scope) info) "name")
@@ -328,7 +330,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
           seen (lfor [a old] (zip args kinds) (join-kinds old (self.kind-of a scope))))
     (when (and (= (len args) (len kinds)) (!= seen kinds))
       (setv (get self.functions key) #(seen result) self.changed True))
-    (_value result))
+    (value-of result))
 
   ;; ------------------------------------------------------------ numbering and annotating cells
 

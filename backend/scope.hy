@@ -29,6 +29,14 @@ binding therefore gets its own C name, and lookups follow the block structure:
     (setv (get self.table (str name)) binding)
     binding)
 
+  (defn inside [self ancestor]
+    "Whether this scope is `ancestor` or one of its blocks (however deep)."
+    (setv scope self)
+    (while (is-not scope None)
+      (when (is scope ancestor) (return True))
+      (setv scope scope.parent))
+    False)
+
   (defn lookup [self name]
     (setv scope self)
     (while (is-not scope None)

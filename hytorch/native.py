@@ -295,15 +295,15 @@ class ProgramState:
 
 class CompiledFunction:
     """A compiled IR program. Call it like the staged function (a tensor result comes back as
-    a numpy array); `.ir`, `.rendered_ir` (the IR after the fusion and type passes: what was
-    rendered), `.backward_ir`, `.c_source`, `.staged_source` and `.so_path` show what it was made from,
+    a numpy array); `.ir`, `.rendered_ir` (the IR after the fusion, type and autodiff passes:
+    what was rendered, every backward pass written out in it; `.backward_ir` is the same),
+    `.c_source`, `.staged_source` and `.so_path` show what it was made from,
     `.tensor(name)` reads a tensor of its state."""
 
     def __init__(self, program, rendered, build, ffi, lib):
         self.program = program
         self.c_source = rendered["source"]
-        self.backward_ir = rendered["backward_ir"]
-        self.rendered_ir = rendered["rendered_ir"]
+        self.rendered_ir = self.backward_ir = rendered["rendered_ir"]
         self.result_kind = rendered["result_kind"]
         self.result_shape = rendered["result_shape"]
         self.slots = rendered["slots"]
@@ -447,10 +447,14 @@ def _build_and_open(ffi, source, extra_flags):
         build = build_shared(source, extra_flags, replace=True)
 
 
+def render_program(program):
+    """An IRProgram's C and what comes with it (backend/c_render.hy's render-c), unbuilt."""
+    return render_c(program.node, [_arg_kind(t) for t in program.arg_types], loader_dims(program))
+
+
 def compile_program(program, extra_flags=()):
     """Render, build (or reuse) and load an IRProgram."""
-    arg_kinds = [_arg_kind(t) for t in program.arg_types]
-    rendered = render_c(program.node, arg_kinds, loader_dims(program))
+    rendered = render_program(program)
     ffi = _ffi_for(rendered["cdef"] + RUNTIME_CDEF)
     build, lib = _build_and_open(ffi, rendered["source"], extra_flags)
     return CompiledFunction(program, rendered, build, ffi, lib)

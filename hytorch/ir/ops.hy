@@ -228,6 +228,19 @@ table still holds their shape rules and the torch functions they stand for."
   (TensorType #(#* (cut x.shape 0 -1) (get w.shape 0)) "float32" x.batched))
 
 
+(defn row-vector-operand [op a b]
+  "Which operand of `(OP A B)` (tensor types) is a row vector added to every row of the
+  other: 0 or 1, None when neither is (equal shapes, or no rule fits).
+
+    (row-vector-operand \"+\" (TensorType #(4 3)) (TensorType #(3)))  ; => 1"
+  (defn row-vector-of [v x]
+    (and (= v.ndim 1) (>= x.ndim 2) (= (get x.shape -1) (get v.shape 0)) (not v.batched)))
+  (cond (or (!= op "+") (= a.shape b.shape)) None
+        (row-vector-of b a) 1
+        (row-vector-of a b) 0
+        True None))
+
+
 (defn elementwise-type [op a b]
   "`(+ A B)`, `(- A B)`, `(* A B)` of float32 tensors: equal shapes, or for `+` a row vector
   added to every row (what the renderer compiles; no other broadcasting yet).
@@ -235,12 +248,11 @@ table still holds their shape rules and the torch functions they stand for."
     (elementwise-type \"+\" (TensorType #(4 3)) (TensorType #(3)))  ; => TensorType((4, 3), float32)"
   (when (or (!= a.dtype "float32") (!= b.dtype "float32"))
     (raise (ShapeError f"`{op}` of tensors needs float32 tensors, got {(show a)} and {(show b)}")))
-  (setv batched (batch-of a b))
-  (defn row-vector-of [v x]
-    (and (= v.ndim 1) (>= x.ndim 2) (= (get x.shape -1) (get v.shape 0)) (not v.batched)))
+  (setv batched (batch-of a b)
+        row-vector (row-vector-operand op a b))
   (cond (= a.shape b.shape) (TensorType a.shape "float32" batched)
-        (and (= op "+") (row-vector-of b a)) (TensorType a.shape "float32" batched)
-        (and (= op "+") (row-vector-of a b)) (TensorType b.shape "float32" batched)
+        (= row-vector 1) (TensorType a.shape "float32" batched)
+        (= row-vector 0) (TensorType b.shape "float32" batched)
         True (raise (ShapeError (+ f"`{op}` of tensors {(show a)} and {(show b)} is not supported "
                                    "(equal shapes, or + of a row vector)")))))
 
