@@ -1,6 +1,13 @@
 "The fusions as an IR-to-IR pass: the program the renderer renders, with explicit fused nodes.
 
-Two rewrites, both inside the blocks of staged constructs (a training loop's body):
+In every chain of lets:
+
+  (let Y (call relu (X)) ... (let P (call max_pool2d (Y KH KW SH SW)) ...))
+      -> (let P (call relu_max_pool2d (X KH KW SH SW)) ...)
+      when the pooling is Y's one use (the op table's relu_max_pool2d: the same values and
+      gradients, without the relu's full-size output).
+
+Two rewrites inside the blocks of staged constructs (a training loop's body):
 
   (call L backward)  ->  (call L backward_and_step (O))
   (call O step)      ->  (call O step_remaining)
@@ -97,6 +104,45 @@ the scopes of the blocks around it."
             _ None))))
 
 
+(defn uses-of [name nodes]
+  "How many times the symbol `name` occurs in `nodes`, however deep (iteratively)."
+  (setv count 0 stack [nodes])
+  (while stack
+    (setv x (.pop stack))
+    (cond (isinstance x Sym) (when (= x name) (+= count 1))
+          (isinstance x list) (.extend stack x)))
+  count)
+
+
+(defn pools? [rhs y]
+  "Whether `rhs` is `(call max_pool2d (Y ...))`."
+  (match rhs
+    ["call" "max_pool2d" [x #* _rest]] (= x y)
+    _ False))
+
+
+(defn relu-into-pooling [lets result]
+  "`lets` with each `(let Y (call relu (X)))` whose one use is a later `(let P (call
+  max_pool2d (Y KH KW SH SW)))` (Y not bound again between them) folded into `(let P (call
+  relu_max_pool2d (X KH KW SH SW)))` (see the op table's entry)."
+  (setv out (list lets) dropped #{})
+  (for [[i [y rhs]] (enumerate lets)]
+    (match rhs
+      ["call" "relu" [x]]
+        (do (setv later (cut lets (+ i 1) None)
+                  at (next (gfor [j [name r]] (enumerate later)
+                                 :if (or (= name y) (pools? r y))
+                                 j)
+                           None))
+            (when (and (is-not at None) (!= (get later at 0) y)
+                       (= (uses-of y [(lfor [_ r] later r) result]) 1))
+              (setv [p [_ _ [_ #* attrs]]] (get later at)
+                    (get out (+ i 1 at)) [p [(Sym "call") (Sym "relu_max_pool2d") [x #* attrs]]])
+              (.add dropped i)))
+      _ None))
+  (lfor [i let] (enumerate out) :if (not-in i dropped) let))
+
+
 (defn fuse [program]
   "`program` (a `def` node) with the fusions applied; the same program when none applies."
   (match program
@@ -121,7 +167,8 @@ the scopes of the blocks around it."
     (.bind names name rhs))
   (setv result (if (and (isinstance result list) result (= (get result 0) "begin"))
                  (fuse-block result names nested)
-                 result))
+                 result)
+        out (relu-into-pooling out result))
   (when nested
     (setv out (step-during-backward out names)))
   (chain-of out result))

@@ -209,3 +209,56 @@ def test_a_weight_read_between_backward_and_step_by_another_name_stops_the_fusio
     assert "backward_and_step" not in compiled.rendered_ir
     assert "for_dataloader_pipelined" not in compiled.rendered_ir
     assert "(let read (array-get" in compiled.rendered_ir
+
+
+# ------------------------------------------------------------------ relu into max pooling
+
+def conv_relu_pool(x, w, pool, also_read):
+    """A loss through relu then max_pool2d; `also_read`: the relu's output read once more."""
+    h = F.relu(F.conv2d(x, w))
+    pooled = F.max_pool2d(h, pool)
+    loss = (pooled * pooled).sum()
+    return loss + h.mean() if also_read else loss
+
+
+def train_step(optimizer, loss_fn, *tensors):
+    optimizer.zero_grad()
+    loss = loss_fn(*tensors)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(n=st.integers(1, 2), c=st.integers(1, 3), size=st.integers(3, 9), pool=st.integers(1, 3),
+       also_read=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_a_relu_only_a_max_pooling_reads_is_folded_into_it(n, c, size, pool, also_read, seed):
+    """The same loss and gradients as eager PyTorch, with the fused op exactly when the relu's
+    output has no other reader."""
+    torch.manual_seed(seed)
+    x = torch.randn(n, c, size, size)
+    start = torch.randn(4, c, 2, 2)
+    losses, grads, programs = [], [], []
+    for compiled in (False, True):
+        w = torch.nn.Parameter(start.clone())
+        optimizer = torch.optim.SGD([w], lr=1.0)   # (the step is the gradient)
+        loss_fn = lambda x, w: conv_relu_pool(x, w, min(pool, size - 1), also_read)  # noqa: E731
+        if compiled:
+            program = hytorch.stage(train_step, optimizer, loss_fn, x, w)
+            losses.append(program(optimizer, loss_fn, x, w))
+            programs.append(program)
+        else:
+            losses.append(train_step(optimizer, loss_fn, x, w))
+        grads.append(start - w.detach())
+    assert ("relu_max_pool2d" in programs[0].rendered_ir) == (not also_read)
+    assert abs(losses[0] - losses[1]) <= 1e-4 * max(1.0, abs(losses[0]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def test_relu_then_max_pooling_keeps_nan_and_infinities_where_torch_does():
+    x = torch.randn(2, 3, 6, 6)
+    x[0, 0, 0, 0], x[0, 1, 2, 3], x[1, 2, 5, 5], x[1, 0, 1, 1] = (
+        float("nan"), float("inf"), float("-inf"), -0.0)
+    f = hytorch.stage(lambda x: F.max_pool2d(F.relu(x), 2), hytorch.TensorType([2, 3, 6, 6]))
+    assert "relu_max_pool2d" in f.rendered_ir
+    torch.testing.assert_close(torch.as_tensor(f(x)), F.max_pool2d(F.relu(x), 2), equal_nan=True)

@@ -207,6 +207,8 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
 (setv CNN-LOSSES
   {"conv2d" (fn [y pool] y)
    "max_pool2d" (fn [y pool] (F.max-pool2d y #* pool))
+   ;; (the fusion pass makes it of a relu that only a max_pool2d reads: tests/test_fusion_pass.py)
+   "relu_max_pool2d" (fn [y pool] (F.max-pool2d (F.relu y) #* pool))
    "avg_pool2d" (fn [y pool] (F.avg-pool2d y (get pool 0) :stride (get pool 1)))})
 
 

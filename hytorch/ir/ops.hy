@@ -836,6 +836,15 @@ table still holds their shape rules and the torch functions they stand for."
    (Op "max_pool2d_grad" :inputs ["gy" "y" "x"] :attrs ["kh" "kw" "sh" "sw"]
        :rule (fn [gy y x #* _] x)
        :forward ['(ht_max_pool2d_bwd out gy (aux y) (planes x) (dim x -2) (dim x -1) kh kw sh sw 0)])
+   ;; The fusion pass's (backend/fusion.hy) for a relu whose output only a max_pool2d reads:
+   ;; relu after the pooling gives the same values (both are monotone) and, through the
+   ;; pooled values, the same gradients, without writing or reading the relu's full size.
+   (Op "relu_max_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"] :aux "int64"
+       :rule (fn [x kh kw sh sw] (pool2d-type x kh kw sh sw "max_pool2d"))
+       :forward ['(ht_max_pool2d_fwd out aux x (planes x) (dim x -2) (dim x -1) kh kw sh sw)
+                 '(ht_relu_fwd out out (numel out))]
+       :gradient (fn [gy y x kh kw sh sw]
+                   [(call "max_pool2d_grad" (call "relu_grad" gy y) y x kh kw sh sw)]))
    (Op "avg_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"]
        :torch ["torch.nn.functional.avg_pool2d"] :stage avg-pool2d-args
        :rule (fn [x kh kw sh sw] (pool2d-type x kh kw sh sw "avg_pool2d"))
