@@ -1,6 +1,8 @@
 /* ht_gemm_nt.c: C = A B^T (ht_gemm_nt, ht_gemm_nt_block); see ht_gemm_impl.h. */
 #include "ht_gemm_impl.h"
 
+#include <stdatomic.h>
+
 /* The floats of B a group of column tiles reads at most (in a core's L2 with a tile of A). */
 #define NT_CACHED_FLOATS (1 << 17)
 
@@ -85,15 +87,47 @@ static const nt_tile_fn mv_tiles[MV_COLS] = {nt_tile_1x1, nt_tile_1x2, nt_tile_1
 #undef NT_TILE_FNS
 #undef NT_TILE_FN
 
+/* ---- matrix-vector products ----
+ * Each sweeps its rows of B (a layer's weights, read once: from memory or a far cache when
+ * they do not fit a core's) in the order opposite to the previous sweep over the same rows,
+ * so that what that one left in cache, its end, is read first. The order of the tiles changes
+ * no output. The previous sweeps are remembered per B address (a small table, shared by
+ * threads: a lost or mistaken entry only costs the order). */
+
+/* Rows of B below this many floats stay in any core's cache whatever the order. */
+#define SWEEP_MIN_FLOATS (1 << 16)
+#define SWEEP_SLOT_BITS 6
+
+/* The B of the last reversed sweep, by a hash of its address. */
+static _Atomic(uintptr_t) reversed_sweeps[1 << SWEEP_SLOT_BITS];
+
+/* Whether to sweep the `floats` floats at B backwards, remembered for the next sweep. */
+static int reverse_sweep(const float *B, int64_t floats) {
+    if (floats < SWEEP_MIN_FLOATS) return 0;
+    const uintptr_t key = (uintptr_t)B;
+    const uint64_t hash = (uint64_t)key * 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
+    _Atomic(uintptr_t) *slot = &reversed_sweeps[hash >> (64 - SWEEP_SLOT_BITS)];
+    const int reverse = atomic_load_explicit(slot, memory_order_relaxed) != key;
+    atomic_store_explicit(slot, reverse ? key : 0, memory_order_relaxed);
+    return reverse;
+}
+
+/* Row i of the product, columns [j0, j1): tiles of up to MV_COLS rows of B. */
+static void mv_block(const nt_product *P, int64_t i, int64_t j0, int64_t j1) {
+    const int64_t n = P->n, k = P->k;
+    const split cols = split_at_most(j1 - j0, MV_COLS);
+    const int reverse = cols.parts > 1 && reverse_sweep(P->B + j0 * k, (j1 - j0) * k);
+    for (int64_t t = 0; t < cols.parts; t++) {
+        const int64_t c = reverse ? cols.parts - 1 - t : t, j = j0 + part_start(cols, c);
+        mv_tiles[part_size(cols, c) - 1](P->C + i * n + j, n, P->A + i * k, P->B + j * k,
+                                         P->bias ? P->bias + j : NULL, k);
+    }
+}
+
 void ht_gemm_nt_block(const nt_product *P, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const int64_t n = P->n, k = P->k;
     if (i1 - i0 == 1) {
-        split cols = split_at_most(j1 - j0, MV_COLS);
-        for (int64_t c = 0, j = j0; c < cols.parts; j += part_size(cols, c++)) {
-            const float *bias = P->bias ? P->bias + j : NULL;
-            mv_tiles[part_size(cols, c) - 1](P->C + i0 * n + j, n, P->A + i0 * k, P->B + j * k,
-                                             bias, k);
-        }
+        mv_block(P, i0, j0, j1);
         return;
     }
     /* Groups of column tiles outer, row tiles inner: the group's rows of B stay in cache while

@@ -155,6 +155,32 @@ def test_matrix_vector_products_do_not_depend_on_the_thread_count(rt, batch, inp
     lib.ht_set_num_threads(1)
 
 
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(inp=st.integers(600, 3000), out=st.integers(110, 200), seed=st.integers(0, 2**32 - 1))
+def test_a_matrix_vector_product_gives_the_same_bits_in_either_sweep(rt, inp, out, seed):
+    """A batch of one sweeps weights of more than 2**16 floats in the order opposite to its
+    last sweep over them (what that one left in cache first): every call, on any thread
+    count, gives the same bits."""
+    ffi, lib = rt
+    rng = np.random.default_rng(seed)
+    x, W, b = (f32(rng.uniform(-1, 1, shape)) for shape in [(1, inp), (out, inp), (out,)])
+
+    def forward():
+        y = garbage((1, out))
+        lib.ht_linear_fwd(ptr(ffi, y), ptr(ffi, x), ptr(ffi, W), ptr(ffi, b), 1, inp, out)
+        return y
+
+    lib.ht_set_num_threads(1)
+    expected = forward()
+    np.testing.assert_allclose(expected, x.astype(np.float64) @ W.T.astype(np.float64) + b,
+                               rtol=1e-4, atol=1e-3)
+    for threads in [1, 1, *THREAD_COUNTS, *THREAD_COUNTS]:
+        lib.ht_set_num_threads(threads)
+        np.testing.assert_array_equal(forward(), expected)
+    lib.ht_set_num_threads(1)
+
+
 # ---- the data loader fills a batch on several threads, with the same result
 
 @pytest.fixture(scope="module")
