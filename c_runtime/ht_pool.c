@@ -22,11 +22,17 @@ static pool_geometry geometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int6
 
 #if HT_VL == 16
 #define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define LANE_NUMBERS 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
 #elif HT_VL == 8
 #define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#define LANE_NUMBERS 0, 1, 2, 3, 4, 5, 6, 7
 #else
 #define EVEN_LANES 0, 2, 4, 6
+#define LANE_NUMBERS 0, 1, 2, 3
 #endif
+
+/* HT_VL indices, at any int64_t address. */
+typedef int64_t index_vec __attribute__((vector_size(2 * HT_VEC_BYTES), aligned(8), may_alias));
 
 /* Lane l < count = p[l * stride], later lanes 0 (nothing read past the last). */
 HT_INLINE ht_vf load_strided(const float *p, int64_t stride, int64_t count) {
@@ -64,9 +70,11 @@ static void clear_planes(float *dx, int64_t floats, int accumulate) {
  * maximum starts at -inf at the window's first index (an all -inf window gives that index). */
 
 /* Outputs [ow, ow + count) of row oh, count <= HT_VL: y[ow...], idx[ow...] of the output row.
- * The lanes track the maximum's offset in its window, i * w + j (an int32: kh * w < 2^31). */
+ * The lanes track the maximum's offset in its window, i * w + j (an int32: kh * w < 2^31).
+ * With `room`, whole vectors are stored: the lanes past `count` land on outputs after these
+ * (of the same task), which are written later. */
 static void max_outputs(float *y, int64_t *idx, const float *plane, const pool_geometry *g,
-                        int64_t oh, int64_t ow, int64_t count) {
+                        int64_t oh, int64_t ow, int64_t count, int room) {
     const int64_t start = oh * g->sh * g->w + ow * g->sw;
     ht_vi best = (ht_vi){0};
     ht_vf max = ht_vsplat(-INFINITY);
@@ -78,8 +86,15 @@ static void max_outputs(float *y, int64_t *idx, const float *plane, const pool_g
             best = select_i(take, (ht_vi){0} + (int32_t)offset, best);
             max = select_f(take, v, max);
         }
-    store_first(y + ow, max, count);
-    for (int l = 0; l < count; l++) idx[ow + l] = start + l * g->sw + best[l];
+    const index_vec at = __builtin_convertvector(best, index_vec) + start +
+                         __builtin_convertvector((ht_vi){LANE_NUMBERS}, index_vec) * g->sw;
+    if (room) {
+        ht_vstore(y + ow, max);
+        *(index_vec *)(idx + ow) = at;
+    } else {
+        store_first(y + ow, max, count);
+        for (int l = 0; l < count; l++) idx[ow + l] = at[l];
+    }
 }
 
 /* A max pooling's arrays, its planes split over threads (ht_parallel_range). */
@@ -99,12 +114,13 @@ static int64_t min_planes(const pool_geometry *g) {
 static void max_pool_planes(void *arg, int64_t from, int64_t to) {
     const max_pool_job *M = arg;
     const pool_geometry *g = &M->g;
+    const int64_t end = to * g->oh * g->ow; /* past this task's last output */
     for (int64_t s = from; s < to; s++)
         for (int64_t oh = 0; oh < g->oh; oh++) {
             const int64_t out = (s * g->oh + oh) * g->ow;
             for (int64_t ow = 0; ow < g->ow; ow += HT_VL)
                 max_outputs(M->out + out, M->idx + out, M->in + s * g->h * g->w, g, oh, ow,
-                            g->ow - ow < HT_VL ? g->ow - ow : HT_VL);
+                            g->ow - ow < HT_VL ? g->ow - ow : HT_VL, out + ow + HT_VL <= end);
         }
 }
 

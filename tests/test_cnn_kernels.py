@@ -370,6 +370,43 @@ def test_avg_pool2d(rt, case):
     assert_close(dx, dx0 + gx, rtol=1e-6, atol=1e-6)
 
 
+GUARD = 64  # outputs past the end of a pooling's (more than any vector holds)
+
+
+@KERNEL_SETTINGS
+@given(case=pool_cases())
+@example(case=POOL_EXAMPLE)
+@example(case=wide_pool_example())
+def test_max_pool2d_writes_only_its_outputs(rt, case):
+    """The forward stores whole vectors where the outputs after them are its own (written
+    later): nothing past the last output is touched."""
+    ffi, lib = rt
+    x, kernel, stride, dy = case
+    outputs = dy.size
+    y, idx = np.full(outputs + GUARD, 7.0, np.float32), np.full(outputs + GUARD, 7, np.int64)
+    lib.ht_max_pool2d_fwd(ptr(ffi, y), ptr(ffi, idx), ptr(ffi, x), *pool_sizes(x, kernel, stride))
+    expected_y, expected_idx = F.max_pool2d(torch.tensor(x), kernel, stride, return_indices=True)
+    assert_close(y[:outputs].reshape(dy.shape), expected_y.numpy(), **EXACT_TOL)
+    np.testing.assert_array_equal(idx[:outputs].reshape(dy.shape), expected_idx.numpy())
+    assert (y[outputs:] == 7.0).all() and (idx[outputs:] == 7).all()
+
+
+@pytest.mark.parametrize("planes, h, w", [(128, 24, 24), (7, 100, 99), (33, 40, 41)])
+def test_max_pool2d_gives_the_same_results_on_any_thread_count(rt, planes, h, w):
+    """Planes split over threads (each task's whole-vector stores stay among its own
+    outputs): the outputs torch gives, whatever the thread count."""
+    ffi, lib = rt
+    x = random_f32(np.random.default_rng(planes), 1, planes, h, w)
+    expected_y, expected_idx = F.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    for threads in (1, 2, 3):
+        lib.ht_set_num_threads(threads)
+        y, idx = garbage(expected_y.shape), np.full(expected_y.shape, -1, np.int64)
+        lib.ht_max_pool2d_fwd(ptr(ffi, y), ptr(ffi, idx), ptr(ffi, x), planes, h, w, 2, 2, 2, 2)
+        np.testing.assert_array_equal(y, expected_y.numpy())
+        np.testing.assert_array_equal(idx, expected_idx.numpy())
+    lib.ht_set_num_threads(1)
+
+
 def test_max_pool2d_blog_shape(rt):
     """max_pool2d(2) after the blog CNN's second convolution: 64 channels of 24x24."""
     ffi, lib = rt
