@@ -48,6 +48,10 @@ def _sigint_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+# A program that writes nothing back (an inference function) has nothing to lose to Ctrl-C.
+_NOTHING_TO_LOSE = contextlib.nullcontext()
+
+
 class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
     """Compiled code divided by zero."""
 
@@ -372,7 +376,7 @@ class CompiledFunction:
         if self._bridge is None:
             status = self._lib.ht_run(self._state.pointer, *c_args)
         else:
-            with _sigint_deferred():
+            with _sigint_deferred() if self._bridge.writes_back else _NOTHING_TO_LOSE:
                 keep_alive = self._bridge.copy_in(self._state, args)
                 try:
                     status = self._lib.ht_run(self._state.pointer, *c_args)

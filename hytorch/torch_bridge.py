@@ -52,7 +52,15 @@ class TorchBridge:
         # only the check that its weights are unchanged).
         self._optimizers = any(b.kind == "optimizer" for b in program.bindings.values())
         # what copy_out writes back: trained parameters and optimizer state, loaders' shuffles
-        self._writes_back = self._optimizers or any(s["role"] == SlotRole.LOADER for s in slots)
+        self.writes_back = self._optimizers or any(s["role"] == SlotRole.LOADER for s in slots)
+        # the slots copy_in has work for at each call, in order (a batch-1 inference call runs
+        # through this list: it holds only the parameters then)
+        self._copied_in = [(i, s) for i, s in enumerate(slots) if self._copies_in(s["role"])]
+
+    def _copies_in(self, role):
+        return (role in (SlotRole.TENSOR, SlotRole.LOADER, SlotRole.RNG)
+                or (self._optimizers
+                    and (role in _IN_TORCH_OPTIMIZER_STATE or role == SlotRole.FIRST_STEP)))
 
     @property
     def name(self):
@@ -109,7 +117,7 @@ class TorchBridge:
         `args`; returns what must stay alive while the program runs (the loaders' data)."""
         keep_alive = []
         self._resolved = {}   # this call's objects, for copy_out too
-        for i, s in enumerate(self.slots):
+        for i, s in self._copied_in:
             role = s["role"]
             if role == SlotRole.TENSOR:
                 source = self._resolve(s["sym"], args)
@@ -219,7 +227,7 @@ class TorchBridge:
     def copy_out(self, state, args):
         """Write what the run changed back into the objects it came from: trained parameters,
         and the optimizer state of each parameter that has taken a step."""
-        if self._writes_back:
+        if self.writes_back:
             self._write_back(state, args)
         self._resolved = {}   # (nothing of this call's arguments is kept)
 

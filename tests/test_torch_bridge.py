@@ -62,3 +62,26 @@ def test_a_buffer_replaced_between_calls_is_read():
     torch.testing.assert_close(model.weight.detach(), twin.weight.detach())
     torch.testing.assert_close(optimizer.state[model.weight]["momentum_buffer"],
                                twin_optimizer.state[twin.weight]["momentum_buffer"])
+
+
+def test_only_a_call_that_writes_back_holds_back_ctrl_c(monkeypatch):
+    """Ctrl-C is held back while values cross for a training step (an interrupt then could lose
+    trained weights), not for an inference function of a model's weights (nothing comes back:
+    its calls skip the two signal-mask system calls); each computes what torch computes."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(5, 4), torch.randn(5, 2)
+    infer = hytorch.stage(lambda m, x: m(x), model, x)
+    train = hytorch.stage(step, model, optimizer, x, y)
+    import signal
+    masks = []
+    real_mask = signal.pthread_sigmask
+    monkeypatch.setattr(signal, "pthread_sigmask", lambda *a: masks.append(a) or real_mask(*a))
+    torch.testing.assert_close(infer(model, x), model(x).detach(), rtol=1e-5, atol=1e-6)
+    assert masks == []
+    twin = copy.deepcopy(model)
+    loss = train(model, optimizer, x, y)
+    assert len(masks) == 2
+    expected = step(twin, torch.optim.SGD(twin.parameters(), lr=0.1), x, y)
+    assert abs(loss - expected) <= 1e-5 * max(1.0, abs(expected))
