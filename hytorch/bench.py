@@ -213,7 +213,8 @@ def compile_section(args):
 
 
 def cnn_section(args):
-    bench_cnn.main(args.cnn_steps, args.cnn_images, args.repeats, not args.no_torch_compile)
+    bench_cnn.main(args.cnn_steps, args.cnn_images, args.repeats, not args.no_torch_compile,
+                   args.cnn_parts)
 
 
 def rnn_section(args):
@@ -238,6 +239,8 @@ def parse_args(argv):
     cnn = parser.add_argument_group("cnn")
     cnn.add_argument("--cnn-steps", type=int, default=20, help="training steps per run")
     cnn.add_argument("--cnn-images", type=int, default=100, help="inferences per run")
+    cnn.add_argument("--cnn-parts", default=",".join(bench_cnn.PARTS),
+                     help=f"the tables to make, of {','.join(bench_cnn.PARTS)} (default: both)")
     rnn = parser.add_argument_group("rnn")
     rnn.add_argument("--rnn-sequences", type=int, default=100, help="lists per run")
     call = parser.add_argument_group("call")
@@ -249,6 +252,11 @@ def parse_args(argv):
     if unknown:
         parser.error(f"--only: no section {', '.join(unknown)}; the sections are "
                      f"{', '.join(SECTIONS)}")
+    args.cnn_parts = [name.strip() for name in args.cnn_parts.split(",") if name.strip()]
+    unknown = [name for name in args.cnn_parts if name not in bench_cnn.PARTS]
+    if unknown:
+        parser.error(f"--cnn-parts: no part {', '.join(unknown)}; the parts are "
+                     f"{', '.join(bench_cnn.PARTS)}")
     if args.repeats < 3:
         parser.error("--repeats must be at least 3: a best and a median of fewer runs say little")
     for name in ("cnn_steps", "cnn_images", "rnn_sequences", "calls", "call_repeats"):

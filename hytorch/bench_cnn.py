@@ -35,6 +35,7 @@ THREAD_COUNTS = (1, 2)
 LOSS_TOLERANCE = 2e-4     # a mean loss's distance from eager's (issue 8's per-step bound)
 UPDATE_TOLERANCE = 1e-2   # eager itself at two threads differs by about 4e-4 after 20 steps
 OUTPUT_TOLERANCE = 1e-4   # of log-probabilities, which are of order 1
+PARTS = ("training", "inference")  # the tables main makes
 
 
 class Start:
@@ -299,8 +300,12 @@ def print_inference(rows, calls, repeats):
                  for r in rows])
 
 
-def main(steps, calls, repeats, torch_compile=True):
-    """The section of hytorch.bench: both tables."""
-    print_training(bench_training(contenders(torch_compile), steps, repeats), steps, repeats)
-    print()
-    print_inference(bench_inference(contenders(torch_compile), calls, repeats), calls, repeats)
+def main(steps, calls, repeats, torch_compile=True, parts=PARTS):
+    """The section of hytorch.bench: the tables of `parts` (both by default)."""
+    if "training" in parts:
+        print_training(bench_training(contenders(torch_compile), steps, repeats), steps, repeats)
+    if "inference" in parts:
+        if "training" in parts:
+            print()
+        print_inference(bench_inference(contenders(torch_compile), calls, repeats), calls,
+                        repeats)
