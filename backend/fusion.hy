@@ -32,7 +32,9 @@ Names are lexically scoped (an inner let shadows), so what a name stands for is 
 the scopes of the blocks around it."
 
 (import hytorch.ir.syntax [Sym chain-lets chain-of]
-        hytorch.ir.optimizers [OPTIMIZERS])
+        hytorch.ir.optimizers [OPTIMIZERS]
+        hytorch.backend.scope [Scope]
+        hytorch.errors [IRError])
 
 (setv BEGIN (Sym "begin") DEF (Sym "def"))
 
@@ -59,26 +61,19 @@ the scopes of the blocks around it."
   (defn __init__ [self name] (setv self.name name)))
 
 
-(defclass Names []
+(defclass Names [Scope]
   "What each name of a block stands for, as far as the fusions care: an Optimizer, a
-  Trainable (the variable's name, the tensor it wraps, or another name for either), or None;
-  the block's parent holds the names around it."
-  (defn __init__ [self [parent None]]
-    (setv self.parent parent self.meaning {}))
+  Trainable (the variable's name, the tensor it wraps, or another name for either), or None
+  (also for a name bound nowhere); the block's parent holds the names around it."
 
   (defn lookup [self name]
-    (setv key (str name) names self)
-    (while (is-not names None)
-      (when (in key names.meaning)
-        (return (get names.meaning key)))
-      (setv names names.parent))
-    None)
+    (try (.lookup (super) name) (except [IRError] None)))
 
   (defn trainables [self]
     "The trainable variables in scope, for an optimizer given none (it steps them all)."
     (setv out #{} names self)
     (while (is-not names None)
-      (.update out (gfor v (.values names.meaning) :if (isinstance v Trainable) v.name))
+      (.update out (gfor v (.values names.table) :if (isinstance v Trainable) v.name))
       (setv names names.parent))
     out)
 
@@ -89,19 +84,20 @@ the scopes of the blocks around it."
                (and (isinstance meaning Trainable) (in meaning.name params)))))
 
   (defn bind [self name rhs]
-    (setv (get self.meaning (str name))
-          (match rhs
-            ["variable" x volatile] :if (is volatile False)
-              (do (setv trainable (Trainable (str name)))
-                  (when (isinstance x Sym)   ; its tensor is the same memory
-                    (setv (get self.meaning (str x)) trainable))
-                  trainable)
-            [op settings #* params] :if (and (isinstance op Sym) (in op OPTIMIZERS)
-                                            (isinstance settings list) (<= (len params) 1))
-              (Optimizer (if params (set (map str (get params 0))) (self.trainables))
-                         (. (get OPTIMIZERS (str op)) fusable))
-            other :if (isinstance other Sym) (self.lookup other)   ; another name for it
-            _ None))))
+    "Bind `name` to what `(let NAME RHS ...)` makes it stand for."
+    (.bind (super) name
+      (match rhs
+        ["variable" x volatile] :if (is volatile False)
+          (do (setv trainable (Trainable (str name)))
+              (when (isinstance x Sym)   ; its tensor is the same memory
+                (.bind (super) x trainable))
+              trainable)
+        [op settings #* params] :if (and (isinstance op Sym) (in op OPTIMIZERS)
+                                        (isinstance settings list) (<= (len params) 1))
+          (Optimizer (if params (set (map str (get params 0))) (self.trainables))
+                     (. (get OPTIMIZERS (str op)) fusable))
+        other :if (isinstance other Sym) (self.lookup other)   ; another name for it
+        _ None))))
 
 
 (defn uses-of [name nodes]
