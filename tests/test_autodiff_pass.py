@@ -21,6 +21,7 @@ from hytorch.torch_bridge import loader_dims
 from fuzz_models import RandomModel, example_inputs, model_specs
 from test_loop_gradient_edge_cases import INPUTS, RNN, TARGET
 from test_random_models import train_step
+import test_random_loops as random_loops
 from test_tensor_ops import steps_in_a_loop
 
 BARE_BACKWARD = re.compile(r"\(call \S+ backward\)|\(call \S+ backward_and_step \(\S+\)\)")
@@ -78,6 +79,22 @@ def test_a_differentiated_loop_is_a_bptt_node_holding_its_bodys_backward():
     assert "(while_taped 0 " in text
     bptt = text[text.index("(bptt 0 "):]
     assert "(begin (let g" in bptt   # the body's gradient lets, from its cells' seeds
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(ops=st.lists(st.sampled_from(random_loops.OPS), max_size=4), memory=st.booleans(),
+       loss=st.sampled_from(random_loops.LOSSES), momentum=st.sampled_from([0.0, 0.9]))
+def test_random_recurrent_cells_backward_ir_is_complete_and_renders_to_the_same_c(
+        ops, memory, loss, momentum):
+    """Random cells trained through a staged loop (tests/test_random_loops.hy): each a bptt."""
+    torch.manual_seed(7)
+    cell = random_loops.RandomCell(ops, memory, loss)
+    optimizer = torch.optim.SGD(cell.parameters(), lr=0.05, momentum=momentum)
+    program = hytorch.lms_compile(
+        random_loops.recurrent_step, cell, optimizer,
+        hytorch.ListOf(hytorch.TensorType([random_loops.BATCH, random_loops.INPUT])),
+        hytorch.TensorType([random_loops.BATCH, random_loops.HIDDEN]))
+    assert "(bptt 0 " in assert_complete_and_a_fixed_point(program)
 
 
 @pytest.mark.parametrize("edit, message", [
