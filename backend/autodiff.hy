@@ -138,11 +138,9 @@ type pass could not type is left to the renderer, which says what is wrong with 
 
   (defn record-set [self cell x scope]
     "A cell set to a tensor: the value it holds from here on takes the cell's gradient."
-    (setv c (self.atom cell scope) v (self.atom x scope))
-    (when (and (= c.type "cell") (= v.type "tensor"))
-      (setv kind (get self.cells (get c.info "number")))
-      (when (and (isinstance kind TensorCellKind) kind.requires-grad)
-        (.append self.tape (Record [SET cell x] cell [x] c)))))
+    (setv c (self.atom cell scope))
+    (when (and (= (. (self.atom x scope) type) "tensor") (self.requires-grad c))
+      (.append self.tape (Record [SET cell x] cell [x] c))))
 
   (defn note-optimizer [self value name params scope]
     "The names of the trainable variables an optimizer steps (all made so far when it is
@@ -194,9 +192,8 @@ type pass could not type is left to the renderer, which says what is wrong with 
       (setv v (self.lookup sym scope))
       (cond
         (= v.type "cell")
-          (do (setv kind (get self.cells (get v.info "number")))
-              (when (and (isinstance kind TensorCellKind) kind.requires-grad)
-                (.append cells [sym v kind.ttype])))
+          (when (self.requires-grad v)
+            (.append cells [sym v (. (self.cell-kind v) ttype)]))
         (and (= v.type "tensor") (.get v.info "requires-grad") (is (.get v.info "param") None))
           (.append inputs [sym v])))
     (when (not cells)
@@ -273,10 +270,14 @@ type pass could not type is left to the renderer, which says what is wrong with 
       (fn [name] (self.requires-grad (self.lookup name scope)))
       (fn [name] (is-not (.get (info name) "param") None))))
 
+  (defn cell-kind [self v]
+    "The kind of cell `v` (a TensorCellKind, a number's kind, or None: never set)."
+    (get self.cells (get v.info "number")))
+
   (defn requires-grad [self v]
     "Whether value `v` is, depends on or (a cell) holds a trainable variable."
     (if (= v.type "cell")
-      (do (setv kind (get self.cells (get v.info "number")))
+      (do (setv kind (self.cell-kind v))
           (and (isinstance kind TensorCellKind) kind.requires-grad))
       (.get v.info "requires-grad" False)))
 
