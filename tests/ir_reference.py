@@ -439,7 +439,9 @@ class Reference:
         # a parameter's kind is the join of its arguments' (a bool stays a bool, as in Python)
         seen = [join(old, self.scalar_kind(a, scope)) for a, old in zip(args, params)]
         self.update(self.function_kinds, f.name, (seen, result))
-        return result or "int"
+        # a result not known yet (a recursive call) starts as the narrowest kind, bool, as the
+        # parameters do: taking it for an int made a function returning a bool return an int
+        return result or "bool"
 
     # ================================================================ running
 

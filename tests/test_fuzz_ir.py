@@ -109,3 +109,19 @@ _bounded_check = bounded_shrinking(check_ir_case, key=repr)
 @given(case=ir_cases_for_ci())
 def test_compiled_ir_matches_reference(case):
     _bounded_check(case)
+
+
+# ------------------------------------------------------------------ what the fuzzer found
+
+RETURNS_A_BOOL = ("(def f (n) (begin (begin (let g (def g (x1 x2) (begin (let x3 (<= x1 0) "
+                  "(let x4 (if x3 (begin x2) (begin (let d (- x1 1) (let b (<= x2 0) "
+                  "(let a (call g (d b)) a))))) x4)))) (let a (call g (n False)) "
+                  "(let p (print a) None))))))")
+
+
+def test_a_recursive_function_returning_its_bool_parameter_returns_a_bool():
+    """Found by this fuzzer: the reference took the result of a recursive call, not known
+    yet while typing the function, for an int, and printed 0 where Python prints False."""
+    for n, printed in [(0, b"False\n"), (1, b"True\n"), (2, b"False\n")]:
+        assert Reference(read(RETURNS_A_BOOL), ["int"]).run([n]).output == printed
+        assert run_compiled(hytorch.compile_ir(RETURNS_A_BOOL, int), [n]).output == printed
