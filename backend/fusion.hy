@@ -5,7 +5,13 @@ In every chain of lets:
   (let Y (call relu (X)) ... (let P (call max_pool2d (Y KH KW SH SW)) ...))
       -> (let P (call relu_max_pool2d (X KH KW SH SW)) ...)
       when the pooling is Y's one use (the op table's relu_max_pool2d: the same values and
-      gradients, without the relu's full-size output).
+      gradients, without the relu's full-size output);
+
+  (let Y (call conv2d (X W B SH SW PH PW)) (let R (call relu (Y)) ...))
+      -> (let R (call conv2d_relu (X W B SH SW PH PW)) ...)
+      when the relu, right after it, is Y's one use (the op table's conv2d_relu: the
+      convolution writes its outputs relu'd). The pooling's fold goes first: a relu between a
+      conv2d and a max_pool2d is folded into the pooling, which applies it to a quarter.
 
 Two rewrites inside the blocks of staged constructs (a training loop's body):
 
@@ -139,6 +145,24 @@ the scopes of the blocks around it."
   (lfor [i let] (enumerate out) :if (not-in i dropped) let))
 
 
+(defn relu-into-convolution [lets result]
+  "`lets` with each `(let Y (call conv2d (X W B SH SW PH PW)))` right before `(let R (call relu
+  (Y)))`, Y's one use, folded into `(let R (call conv2d_relu (X W B SH SW PH PW)))` (see the
+  op table's entry)."
+  (setv out [] i 0)
+  (while (< i (len lets))
+    (setv [y rhs] (get lets i)
+          following (cut lets (+ i 1) None))
+    (match [rhs (if following (get following 0) None)]
+      [["call" "conv2d" args] [r ["call" "relu" [x]]]]
+        :if (and (= x y) (= (uses-of y [(lfor [_ later] following later) result]) 1))
+        (do (.append out [r [(Sym "call") (Sym "conv2d_relu") args]])
+            (+= i 2))
+      _ (do (.append out (get lets i))
+            (+= i 1))))
+  out)
+
+
 (defn fuse [program]
   "`program` (a `def` node) with the fusions applied; the same program when none applies."
   (match program
@@ -164,7 +188,7 @@ the scopes of the blocks around it."
   (setv result (if (and (isinstance result list) result (= (get result 0) "begin"))
                  (fuse-block result names nested)
                  result)
-        out (relu-into-pooling out result))
+        out (relu-into-convolution (relu-into-pooling out result) result))
   (when nested
     (setv out (step-during-backward out names)))
   (chain-of out result))

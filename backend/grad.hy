@@ -32,7 +32,7 @@ backward of l is
   (let g0 (call ones_like (l)) (let g1 (call sum_grad (g0 z)) (let g2 (call relu_grad (g1 z))
    (let g3 (call grad_accumulate_dot (w g2 x)) ...))))"
 
-(import hytorch.ir.syntax [Sym]
+(import hytorch.ir.syntax [Sym print-ir]
         hytorch.ir.ops [OPS call]
         hytorch.errors [IRError])
 
@@ -77,11 +77,19 @@ backward of l is
     (.append self.lets [sym rhs])
     sym)
 
-  (defn emit-node [self node]
+  (defn emit-node [self node [emitted None]]
     "Emit a gradient of the op table, `(call NAME (OPERANDS...))` whose operands may be such
-    nodes themselves (emitted first, each in a let of its own)."
-    (setv [head f operands] node)
-    (self.emit [head f (lfor o operands (if (isinstance o list) (self.emit-node o) o))]))
+    nodes themselves (emitted first, each in a let of its own). A node met again (`emitted`:
+    {its text: symbol}, e.g. conv2d_relu's relu_grad in each of its gradients) is emitted
+    once: the ops are pure."
+    (when (is emitted None) (setv emitted {}))
+    (setv key (print-ir node))
+    (when (in key emitted) (return (get emitted key)))
+    (setv [head f operands] node
+          sym (self.emit [head f (lfor o operands
+                                       (if (isinstance o list) (self.emit-node o emitted) o))])
+          (get emitted key) sym)
+    sym)
 
   (defn add [self name grad]
     "Add `grad` (a symbol) to the gradient of `name`."
@@ -188,9 +196,10 @@ backward of l is
         (do (when (self.needs a) (self.into a (self.emit (call "mul_grad" gy b))))
             (when (self.needs b) (self.into b (self.emit (call "mul_grad" gy a)))))
       ["call" f operands] :if (and (isinstance operands list) (in f OPS) (. (get OPS f) differentiable))
-        (for [[x g] (zip operands (.gradients (get OPS f) gy r.out operands))]
-          (when (and (is-not g None) (self.needs x))
-            (self.into x (if (isinstance g Sym) g (self.emit-node g)))))
+        (do (setv emitted {})
+            (for [[x g] (zip operands (.gradients (get OPS f) gy r.out operands))]
+              (when (and (is-not g None) (self.needs x))
+                (self.into x (if (isinstance g Sym) g (self.emit-node g emitted))))))
       ["call" x "view" dims]
         (self.into x (self.emit [CALL gy (Sym "view") (.input-dims r)]))
       ["get" cell]   ; reading a cell: its gradient from here back adds up the reads'

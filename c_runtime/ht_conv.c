@@ -6,7 +6,9 @@
  * W[:,ci,i,j] multiplies there (0 in the padding). Then
  *   y[oc,P]    = W[oc,K] col[K,P]
  *   dcol[K,P]  = W[oc,K]^T dy[oc,P], added back onto dx where im2col took each entry (col2im)
- *   dWT[K,oc] += col[K,P] dyT[P,oc], dy transposed; dW += dWT^T at the end.
+ *   dWT[K,oc] += col[K,P] dyT[P,oc], dy transposed; dW += dWT^T at the end; or, with at
+ *   least a vector of channels, dW'[oc,K'] += dy[oc,P] colT[P,K'] over the columns transposed,
+ *   their taps in the order (i,j,ci) (see "the weight gradient over channels-last columns").
  * The columns are built a block of positions at a time (a whole sample's of up to LONG_BLOCK
  * positions), in the scratch of the task that uses them (its lane of the workspace): for the
  * forward and the input gradient in panels of the engine's width (each panel then a
@@ -99,15 +101,30 @@ HT_INLINE void add_floats(float *dst, const float *src, int64_t count) {
     ht_vstore(dst + last, tail);
 }
 
-/* dst[0, count) = src[0, count) + bias */
-HT_INLINE void copy_floats_plus(float *dst, const float *src, float bias, int64_t count) {
+/* relu as ht_relu_fwd computes it: x < 0 ? 0 : x (a NaN fails the comparison and stays, -0.0
+ * stays -0.0) */
+HT_INLINE ht_vf relu_lanes(ht_vf v) { return (ht_vf)((ht_vi)v & ~(ht_vi)(v < ht_vzero())); }
+
+/* dst[0, count) = src[0, count) (+ *bias unless bias is NULL), relu'd when `relu`: a row of a
+ * convolution's outputs. */
+HT_INLINE void write_outputs(float *dst, const float *src, const float *bias, int relu,
+                            int64_t count) {
     if (count < HT_VL) {
-        for (int64_t q = 0; q < count; q++) dst[q] = src[q] + bias;
+        for (int64_t q = 0; q < count; q++) {
+            const float v = bias ? src[q] + *bias : src[q];
+            dst[q] = relu && v < 0.0f ? 0.0f : v;
+        }
         return;
     }
-    const ht_vf b = ht_vsplat(bias);
-    for (int64_t q = 0; q + HT_VL < count; q += HT_VL) ht_vstore(dst + q, ht_vload(src + q) + b);
-    ht_vstore(dst + count - HT_VL, ht_vload(src + count - HT_VL) + b);
+    const ht_vf b = ht_vsplat(bias ? *bias : 0.0f);
+    for (int64_t q = 0;; q += HT_VL) {
+        if (q + HT_VL > count) q = count - HT_VL; /* the last vector ends with the row */
+        ht_vf v = ht_vload(src + q);
+        if (bias) v += b;
+        if (relu) v = relu_lanes(v);
+        ht_vstore(dst + q, v);
+        if (q + HT_VL == count) break;
+    }
 }
 
 HT_INLINE void zero_floats(float *dst, int64_t count) {
@@ -292,8 +309,14 @@ static int64_t lane_positions(const conv_geometry *g) {
     return max64(block_width(g, 1), block_width(g, 0));
 }
 
+/* Whether the weight gradient takes channels-last columns (see "the weight gradient over
+ * channels-last columns"): with at least a vector of channels, whose runs are whole vectors. */
+static int channels_last(const conv_geometry *g) { return g->c >= HT_VL; }
+
+/* A lane: the columns [K, lane_positions] and the other operand [oc, lane_positions]; for the
+ * weight gradient over channels-last columns, then a sample channels-last [h*w, c]. */
 static int64_t lane_floats(const conv_geometry *g) {
-    return (g->k + g->oc) * lane_positions(g);
+    return (g->k + g->oc) * lane_positions(g) + (channels_last(g) ? g->c * g->h * g->w : 0);
 }
 
 /* The groups of the weight gradient for a batch of n (n = 0: for any batch). */
@@ -320,6 +343,7 @@ typedef struct {
     int accumulate;               /* the input gradient: add to dx, else overwrite it */
     const int64_t *offsets;       /* the forward without columns: where their rows start */
     void (*unit)(const void *job, float *col, float *other, int64_t unit);
+    int relu;                     /* the forward: relu'd outputs */
 } conv_job;
 
 /* Task t claims units one at a time until none is left, working in lane t: a thread that
@@ -361,14 +385,9 @@ static void forward_block(const void *job, float *col, float *product, int64_t u
         const int64_t positions = min64(BLOCK, width - p0);
         ht_gemm_nn(product, NULL, J->W, g->k, 1, col + p0 * g->k, g->oc, positions, g->k, 1,
                    HT_EPI_STORE, no_sgd);
-        for (int64_t o = 0; o < g->oc; o++) {
-            float *row = J->out + (s * g->oc + o) * g->p + q0 + p0;
-            const float *in = product + o * positions;
-            if (J->b)
-                copy_floats_plus(row, in, J->b[o], positions);
-            else
-                copy_floats(row, in, positions);
-        }
+        for (int64_t o = 0; o < g->oc; o++)
+            write_outputs(J->out + (s * g->oc + o) * g->p + q0 + p0, product + o * positions,
+                          J->b ? J->b + o : NULL, J->relu, positions);
     }
 }
 
@@ -404,11 +423,7 @@ static void grid_panel(const void *job, float *col, float *product, int64_t unit
         for (int64_t o = 0; o < g->oc && a < g->ow; o++) {
             float *out = J->out + (s * g->oc + o) * g->p + oh * g->ow + a;
             const float *in = product + o * width + q - q0;
-            const int64_t count = min64(b, g->ow) - a;
-            if (J->b)
-                copy_floats_plus(out, in, J->b[o], count);
-            else
-                copy_floats(out, in, count);
+            write_outputs(out, in, J->b ? J->b + o : NULL, J->relu, min64(b, g->ow) - a);
         }
         q += b - a;
     }
@@ -426,11 +441,12 @@ static void forward_without_columns(conv_job *J) {
     run_units(J, (double)J->n * grid_positions(g) * g->k * g->oc);
 }
 
-void ht_conv2d_fwd(float *y, const float *x, const float *W, const float *b, float *workspace,
-                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
-                   int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+static void conv_forward(float *y, const float *x, const float *W, const float *b,
+                         float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                         int relu) {
     conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), y, x, W, b, NULL, workspace,
-                  n, 0, 0, 0, 0, NULL, forward_block};
+                  n, 0, 0, 0, 0, NULL, forward_block, relu};
     if (without_columns(&J.g)) {
         forward_without_columns(&J);
         return;
@@ -440,6 +456,18 @@ void ht_conv2d_fwd(float *y, const float *x, const float *W, const float *b, flo
         J.width = block_width(&J.g, 0);
     J.units = n * ((J.g.p + J.width - 1) / J.width);
     run_units(&J, (double)n * J.g.p * J.g.k * oc);
+}
+
+void ht_conv2d_fwd(float *y, const float *x, const float *W, const float *b, float *workspace,
+                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
+                   int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+    conv_forward(y, x, W, b, workspace, n, c, h, w, oc, kh, kw, sh, sw, ph, pw, 0);
+}
+
+void ht_conv2d_relu_fwd(float *y, const float *x, const float *W, const float *b,
+                        float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+    conv_forward(y, x, W, b, workspace, n, c, h, w, oc, kh, kw, sh, sw, ph, pw, 1);
 }
 
 /* Unit: a sample, its blocks in order, each in panels of BLOCK: dy's panel (copied
@@ -468,7 +496,7 @@ void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *work
                          int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                          int64_t sh, int64_t sw, int64_t ph, int64_t pw, int accumulate) {
     conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), dx, NULL, W, NULL, dy, workspace,
-                  n, n, 0, 0, accumulate, NULL, input_sample};
+                  n, n, 0, 0, accumulate, NULL, input_sample, 0};
     J.width = block_width(&J.g, 1);
     run_units(&J, (double)n * J.g.p * J.g.k * oc);
 }
@@ -476,6 +504,14 @@ void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *work
 /* The partial gradient of group `group` of the weight gradient. */
 static float *partial(const conv_job *J, int64_t group) {
     return J->workspace + LANES * lane_floats(&J->g) + group * J->g.k * J->g.oc;
+}
+
+/* Where a partial gradient holds dW[o, r], r = (ci, i, j): at [r, o] (dWT), or over
+ * channels-last columns at [o, (i, j, ci)]. */
+static int64_t partial_at(const conv_geometry *g, int64_t o, int64_t r) {
+    if (!channels_last(g)) return r * g->oc + o;
+    const int64_t taps = g->kh * g->kw;
+    return o * g->k + r % taps * g->c + r / taps;
 }
 
 /* Unit: a group of samples, summed into its partial dWT[K, oc] from 0, sample by sample and
@@ -496,19 +532,79 @@ static void weight_group(const void *job, float *col, float *dyT, int64_t group)
         }
 }
 
+/* ---- the weight gradient over channels-last columns ----
+ * With at least a vector of channels, the columns transposed, colT[P, K'] with K' = (i, j, ci),
+ * are copies of whole vectors: row q holds, for each tap (i, j), the c channels of the sample
+ * channels-last, xT[h*w, c], at the input position the tap meets at output q (0 in the
+ * padding); the kw taps of a row are one run. Then dW'[oc, K'] += dy[oc, P] colT[P, K'] reads
+ * dy as it is (no transpose), in tiles as wide as the engine's (K' is the wide side, where oc
+ * is in dWT[K, oc]); each element of dW is the same sum, in the same order, as over col. */
+
+/* Whether the kw taps of output column ow all lie inside the input row (then they are one run
+ * of kw * c floats of xT). */
+HT_INLINE int taps_inside(const conv_geometry *g, int64_t ow) {
+    return ow * g->sw - g->pw >= 0 && ow * g->sw - g->pw + g->kw <= g->w;
+}
+
+/* colT = the channels-last columns of positions [q0, q0 + width), row-major [width, K']. */
+static void im2row_block(float *colT, const float *xT, const conv_geometry *g, int64_t q0,
+                         int64_t width) {
+    for (int64_t q = q0; q < q0 + width; q++) {
+        const int64_t oh = q / g->ow, ow = q % g->ow, iw0 = ow * g->sw - g->pw;
+        float *row = colT + (q - q0) * g->k;
+        for (int64_t i = 0; i < g->kh; i++, row += g->kw * g->c) {
+            const int64_t ih = oh * g->sh - g->ph + i;
+            if (ih < 0 || ih >= g->h) {
+                zero_floats(row, g->kw * g->c);
+                continue;
+            }
+            const float *in = xT + ih * g->w * g->c; /* input column iw at in[iw * c] */
+            if (taps_inside(g, ow))
+                copy_floats(row, in + iw0 * g->c, g->kw * g->c);
+            else
+                for (int64_t j = 0, iw = iw0; j < g->kw; j++, iw++) {
+                    if (iw < 0 || iw >= g->w)
+                        zero_floats(row + j * g->c, g->c);
+                    else
+                        copy_floats(row + j * g->c, in + iw * g->c, g->c);
+                }
+        }
+    }
+}
+
+/* Unit: a group of samples, summed into its partial dW'[oc, K'] from 0, sample by sample and
+ * block by block. */
+static void weight_group_channels_last(const void *job, float *colT, float *xT, int64_t group) {
+    const conv_job *J = job;
+    const conv_geometry *g = &J->g;
+    float *dW = partial(J, group);
+    zero_floats(dW, g->k * g->oc);
+    for (int64_t s = J->n * group / J->units; s < J->n * (group + 1) / J->units; s++) {
+        transpose(xT, J->x + s * g->c * g->h * g->w, g->c, g->h * g->w, g->h * g->w);
+        for (int64_t q0 = 0; q0 < g->p; q0 += J->width) {
+            const int64_t width = min64(J->width, g->p - q0);
+            im2row_block(colT, xT, g, q0, width);
+            ht_gemm_nn(dW, NULL, J->dy + s * g->oc * g->p + q0, g->p, 1, colT, g->oc, g->k, width,
+                       1, HT_EPI_ADD, no_sgd);
+        }
+    }
+}
+
 void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *workspace, int64_t n,
                           int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                           int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
     conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), dW, x, NULL, NULL, dy, workspace,
-                  n, 0, 0, 0, 0, NULL, weight_group};
+                  n, 0, 0, 0, 0, NULL, weight_group, 0};
     J.width = block_width(&J.g, 1);
     if (n <= 0) return;
+    if (channels_last(&J.g)) J.unit = weight_group_channels_last;
     J.units = weight_groups(&J.g, n);
     run_units(&J, (double)n * J.g.p * J.g.k * oc);
     for (int64_t r = 0; r < J.g.k; r++)
         for (int64_t o = 0; o < oc; o++) {
-            float sum = partial(&J, 0)[r * oc + o];
-            for (int64_t group = 1; group < J.units; group++) sum += partial(&J, group)[r * oc + o];
+            const int64_t at = partial_at(&J.g, o, r);
+            float sum = partial(&J, 0)[at];
+            for (int64_t group = 1; group < J.units; group++) sum += partial(&J, group)[at];
             dW[o * J.g.k + r] += sum;
         }
 }

@@ -143,7 +143,7 @@ HT_EXPORT int64_t ht_count_equal(const int64_t *a, const int64_t *b, int64_t n);
  * No kernel allocates: `workspace` is the caller's scratch (a compiled model's arena) of at
  * least ht_conv2d_workspace(...) floats for those sizes, any content, clobbered; outputs alias
  * neither inputs nor workspace. Results do not depend on the thread count. */
-/* the floats of workspace the three conv2d kernels below need for these sizes */
+/* the floats of workspace the conv2d kernels below need for these sizes */
 HT_EXPORT int64_t ht_conv2d_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh,
                                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
 /* y[n,oc,oh,ow] = conv2d(x[n,c,h,w], W[oc,c,kh,kw]) + b[oc] (no bias when b is NULL) */
@@ -151,6 +151,11 @@ HT_EXPORT void ht_conv2d_fwd(float *y, const float *x, const float *W, const flo
                              float *workspace, int64_t n, int64_t c, int64_t h, int64_t w,
                              int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                              int64_t ph, int64_t pw);
+/* y = relu(ht_conv2d_fwd's y), each output relu'd as it is written (relu as ht_relu_fwd's) */
+HT_EXPORT void ht_conv2d_relu_fwd(float *y, const float *x, const float *W, const float *b,
+                                  float *workspace, int64_t n, int64_t c, int64_t h, int64_t w,
+                                  int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                  int64_t ph, int64_t pw);
 /* dx[n,c,h,w] (= | +=) the gradient of conv2d's input from dy[n,oc,oh,ow] and W[oc,c,kh,kw] */
 HT_EXPORT void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *workspace,
                                    int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,

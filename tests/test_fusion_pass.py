@@ -262,3 +262,43 @@ def test_relu_then_max_pooling_keeps_nan_and_infinities_where_torch_does():
     f = hytorch.stage(lambda x: F.max_pool2d(F.relu(x), 2), hytorch.TensorType([2, 3, 6, 6]))
     assert "relu_max_pool2d" in f.rendered_ir
     torch.testing.assert_close(torch.as_tensor(f(x)), F.max_pool2d(F.relu(x), 2), equal_nan=True)
+
+
+# ------------------------------------------------------------------ relu into the convolution
+
+def conv_relu(x, w, b, also_read):
+    """A loss through conv2d then relu; `also_read`: the convolution's output read once more."""
+    y = F.conv2d(x, w, b)
+    h = F.relu(y)
+    loss = (h * h).sum()
+    return loss + y.mean() if also_read else loss
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(n=st.integers(1, 2), c=st.integers(1, 3), size=st.integers(2, 9), bias=st.booleans(),
+       also_read=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_a_relu_that_alone_reads_a_convolution_is_folded_into_it(n, c, size, bias, also_read, seed):
+    """The same loss and gradients as eager PyTorch, with conv2d_relu exactly when the
+    convolution's output has no other reader."""
+    torch.manual_seed(seed)
+    x = torch.randn(n, c, size, size)
+    start_w, start_b = torch.randn(4, c, 2, 2), torch.randn(4)
+    losses, grads, programs = [], [], []
+    for compiled in (False, True):
+        w, b = torch.nn.Parameter(start_w.clone()), torch.nn.Parameter(start_b.clone())
+        params = [w, b] if bias else [w]
+        optimizer = torch.optim.SGD(params, lr=1.0)   # (the step is the gradient)
+        loss_fn = lambda x, *params: conv_relu(x, params[0], params[1] if bias else None, also_read)  # noqa: E731
+        if compiled:
+            program = hytorch.stage(train_step, optimizer, loss_fn, x, *params)
+            losses.append(program(optimizer, loss_fn, x, *params))
+            programs.append(program)
+        else:
+            losses.append(train_step(optimizer, loss_fn, x, *params))
+        grads.append([start - p.detach() for start, p in zip([start_w, start_b], params)])
+    ir = programs[0].rendered_ir
+    assert ("conv2d_relu" in ir) == (not also_read)
+    assert ir.count("(call relu_grad") == 1    # once, for the weight's and the bias's gradients
+    assert abs(losses[0] - losses[1]) <= 1e-4 * max(1.0, abs(losses[0]))
+    for got, want in zip(grads[1], grads[0]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

@@ -209,6 +209,8 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
    "max_pool2d" (fn [y pool] (F.max-pool2d y #* pool))
    ;; (the fusion pass makes it of a relu that only a max_pool2d reads: tests/test_fusion_pass.py)
    "relu_max_pool2d" (fn [y pool] (F.max-pool2d (F.relu y) #* pool))
+   ;; (and of a relu that only reads a conv2d's output, which only it reads)
+   "conv2d_relu" (fn [y pool] (F.relu y))
    "avg_pool2d" (fn [y pool] (F.avg-pool2d y (get pool 0) :stride (get pool 1)))})
 
 

@@ -751,6 +751,15 @@ table still holds their shape rules and the torch functions they stand for."
                                                       (dim w 2) (dim w 3) sh sw ph pw)))
 
 
+(defn conv2d-grads [gy x w b sh sw ph pw]
+  "The gradients of conv2d's X, W and B (None without a bias) for `gy` at its output:
+  (conv2d-grads (Sym \"gy\") (Sym \"x\") (Sym \"w\") None 1 1 0 0)
+  => [(call \"conv2d_grad_input\" ...) (call \"conv2d_grad_weight\" ...) None]"
+  [(call "conv2d_grad_input" gy w x sh sw ph pw)
+   (call "conv2d_grad_weight" gy x w sh sw ph pw)
+   (when (is-not b None) (call "conv2d_grad_bias" gy b))])
+
+
 (setv TABLE
   [(activation "relu" ["torch.nn.functional.relu" "torch.relu" "torch.Tensor.relu"]
                '(ht_relu_fwd out x (numel x)) "relu_grad")
@@ -813,10 +822,15 @@ table still holds their shape rules and the torch functions they stand for."
    (Op "conv2d" :inputs ["x" "w" "b"] :optional ["b"] :attrs ["sh" "sw" "ph" "pw"]
        :torch ["torch.nn.functional.conv2d" "torch.conv2d"] :stage conv2d-args :rule conv2d-type
        :forward [`(ht_conv2d_fwd out x w b ~CONV-WORKSPACE ~@CONV-GEOMETRY)]
+       :gradient (fn [gy y x w b sh sw ph pw] (conv2d-grads gy x w b sh sw ph pw)))
+   ;; The fusion pass's (backend/fusion.hy) for a relu whose input only it reads, a conv2d's
+   ;; output: the convolution writes its outputs relu'd, without a pass of its own over them.
+   ;; Its gradients: conv2d's, of relu_grad's (one node, emitted once).
+   (Op "conv2d_relu" :inputs ["x" "w" "b"] :optional ["b"] :attrs ["sh" "sw" "ph" "pw"]
+       :rule conv2d-type
+       :forward [`(ht_conv2d_relu_fwd out x w b ~CONV-WORKSPACE ~@CONV-GEOMETRY)]
        :gradient (fn [gy y x w b sh sw ph pw]
-                   [(call "conv2d_grad_input" gy w x sh sw ph pw)
-                    (call "conv2d_grad_weight" gy x w sh sw ph pw)
-                    (when (is-not b None) (call "conv2d_grad_bias" gy b))]))
+                   (conv2d-grads (call "relu_grad" gy y) x w b sh sw ph pw)))
    (Op "conv2d_grad_input" :inputs ["gy" "w" "x"] :attrs ["sh" "sw" "ph" "pw"]
        :rule (fn [gy w x #* _] x)
        :forward [`(ht_conv2d_bwd_input out gy w ~CONV-WORKSPACE ~@CONV-GEOMETRY 0)])
