@@ -137,7 +137,7 @@ not every activation."
 
   (defn replay [self loop carried summed block]
     "The body's forward again, then its backward LETS from the carried gradients:
-    #(forward lines, backward lines, {FINAL: its binding})."
+    #(forward lines, backward lines, {FINAL: its C name})."
     (setv body-scope (.child loop.scope))
     (+= self.replaying 1)
     (+= self.nested 1)
@@ -152,7 +152,7 @@ not every activation."
     (setv lines (self.render-block-lets block grads-scope))
     #(forward lines
       (dfor [_ _ _ _ _ final] (+ carried summed) :if (is-not final None)
-            (str final) (self.tensor final grads-scope "bptt"))))
+            (str final) (. (self.tensor final grads-scope "bptt") cname))))
 
   (defn carry-lines [self carried summed finals]
     "C after one iteration's backward: the outer tensors' gradients added up, then the cells'
@@ -161,13 +161,13 @@ not every activation."
     copied out before any buffer is overwritten."
     (setv lines (lfor [_ g t _ _ final] summed
                       :if (is-not final None)
-                      f"for (int64_t i = 0; i < {(self.numel t)}; i++) {g}[i] += {(. (get finals (str final)) cname)}[i];")
+                      f"for (int64_t i = 0; i < {(self.numel t)}; i++) {g}[i] += {(get finals (str final))}[i];")
           staged [])
     (for [[sym g t _ _ final] carried]
       (if (is final None)
         (.append staged [g None t])
         (do (setv [alloc copy] (self.alloc f"{sym}_next_grad" t))
-            (.extend lines [#* alloc (self.copy-or-zero copy (. (get finals (str final)) cname) t)])
+            (.extend lines [#* alloc (self.copy-or-zero copy (get finals (str final)) t)])
             (.append staged [g copy t]))))
     (+ lines (lfor [g copy t] staged (self.copy-or-zero g copy t))))
 

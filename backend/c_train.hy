@@ -144,9 +144,10 @@ backward_and_step (O) (begin LETS))` with `(call O step_remaining)`, where the f
       (self.optimizer-of optimizer scope)
       (setv (get self.fused-vars (str optimizer))
             (sfor [_ rhs] (get (self.block-lets block) 0)
-                  :if (and (isinstance rhs list) (= (len rhs) 3) (= (get rhs 0) "call")
-                           (in (get rhs 1) STEP-NODES) (isinstance (get rhs 2) list) (get rhs 2))
-                  (str (get rhs 2 0)))))
+                  v (match rhs
+                      ["call" f [v #* _rest]] :if (in f STEP-NODES) [(str v)]
+                      _ [])
+                  v)))
     (setv lines [(c-comment f"backward of {loss}")]
           gradients (.child scope))   ; their names stay out of the program's scope
     (setv self.in-backward True)   ; (its `bptt` nodes render only here)
@@ -162,13 +163,9 @@ backward_and_step (O) (begin LETS))` with `(call O step_remaining)`, where the f
       _ (raise (IRError f"gradient lets come as (begin (let ...)), not {(excerpt block)}"))))
 
   (defn render-block-lets [self block scope]
-    "C of a block of gradient lets, each bound in `scope`."
-    (setv lines [])
-    (for [[sym rhs] (get (self.block-lets block) 0)]
-      (setv out (self.rhs rhs scope (str sym)))
-      (self.bind-out scope sym out)
-      (.extend lines out.lines))
-    lines)
+    "C of a block of gradient lets, each bound in `scope` (rendered as any chain is)."
+    (self.block-lets block)   ; (the check of its form)
+    (get (self.chain (get block 1) scope) 0))
 
   (defn param-of [self v scope]
     (setv info (.get (. (.lookup scope v) info) "param"))

@@ -2,9 +2,9 @@
 
 The autodiff pass (autodiff.hy) keeps a tape of the program's forward tensor ops (op, output
 name, input names). `backward-lets` walks it from the loss back to the leaves and returns the
-backward pass as IR: one let per gradient. An op of the table (hytorch/ir/ops.hy) gives its gradient as IR in
-its entry, e.g. `(call relu_grad (GY Y))` for `(call relu (X))`; the bespoke ops' gradients
-are here, made of the table's backward ops:
+backward pass as IR: one let per gradient. An op of the table (hytorch/ir/ops.hy) gives its
+gradient as IR in its entry, e.g. `(call relu_grad (GY Y))` for `(call relu (X))`; the bespoke
+ops' gradients are here, made of the table's backward ops:
 
   (call ones_like (L))                 dL/dL
   (call dot_grad_input (GY W))         dX of (dot W X)

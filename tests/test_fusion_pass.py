@@ -18,6 +18,7 @@ from hytorch.backend.fusion import fuse
 from hytorch.data import ArrayLoader
 from hytorch.ir.syntax import Sym, chain_lets, chain_of, parse_ir as parse_raw, print_ir
 from test_array_loader_staged import Net, captured_stdout
+from test_more_tensor_ops import one_step
 
 # One training loop per arrangement of zero_grad / backward / step in its body. Each prints
 # every step's loss and, where it reads one, a weight's sum: in full, as Python prints floats.
@@ -221,14 +222,6 @@ def conv_relu_pool(x, w, pool, also_read):
     return loss + h.mean() if also_read else loss
 
 
-def train_step(optimizer, loss_fn, *tensors):
-    optimizer.zero_grad()
-    loss = loss_fn(*tensors)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(n=st.integers(1, 2), c=st.integers(1, 3), size=st.integers(3, 9), pool=st.integers(1, 3),
        also_read=st.booleans(), seed=st.integers(0, 2 ** 16))
@@ -244,11 +237,11 @@ def test_a_relu_only_a_max_pooling_reads_is_folded_into_it(n, c, size, pool, als
         optimizer = torch.optim.SGD([w], lr=1.0)   # (the step is the gradient)
         loss_fn = lambda x, w: conv_relu_pool(x, w, min(pool, size - 1), also_read)  # noqa: E731
         if compiled:
-            program = hytorch.stage(train_step, optimizer, loss_fn, x, w)
+            program = hytorch.stage(one_step, optimizer, loss_fn, x, w)
             losses.append(program(optimizer, loss_fn, x, w))
             programs.append(program)
         else:
-            losses.append(train_step(optimizer, loss_fn, x, w))
+            losses.append(one_step(optimizer, loss_fn, x, w))
         grads.append(start - w.detach())
     assert ("relu_max_pool2d" in programs[0].rendered_ir) == (not also_read)
     assert abs(losses[0] - losses[1]) <= 1e-4 * max(1.0, abs(losses[0]))
@@ -290,11 +283,11 @@ def test_a_relu_that_alone_reads_a_convolution_is_folded_into_it(n, c, size, bia
         optimizer = torch.optim.SGD(params, lr=1.0)   # (the step is the gradient)
         loss_fn = lambda x, *params: conv_relu(x, params[0], params[1] if bias else None, also_read)  # noqa: E731
         if compiled:
-            program = hytorch.stage(train_step, optimizer, loss_fn, x, *params)
+            program = hytorch.stage(one_step, optimizer, loss_fn, x, *params)
             losses.append(program(optimizer, loss_fn, x, *params))
             programs.append(program)
         else:
-            losses.append(train_step(optimizer, loss_fn, x, *params))
+            losses.append(one_step(optimizer, loss_fn, x, *params))
         grads.append([start - p.detach() for start, p in zip([start_w, start_b], params)])
     ir = programs[0].rendered_ir
     assert ("conv2d_relu" in ir) == (not also_read)
