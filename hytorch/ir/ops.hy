@@ -750,6 +750,10 @@ table still holds their shape rules and the torch functions they stand for."
       CONV-WORKSPACE '(workspace (ht_conv2d_workspace (dim x 1) (dim x 2) (dim x 3) (dim w 0)
                                                       (dim w 2) (dim w 3) sh sw ph pw)))
 
+;; max_pool2d's rule and forward kernel, which relu_max_pool2d shares.
+(defn max-pool2d-type [x kh kw sh sw] (pool2d-type x kh kw sh sw "max_pool2d"))
+(setv MAX-POOL2D-FWD '(ht_max_pool2d_fwd out aux x (planes x) (dim x -2) (dim x -1) kh kw sh sw))
+
 
 (defn conv2d-grads [gy x w b sh sw ph pw]
   "The gradients of conv2d's X, W and B (None without a bias) for `gy` at its output:
@@ -844,8 +848,8 @@ table still holds their shape rules and the torch functions they stand for."
 
    (Op "max_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"] :aux "int64"
        :torch ["torch.nn.functional.max_pool2d" "torch.max_pool2d"] :stage max-pool2d-args
-       :rule (fn [x kh kw sh sw] (pool2d-type x kh kw sh sw "max_pool2d"))
-       :forward ['(ht_max_pool2d_fwd out aux x (planes x) (dim x -2) (dim x -1) kh kw sh sw)]
+       :rule max-pool2d-type
+       :forward [MAX-POOL2D-FWD]
        :gradient (fn [gy y x kh kw sh sw] [(call "max_pool2d_grad" gy y x kh kw sh sw)]))
    (Op "max_pool2d_grad" :inputs ["gy" "y" "x"] :attrs ["kh" "kw" "sh" "sw"]
        :rule (fn [gy y x #* _] x)
@@ -854,9 +858,8 @@ table still holds their shape rules and the torch functions they stand for."
    ;; relu after the pooling gives the same values (both are monotone) and, through the
    ;; pooled values, the same gradients, without writing or reading the relu's full size.
    (Op "relu_max_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"] :aux "int64"
-       :rule (fn [x kh kw sh sw] (pool2d-type x kh kw sh sw "max_pool2d"))
-       :forward ['(ht_max_pool2d_fwd out aux x (planes x) (dim x -2) (dim x -1) kh kw sh sw)
-                 '(ht_relu_fwd out out (numel out))]
+       :rule max-pool2d-type
+       :forward [MAX-POOL2D-FWD '(ht_relu_fwd out out (numel out))]
        :gradient (fn [gy y x kh kw sh sw]
                    [(call "max_pool2d_grad" (call "relu_grad" gy y) y x kh kw sh sw)]))
    (Op "avg_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"]
