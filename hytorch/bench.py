@@ -21,7 +21,8 @@ each measurement repeated, its best and median reported. Five sections (`--only`
 
 It first prints the CPU, the vector instructions HyTorch's C runtime was built for and
 torch's version. Speed-ups compare best times: on a shared machine the best of several runs is
-the closest to what the code costs.
+the closest to what the code costs. The contenders of a table take turns (a run of each, then
+again), so that a slow spell of the machine does not fall on one of them only.
 """
 import argparse
 import copy
@@ -34,7 +35,7 @@ import hy  # noqa: F401
 from hytorch import bench_call, bench_cnn, bench_rnn
 from hytorch.bench_common import (EAGER, HYTORCH, NEVER, TORCH_COMPILE, Row, cpu_model,
                                   print_table, print_table_header, print_table_lines, quiet,
-                                  threads, time_runs)
+                                  Timing, threads, time_in_turns)
 
 CONFIGS = {1: (0.0005, 0.0), 64: (0.01, 0.5)}
 MULTI_THREAD_BATCH, MULTI_THREADS = 64, 2  # the extra row's batch size and thread count
@@ -71,10 +72,7 @@ def bench_training(batch_size, epochs, limit, torch_compile, repeats, thread_cou
             return lambda: trainer(model, optimizer, loader, epochs, NEVER)
         return start_run
 
-    rows = []
-    for n in thread_counts:
-        with threads(n):
-            rows.append(time_runs(Row(EAGER, n), repeats, epochs, runs(train)))
+    timings = [Timing(Row(EAGER, n), epochs, runs(train)) for n in thread_counts]
 
     if torch_compile:
         from hytorch.data import MNIST
@@ -91,14 +89,11 @@ def bench_training(batch_size, epochs, limit, torch_compile, repeats, thread_cou
             optimizer.load_state_dict(start[1])
             loader = contender()[2]
             return lambda: train(compiled_model, optimizer, loader, epochs, NEVER)
-        with threads(1):
-            rows.append(time_runs(Row(TORCH_COMPILE, 1), repeats, epochs, compiled_run))
+        timings.append(Timing(Row(TORCH_COMPILE, 1), epochs, compiled_run))
 
     trainer = hytorch.stage(train, *contender(), int, int)
-    for n in thread_counts:
-        with threads(n):
-            rows.append(time_runs(Row(HYTORCH, n), repeats, epochs, runs(trainer)))
-    return rows
+    timings += [Timing(Row(HYTORCH, n), epochs, runs(trainer)) for n in thread_counts]
+    return time_in_turns(timings, repeats)
 
 
 def bench_compile(seed=1):

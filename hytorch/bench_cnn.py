@@ -26,8 +26,8 @@ import math
 
 import hy  # noqa: F401
 
-from hytorch.bench_common import (EAGER, HYTORCH, NEVER, TORCH_COMPILE, Row, find_row,
-                                  print_table, quiet, speedup, threads, time_runs,
+from hytorch.bench_common import (EAGER, HYTORCH, NEVER, TORCH_COMPILE, Row, Timing, find_row,
+                                  print_table, quiet, speedup, threads, time_in_turns,
                                   torch_compile_hy)
 
 BATCH = 64
@@ -202,9 +202,9 @@ def bench_training(contenders, steps, repeats, thread_counts=THREAD_COUNTS, seed
     rows = []
     for n in thread_counts:
         with threads(n):
-            for contender in contenders:
-                row = time_runs(Row(contender.name, n), repeats, steps,
-                                contender.training(timed), warm_up=True)
+            timed_rows = time_in_turns([Timing(Row(c.name, n), steps, c.training(timed),
+                                               warm_up=True) for c in contenders], repeats)
+            for contender, row in zip(contenders, timed_rows):
                 row.result = row.result[0]  # the last run's mean loss, not its model
                 loss, updates = _check_run(contender, checked)
                 row.check = TrainingCheck(loss, loss - reference_loss,
@@ -278,10 +278,10 @@ def bench_inference(contenders, calls, repeats, thread_counts=THREAD_COUNTS, see
     rows = []
     for n in thread_counts:
         with threads(n):
-            for contender in contenders:
-                row = time_runs(Row(contender.name, n), repeats, len(images),
-                                _inference_runs(contender.inference(model, images[0]), images),
-                                warm_up=True)
+            timings = [Timing(Row(c.name, n), len(images),
+                              _inference_runs(c.inference(model, images[0]), images), warm_up=True)
+                       for c in contenders]
+            for row in time_in_turns(timings, repeats):
                 row.check = float((row.result - reference).abs().max())
                 rows.append(row)
     return rows

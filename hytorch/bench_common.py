@@ -1,5 +1,6 @@
 """What the sections of hytorch.bench share: the CPU's name, runs with their output silenced,
-timed repeats (best and median), thread counts for both libraries, and Markdown tables."""
+timed repeats (best and median) of contenders taking turns, thread counts for both libraries,
+and Markdown tables."""
 import contextlib
 import io
 import os
@@ -84,22 +85,39 @@ class Row:
         return statistics.median(self.seconds)
 
 
-def time_runs(row, repeats, units, start_run, warm_up=False):
-    """Time `repeats` runs of `units` units of work each into `row`. `start_run()` prepares a
-    run from the start state (untimed) and returns it: a function of no arguments whose
-    result the row keeps. With `warm_up`, one run more goes first, untimed. Returns row."""
-    if warm_up:
-        run = start_run()
-        with quiet():
-            run()
+class Timing:
+    """What time_in_turns times into `row` (a contender at a thread count): runs of `units`
+    units of work, each prepared (untimed) by `start_run()` from the start state, which
+    returns it: a function of no arguments whose result the row keeps. With `warm_up`, one
+    run goes first, untimed."""
+
+    def __init__(self, row, units, start_run, warm_up=False):
+        self.row, self.units, self.start_run, self.warm_up = row, units, start_run, warm_up
+
+    def run(self):
+        """One run, at the row's thread count: (seconds, result)."""
+        with threads(self.row.threads):
+            run = self.start_run()
+            with quiet():
+                started = time.perf_counter()
+                result = run()
+                return time.perf_counter() - started, result
+
+
+def time_in_turns(timings, repeats):
+    """Time `repeats` runs of each of `timings` into its row, taking turns: a run of each in
+    order, then again. The slow spells of a shared machine come and go within seconds; taking
+    turns spreads them over every contender instead of the one being timed while they last,
+    so that ratios of best times compare like with like. Warm-up runs go first. Returns the
+    rows."""
+    for timing in timings:
+        if timing.warm_up:
+            timing.run()
     for _ in range(repeats):
-        run = start_run()
-        with quiet():
-            started = time.perf_counter()
-            result = run()
-            seconds = time.perf_counter() - started
-        row.add(seconds / units, result)
-    return row
+        for timing in timings:
+            seconds, result = timing.run()
+            timing.row.add(seconds / timing.units, result)
+    return [timing.row for timing in timings]
 
 
 def find_row(rows, name, threads):

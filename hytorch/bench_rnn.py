@@ -8,7 +8,8 @@ import copy
 import random
 
 from hytorch.bench_common import (EAGER, HYTORCH, TORCH_COMPILE, Row, find_row, print_table,
-                                  speedup, threads, time_runs, torch_compile_hy)
+                                  speedup, threads, time_in_turns, torch_compile_hy,
+                                  Timing)
 
 BATCH, INPUT, HIDDEN = 4, 16, 32
 SHORTEST, LONGEST = 5, 20
@@ -72,7 +73,7 @@ def bench(count, repeats, torch_compile=True):
     import hytorch
     data = _sequences(count)
     inputs = hytorch.ListOf(hytorch.TensorType([BATCH, INPUT]))
-    rows = {"forward": [], "training": []}
+    rows = {}
     with threads(1):
         model = _models()
         forward = {EAGER: lambda xs: model(list(xs)),
@@ -80,14 +81,13 @@ def bench(count, repeats, torch_compile=True):
         if torch_compile:
             compiled = _torch_compiled(model)
             forward[TORCH_COMPILE] = lambda xs: compiled(list(xs))
-        for name, f in forward.items():
-            def start_run(f=f):
-                def run():
-                    with torch.no_grad():
-                        return [torch.as_tensor(f(xs)) for xs, _ in data]
-                return run
-            rows["forward"].append(time_runs(Row(name, 1), repeats, count, start_run,
-                                             warm_up=True))
+        def forward_runs(f):
+            def run():
+                with torch.no_grad():
+                    return [torch.as_tensor(f(xs)) for xs, _ in data]
+            return lambda: run
+        rows["forward"] = time_in_turns([Timing(Row(name, 1), count, forward_runs(f), warm_up=True)
+                                         for name, f in forward.items()], repeats)
         reference = rows["forward"][0].result
         for row in rows["forward"]:
             row.check = max(float((a - b).abs().max()) for a, b in zip(row.result, reference))
@@ -95,12 +95,14 @@ def bench(count, repeats, torch_compile=True):
         step_of = {EAGER: lambda m: _stepper(m), HYTORCH: lambda m: _stepper(m, staged=True)}
         if torch_compile:
             step_of[TORCH_COMPILE] = lambda m: _stepper(m, forward=_torch_compiled(m))
-        for name, make in step_of.items():
-            def start_run(make=make):
+        def training_runs(make):
+            def start_run():
                 step = make(copy.deepcopy(model))
                 return lambda: [step(xs, y) for xs, y in data]
-            rows["training"].append(time_runs(Row(name, 1), repeats, count, start_run,
-                                              warm_up=True))
+            return start_run
+        rows["training"] = time_in_turns([Timing(Row(name, 1), count, training_runs(make),
+                                                 warm_up=True)
+                                          for name, make in step_of.items()], repeats)
         reference = rows["training"][0].result
         for row in rows["training"]:
             row.check = max(abs(a - b) for a, b in zip(row.result, reference))

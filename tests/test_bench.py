@@ -11,9 +11,27 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from hytorch import bench, bench_call, bench_cnn
+from hytorch import bench, bench_call, bench_cnn, get_num_threads
 from hytorch.bench import epoch_gflop
+from hytorch.bench_common import Row, Timing, time_in_turns
 from hytorch.examples.mnist_mlp import Net
+
+
+def test_contenders_take_turns_at_their_thread_counts():
+    """time_in_turns: the warm-up runs first, then a run of each contender in order, again
+    and again, each at its row's thread count; each row keeps its runs and last result."""
+    log = []
+
+    def runs(name):
+        def start_run():
+            return lambda: log.append((name, get_num_threads())) or len(log)
+        return start_run
+    timings = [Timing(Row("a", 1), 2, runs("a"), warm_up=True), Timing(Row("b", 2), 1, runs("b"))]
+    rows = time_in_turns(timings, 3)
+    assert log == [("a", 1)] + [("a", 1), ("b", 2)] * 3
+    assert [len(row.seconds) for row in rows] == [3, 3]
+    assert [row.result for row in rows] == [6, 7]
+    assert get_num_threads() == 1  # restored
 
 
 def test_epoch_gflop_counts_what_a_training_step_computes():
