@@ -5,6 +5,7 @@
 
 #include "ht_parallel.h"
 #include "ht_simd.h"
+#include "ht_vmath.h"
 
 /* dx (= | +=) GRAD, GRAD an expression of element i. */
 #define HT_GRAD_LOOP(dx, n, accumulate, GRAD)        \
@@ -50,7 +51,7 @@ void ht_relu_bwd(float *dx, const float *dy, const float *y, int64_t numel, int 
 }
 
 void ht_sigmoid_fwd(float *y, const float *x, int64_t numel) {
-    for (int64_t i = 0; i < numel; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+    HT_VMAP(y, x, numel, v, ht_vsplat(1.0f) / (ht_vsplat(1.0f) + ht_vexp(-v)));
 }
 
 void ht_sigmoid_bwd(float *dx, const float *dy, const float *y, int64_t numel, int accumulate) {

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "ht_simd.h"
+#include "ht_vmath.h"
 
 /* A NaN may be skipped here: it still reaches the row's sum of exponentials, which makes the
  * whole row NaN, as in torch. */
@@ -18,9 +19,14 @@ void ht_log_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
-        float m = row_max(xr, cols), sum = 0.0f;
-        for (int64_t j = 0; j < cols; j++) sum += expf(xr[j] - m);
-        float log_sum = logf(sum);
+        const float m = row_max(xr, cols);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < cols; j += HT_VL) {
+            const int64_t count = cols - j < HT_VL ? cols - j : HT_VL;
+            const ht_vf e = ht_vexp(ht_vload_first(xr + j, count) - ht_vsplat(m));
+            for (int64_t l = 0; l < count; l++) sum += e[l];
+        }
+        const float log_sum = logf(sum);
         HT_FOR(j, cols, yr[j] = xr[j] - m - log_sum);
     }
 }
@@ -32,9 +38,11 @@ void ht_log_softmax_bwd(float *dx, const float *dy, const float *y, int64_t rows
         float *dxr = dx + r * cols;
         float dy_sum = 0.0f;
         for (int64_t j = 0; j < cols; j++) dy_sum += dyr[j];
-        for (int64_t j = 0; j < cols; j++) {
-            float g = dyr[j] - expf(yr[j]) * dy_sum;
-            dxr[j] = accumulate ? dxr[j] + g : g;
+        for (int64_t j = 0; j < cols; j += HT_VL) {
+            const int64_t count = cols - j < HT_VL ? cols - j : HT_VL;
+            const ht_vf g = ht_vload_first(dyr + j, count) -
+                            ht_vexp(ht_vload_first(yr + j, count)) * ht_vsplat(dy_sum);
+            ht_vstore_first(dxr + j, accumulate ? ht_vload_first(dxr + j, count) + g : g, count);
         }
     }
 }
@@ -44,11 +52,10 @@ void ht_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
-        float m = row_max(xr, cols), sum = 0.0f;
-        for (int64_t j = 0; j < cols; j++) {
-            yr[j] = expf(xr[j] - m);
-            sum += yr[j];
-        }
+        const float m = row_max(xr, cols);
+        HT_VMAP(yr, xr, cols, x, ht_vexp(x - ht_vsplat(m)));
+        float sum = 0.0f;
+        for (int64_t j = 0; j < cols; j++) sum += yr[j];
         HT_FOR(j, cols, yr[j] = yr[j] / sum);
     }
 }

@@ -9,6 +9,7 @@
 
 #include "ht_gemm.h"
 #include "ht_simd.h"
+#include "ht_vmath.h"
 
 static const ht_sgd_params no_sgd = {0};
 
@@ -37,7 +38,7 @@ void ht_add_scalar(float *y, const float *x, float s, int64_t numel) {
 }
 
 void ht_exp_fwd(float *y, const float *x, int64_t numel) {
-    for (int64_t i = 0; i < numel; i++) y[i] = expf(x[i]);
+    HT_VMAP(y, x, numel, v, ht_vexp(v));
 }
 
 void ht_log_fwd(float *y, const float *x, int64_t numel) {
