@@ -8,8 +8,8 @@
  * (values within a relative 1e-4; NaN, +inf and -inf exactly where the loops have them, with
  * NaN and infinities planted in the inputs); SGD steps against the rule in double; the fused
  * kernels against the unfused ones, bit for bit; the convolutions against loops in double;
- * the same bits for 1 and 3 threads. Prints
- * the vector ISA and "selftest ok", or what differs; exits 1 on a failure. */
+ * the same bits for 1 and 3 threads; e^x within 1.5 ulp of exp in double, and log_softmax.
+ * Prints the vector ISA and "selftest ok", or what differs; exits 1 on a failure. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,7 +293,43 @@ static void check_conv(conv_shape g) {
     free(x), free(W), free(b), free(dy), free(y), free(dx), free(dW);
 }
 
+/* ---- e^x (ht_vmath.h) against exp in double, and log_softmax, which uses it ---- */
+
+static void check_exp(void) {
+    enum { N = 4099 }; /* whole vectors and a tail */
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    double *want = malloc(N * sizeof(double));
+    for (int i = 0; i < N; i++) x[i] = -110.0f + 200.0f * (float)i / (N - 1); /* both ends */
+    x[0] = NAN, x[1] = INFINITY, x[2] = -INFINITY, x[3] = -0.0f;
+    for (int i = 0; i < N; i++) want[i] = exp((double)x[i]);
+    ht_exp_fwd(y, x, N);
+    for (int i = 0; i < N; i++) {
+        /* within 1.5 units in the last place of the float result (tests/test_vector_exp.py) */
+        double unit = fmax(fabs((double)nextafterf((float)want[i], INFINITY) - (float)want[i]),
+                           0x1p-149);
+        int same_kind = kind(y[i]) == kind(want[i] > 0x1.fffffep127 ? INFINITY : want[i]);
+        if (!same_kind || (kind(y[i]) == 0 && fabs(y[i] - want[i]) > 1.5 * unit)) {
+            CHECK(0, "exp(%a) = %a, the reference %a", x[i], y[i], want[i]);
+            break;
+        }
+    }
+    enum { ROWS = 5, COLS = 23 };
+    float *logits = new_floats(ROWS * COLS, 8), *lp = malloc(ROWS * COLS * sizeof(float));
+    double *lp_want = malloc(ROWS * COLS * sizeof(double));
+    for (int r = 0; r < ROWS; r++) {
+        const float *row = logits + r * COLS;
+        double m = row[0], sum = 0;
+        for (int j = 1; j < COLS; j++) m = fmax(m, row[j]);
+        for (int j = 0; j < COLS; j++) sum += exp(row[j] - m);
+        for (int j = 0; j < COLS; j++) lp_want[r * COLS + j] = row[j] - m - log(sum);
+    }
+    ht_log_softmax_fwd(lp, logits, ROWS, COLS);
+    expect_close("log_softmax", lp, lp_want, ROWS * COLS);
+    free(x), free(y), free(want), free(logits), free(lp), free(lp_want);
+}
+
 int main(void) {
+    check_exp();
     /* (n, in, out): the MNIST MLP's shapes, then every tail of the tilings. */
     static const int64_t shapes[][3] = {{1, 784, 50}, {1, 50, 10}, {64, 784, 50}, {64, 50, 10},
                                         {1, 37, 5}, {3, 37, 19}, {5, 16, 16}, {7, 1, 1},
