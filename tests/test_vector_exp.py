@@ -1,6 +1,8 @@
 """The runtime's vector e^x (c_runtime/ht_vmath.h, behind ht_exp_fwd, sigmoid, softmax and
 log_softmax) against float64, on a comb through every float32 bit pattern and on hypothesis's
-floats, in each build the kernel tests run (native, and the portable vector width)."""
+floats, in each build the kernel tests run (native, and the portable vector width): the
+correctly rounded float. (Over all 2^32 floats it differs from float(exp(double(x))) in 36,
+each within 1e-13 of halfway between two floats; glibc's expf differs in 170,638.)"""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -8,7 +10,7 @@ from hypothesis import strategies as st
 
 from c_harness import BUILDS, KERNELS_CDEF, f32, garbage, load_runtime, ptr
 
-MOST_ULPS = 1.5  # measured: 1.02 at worst (expf: 0.5)
+MOST_ULPS = 0.5 + 1e-4  # correctly rounded, but where e^x is within 1e-13 of a halfway point
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
@@ -59,7 +61,7 @@ SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 88.72283, 88.722839, 88.72284, -
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=st.lists(st.floats(width=32), min_size=1, max_size=40))
 @example(x=SPECIALS)
-def test_within_an_ulp_and_a_half_with_expfs_special_values(rt, x):
+def test_correctly_rounded_with_expfs_special_values(rt, x):
     x = f32(x)
     got = vector_exp(rt, x)
     off = ulps_off(got, x)
