@@ -11,7 +11,12 @@ In every chain of lets:
       -> (let R (call conv2d_relu (X W B SH SW PH PW)) ...)
       when the relu, right after it, is Y's one use (the op table's conv2d_relu: the
       convolution writes its outputs relu'd). The pooling's fold goes first: a relu between a
-      conv2d and a max_pool2d is folded into the pooling, which applies it to a quarter.
+      conv2d and a max_pool2d is folded into the pooling, which applies it to a quarter;
+
+  (let Y (call conv2d (X W B SH SW PH PW)) (let P (call relu_max_pool2d (Y KH KW PSH PSW)) ...))
+      -> (let P (call conv2d_relu_max_pool2d (X W B SH SW PH PW KH KW PSH PSW)) ...)
+      when the pooling, right after it, is Y's one use (the op table's entry: the
+      convolution's outputs pooled while in cache, never written whole).
 
 Two rewrites inside the blocks of staged constructs (a training loop's body):
 
@@ -145,22 +150,38 @@ the scopes of the blocks around it."
   (lfor [i let] (enumerate out) :if (not-in i dropped) let))
 
 
-(defn relu-into-convolution [lets result]
-  "`lets` with each `(let Y (call conv2d (X W B SH SW PH PW)))` right before `(let R (call relu
-  (Y)))`, Y's one use, folded into `(let R (call conv2d_relu (X W B SH SW PH PW)))` (see the
-  op table's entry)."
+(defn fold-pairs [lets result first second fused]
+  "`lets` with each `(let Y (call FIRST ARGS))` right before `(let Z (call SECOND (Y MORE...)))`,
+  Y's one use, folded into `(let Z (call FUSED (ARGS... MORE...)))`:
+  (fold-pairs [[y (call conv2d (x w b 1 1 0 0))] [r (call relu (y))]] r \"conv2d\" \"relu\"
+              \"conv2d_relu\")  ; => [[r (call conv2d_relu (x w b 1 1 0 0))]]"
   (setv out [] i 0)
   (while (< i (len lets))
     (setv [y rhs] (get lets i)
           following (cut lets (+ i 1) None))
     (match [rhs (if following (get following 0) None)]
-      [["call" "conv2d" args] [r ["call" "relu" [x]]]]
-        :if (and (= x y) (= (uses-of y [(lfor [_ later] following later) result]) 1))
-        (do (.append out [r [(Sym "call") (Sym "conv2d_relu") args]])
+      [["call" op args] [z ["call" then [x #* more]]]]
+        :if (and (= op first) (= then second) (= x y)
+                 (= (uses-of y [(lfor [_ later] following later) result]) 1))
+        (do (.append out [z [(Sym "call") (Sym fused) [#* args #* more]]])
             (+= i 2))
       _ (do (.append out (get lets i))
             (+= i 1))))
   out)
+
+
+(defn relu-into-convolution [lets result]
+  "`lets` with each `(let Y (call conv2d (X W B SH SW PH PW)))` right before `(let R (call relu
+  (Y)))`, Y's one use, folded into `(let R (call conv2d_relu (X W B SH SW PH PW)))` (see the
+  op table's entry)."
+  (fold-pairs lets result "conv2d" "relu" "conv2d_relu"))
+
+
+(defn convolution-into-pooling [lets result]
+  "`lets` with each `(let Y (call conv2d (X W B SH SW PH PW)))` right before `(let P (call
+  relu_max_pool2d (Y KH KW PSH PSW)))`, Y's one use, folded into `(let P (call
+  conv2d_relu_max_pool2d (X W B SH SW PH PW KH KW PSH PSW)))` (see the op table's entry)."
+  (fold-pairs lets result "conv2d" "relu_max_pool2d" "conv2d_relu_max_pool2d"))
 
 
 (defn fuse [program]
@@ -188,7 +209,9 @@ the scopes of the blocks around it."
   (setv result (if (and (isinstance result list) result (= (get result 0) "begin"))
                  (fuse-block result names nested)
                  result)
-        out (relu-into-convolution (relu-into-pooling out result) result))
+        out (relu-into-convolution
+              (convolution-into-pooling (relu-into-pooling out result) result)
+              result))
   (when nested
     (setv out (step-during-backward out names)))
   (chain-of out result))

@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 
 #include "ht_gemm.h"
+#include "ht_pool.h"
 #include "ht_parallel.h"
 #include "ht_simd.h"
 #include "ht_vec.h"
@@ -326,11 +327,25 @@ static int64_t weight_groups(const conv_geometry *g, int64_t n) {
     return n > 0 ? min64(groups, n) : groups;
 }
 
+/* The floats of the workspace the plain kernels use: the lanes, then the partial gradients. */
+static int64_t conv_floats(const conv_geometry *g) {
+    return LANES * lane_floats(g) + weight_groups(g, 0) * g->k * g->oc;
+}
+
 int64_t ht_conv2d_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                             int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
     conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
-    return LANES * lane_floats(&g) + weight_groups(&g, 0) * g.k * g.oc;
+    return conv_floats(&g);
 }
+
+/* The gradient at the outputs of a convolution that relu and max pooling follow, as the
+ * pooling's: gy and y (relu'd) the pooled ones, idx the maxima's (windows kh x kw at stride
+ * (sh, sw)). */
+typedef struct {
+    const float *gy, *y;
+    const int64_t *idx;
+    int64_t kh, kw, sh, sw;
+} pooled_grad;
 
 typedef struct {
     conv_geometry g;
@@ -342,8 +357,9 @@ typedef struct {
     int64_t width;                /* the positions of a block (block_width) */
     int accumulate;               /* the input gradient: add to dx, else overwrite it */
     const int64_t *offsets;       /* the forward without columns: where their rows start */
-    void (*unit)(const void *job, float *col, float *other, int64_t unit);
+    void (*unit)(const void *job, int lane, float *col, float *other, int64_t unit);
     int relu;                     /* the forward: relu'd outputs */
+    const pooled_grad *pooled;    /* the gradients: dy as a pooling's gradient (else NULL) */
 } conv_job;
 
 /* Task t claims units one at a time until none is left, working in lane t: a thread that
@@ -354,7 +370,7 @@ static void conv_task(void *arg, int t, int tasks) {
     (void)tasks;
     float *col = J->workspace + t * lane_floats(&J->g);
     float *other = col + J->g.k * lane_positions(&J->g);
-    for (int64_t u; (u = atomic_fetch_add(&J->next, 1)) < J->units;) J->unit(J, col, other, u);
+    for (int64_t u; (u = atomic_fetch_add(&J->next, 1)) < J->units;) J->unit(J, t, col, other, u);
 }
 
 /* J's units over up to LANES tasks, as many as the threads and as are worth it for
@@ -373,7 +389,7 @@ static void run_units(conv_job *J, double fmas) {
 
 /* Unit: a block of a sample (units = n * blocks), its columns in panels of BLOCK, a product
  * for each, in y (+ bias). */
-static void forward_block(const void *job, float *col, float *product, int64_t unit) {
+static void forward_block(const void *job, int lane, float *col, float *product, int64_t unit) {
     const conv_job *J = job;
     const conv_geometry *g = &J->g;
     const int64_t blocks = (g->p + J->width - 1) / J->width, s = unit / blocks;
@@ -410,7 +426,7 @@ static int64_t grid_positions(const conv_geometry *g) { return (g->oh - 1) * g->
 
 /* Unit: BLOCK positions of the grid of a sample (units = n * panels), a product, its outputs
  * in y (+ bias). */
-static void grid_panel(const void *job, float *col, float *product, int64_t unit) {
+static void grid_panel(const void *job, int lane, float *col, float *product, int64_t unit) {
     const conv_job *J = job;
     const conv_geometry *g = &J->g;
     const int64_t grid = grid_positions(g), panels = (grid + BLOCK - 1) / BLOCK;
@@ -446,7 +462,7 @@ static void conv_forward(float *y, const float *x, const float *W, const float *
                          int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                          int relu) {
     conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), y, x, W, b, NULL, workspace,
-                  n, 0, 0, 0, 0, NULL, forward_block, relu};
+                  n, 0, 0, 0, 0, NULL, forward_block, relu, NULL};
     if (without_columns(&J.g)) {
         forward_without_columns(&J);
         return;
@@ -470,13 +486,57 @@ void ht_conv2d_relu_fwd(float *y, const float *x, const float *W, const float *b
     conv_forward(y, x, W, b, workspace, n, c, h, w, oc, kh, kw, sh, sw, ph, pw, 1);
 }
 
+/* ---- a convolution, relu and max pooling in one ----
+ * The forward, sample by sample: the sample's convolution (as ht_conv2d_fwd computes it) after
+ * the plain workspace, still in cache for its pooling (as ht_max_pool2d_fwd's) and relu (as
+ * ht_relu_fwd's) there. The gradients: each sample's dy spread from the pooled gradient into
+ * its task's place after the plain workspace (sample_dy). The batch's full-size outputs and
+ * their gradient are never written to memory nor read back. */
+
+int64_t ht_conv2d_pool_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh,
+                                 int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+    const conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
+    return conv_floats(&g) + LANES * g.oc * g.p;
+}
+
+void ht_conv2d_relu_max_pool2d_fwd(float *y, int64_t *idx, const float *x, const float *W,
+                                   const float *b, float *workspace, int64_t n, int64_t c,
+                                   int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
+                                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t pkh,
+                                   int64_t pkw, int64_t psh, int64_t psw) {
+    const conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
+    const int64_t pooled = oc * ((g.oh - pkh) / psh + 1) * ((g.ow - pkw) / psw + 1);
+    float *conv_out = workspace + conv_floats(&g);
+    for (int64_t s = 0; s < n; s++) {
+        conv_forward(conv_out, x + s * c * h * w, W, b, workspace, 1, c, h, w, oc, kh, kw, sh, sw,
+                     ph, pw, 0);
+        ht_max_pool2d_fwd(y + s * pooled, idx + s * pooled, conv_out, oc, g.oh, g.ow, pkh, pkw,
+                          psh, psw);
+        ht_relu_fwd(y + s * pooled, y + s * pooled, pooled);
+    }
+}
+
+/* Sample s's dy[oc, P]: J->dy's, or the pooled gradient's spread into lane `lane`'s place
+ * after the plain workspace (as ht_relu_max_pool2d_bwd spreads it), still in cache for its
+ * products; the batch's full-size gradient is never written. */
+static const float *sample_dy(const conv_job *J, int lane, int64_t s) {
+    const conv_geometry *g = &J->g;
+    const pooled_grad *P = J->pooled;
+    if (!P) return J->dy + s * g->oc * g->p;
+    float *dy = J->workspace + conv_floats(g) + lane * g->oc * g->p;
+    const int64_t pooled = g->oc * ((g->oh - P->kh) / P->sh + 1) * ((g->ow - P->kw) / P->sw + 1);
+    ht_relu_max_pool2d_bwd_planes(dy, P->gy + s * pooled, P->y + s * pooled, P->idx + s * pooled,
+                                  g->oc, g->oh, g->ow, P->kh, P->kw, P->sh, P->sw);
+    return dy;
+}
+
 /* Unit: a sample, its blocks in order, each in panels of BLOCK: dy's panel (copied
  * contiguous), its columns' gradient; the block's then added back into dx. */
-static void input_sample(const void *job, float *dcol, float *dy_panel, int64_t s) {
+static void input_sample(const void *job, int lane, float *dcol, float *dy_panel, int64_t s) {
     const conv_job *J = job;
     const conv_geometry *g = &J->g;
     float *dx = J->out + s * g->c * g->h * g->w;
-    const float *dy = J->dy + s * g->oc * g->p;
+    const float *dy = sample_dy(J, lane, s);
     if (!J->accumulate) zero_floats(dx, g->c * g->h * g->w);
     for (int64_t q0 = 0; q0 < g->p; q0 += J->width) {
         const int64_t width = min64(J->width, g->p - q0);
@@ -492,13 +552,30 @@ static void input_sample(const void *job, float *dcol, float *dy_panel, int64_t 
     }
 }
 
+static void backward_input(float *dx, const float *dy, const pooled_grad *pooled,
+                           const float *W, float *workspace, int64_t n, int64_t c, int64_t h,
+                           int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                           int64_t ph, int64_t pw, int accumulate) {
+    conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), dx, NULL, W, NULL, dy, workspace,
+                  n, n, 0, 0, accumulate, NULL, input_sample, 0, pooled};
+    J.width = block_width(&J.g, 1);
+    run_units(&J, (double)n * J.g.p * J.g.k * oc);
+}
+
 void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *workspace, int64_t n,
                          int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
                          int64_t sh, int64_t sw, int64_t ph, int64_t pw, int accumulate) {
-    conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), dx, NULL, W, NULL, dy, workspace,
-                  n, n, 0, 0, accumulate, NULL, input_sample, 0};
-    J.width = block_width(&J.g, 1);
-    run_units(&J, (double)n * J.g.p * J.g.k * oc);
+    backward_input(dx, dy, NULL, W, workspace, n, c, h, w, oc, kh, kw, sh, sw, ph, pw, accumulate);
+}
+
+void ht_conv2d_pool_bwd_input(float *dx, const float *gy, const float *y, const int64_t *idx,
+                              const float *W, float *workspace, int64_t n, int64_t c, int64_t h,
+                              int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh,
+                              int64_t sw, int64_t ph, int64_t pw, int64_t pkh, int64_t pkw,
+                              int64_t psh, int64_t psw, int accumulate) {
+    const pooled_grad pooled = {gy, y, idx, pkh, pkw, psh, psw};
+    backward_input(dx, NULL, &pooled, W, workspace, n, c, h, w, oc, kh, kw, sh, sw, ph, pw,
+                   accumulate);
 }
 
 /* The partial gradient of group `group` of the weight gradient. */
@@ -516,20 +593,22 @@ static int64_t partial_at(const conv_geometry *g, int64_t o, int64_t r) {
 
 /* Unit: a group of samples, summed into its partial dWT[K, oc] from 0, sample by sample and
  * block by block. */
-static void weight_group(const void *job, float *col, float *dyT, int64_t group) {
+static void weight_group(const void *job, int lane, float *col, float *dyT, int64_t group) {
     const conv_job *J = job;
     const conv_geometry *g = &J->g;
     float *dWT = partial(J, group);
     zero_floats(dWT, g->k * g->oc);
-    for (int64_t s = J->n * group / J->units; s < J->n * (group + 1) / J->units; s++)
+    for (int64_t s = J->n * group / J->units; s < J->n * (group + 1) / J->units; s++) {
+        const float *dy = sample_dy(J, lane, s);
         for (int64_t q0 = 0; q0 < g->p; q0 += J->width) {
             const int64_t width = min64(J->width, g->p - q0);
             segment seg[LONG_BLOCK];
             im2col_block(col, J->x + s * g->c * g->h * g->w, g, seg,
                          segments_of(seg, g, q0, width, width)); /* row-major [K, width] */
-            transpose(dyT, J->dy + s * g->oc * g->p + q0, g->oc, width, g->p);
+            transpose(dyT, dy + q0, g->oc, width, g->p);
             ht_gemm_nn(dWT, NULL, col, width, 1, dyT, g->k, g->oc, width, 1, HT_EPI_ADD, no_sgd);
         }
+    }
 }
 
 /* ---- the weight gradient over channels-last columns ----
@@ -574,27 +653,30 @@ static void im2row_block(float *colT, const float *xT, const conv_geometry *g, i
 
 /* Unit: a group of samples, summed into its partial dW'[oc, K'] from 0, sample by sample and
  * block by block. */
-static void weight_group_channels_last(const void *job, float *colT, float *xT, int64_t group) {
+static void weight_group_channels_last(const void *job, int lane, float *colT, float *xT,
+                                       int64_t group) {
     const conv_job *J = job;
     const conv_geometry *g = &J->g;
     float *dW = partial(J, group);
     zero_floats(dW, g->k * g->oc);
     for (int64_t s = J->n * group / J->units; s < J->n * (group + 1) / J->units; s++) {
+        const float *dy = sample_dy(J, lane, s);
         transpose(xT, J->x + s * g->c * g->h * g->w, g->c, g->h * g->w, g->h * g->w);
         for (int64_t q0 = 0; q0 < g->p; q0 += J->width) {
             const int64_t width = min64(J->width, g->p - q0);
             im2row_block(colT, xT, g, q0, width);
-            ht_gemm_nn(dW, NULL, J->dy + s * g->oc * g->p + q0, g->p, 1, colT, g->oc, g->k, width,
-                       1, HT_EPI_ADD, no_sgd);
+            ht_gemm_nn(dW, NULL, dy + q0, g->p, 1, colT, g->oc, g->k, width, 1, HT_EPI_ADD,
+                       no_sgd);
         }
     }
 }
 
-void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *workspace, int64_t n,
-                          int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
-                          int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+static void backward_weight(float *dW, const float *dy, const pooled_grad *pooled,
+                            const float *x, float *workspace, int64_t n, int64_t c, int64_t h,
+                            int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                            int64_t ph, int64_t pw) {
     conv_job J = {geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw), dW, x, NULL, NULL, dy, workspace,
-                  n, 0, 0, 0, 0, NULL, weight_group, 0};
+                  n, 0, 0, 0, 0, NULL, weight_group, 0, pooled};
     J.width = block_width(&J.g, 1);
     if (n <= 0) return;
     if (channels_last(&J.g)) J.unit = weight_group_channels_last;
@@ -607,6 +689,21 @@ void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *wor
             for (int64_t group = 1; group < J.units; group++) sum += partial(&J, group)[at];
             dW[o * J.g.k + r] += sum;
         }
+}
+
+void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *workspace, int64_t n,
+                          int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw,
+                          int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+    backward_weight(dW, dy, NULL, x, workspace, n, c, h, w, oc, kh, kw, sh, sw, ph, pw);
+}
+
+void ht_conv2d_pool_bwd_weight(float *dW, const float *gy, const float *y, const int64_t *idx,
+                               const float *x, float *workspace, int64_t n, int64_t c, int64_t h,
+                               int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh,
+                               int64_t sw, int64_t ph, int64_t pw, int64_t pkh, int64_t pkw,
+                               int64_t psh, int64_t psw) {
+    const pooled_grad pooled = {gy, y, idx, pkh, pkw, psh, psw};
+    backward_weight(dW, NULL, &pooled, x, workspace, n, c, h, w, oc, kh, kw, sh, sw, ph, pw);
 }
 
 typedef struct {

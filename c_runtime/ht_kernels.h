@@ -156,6 +156,18 @@ HT_EXPORT void ht_conv2d_relu_fwd(float *y, const float *x, const float *W, cons
                                   float *workspace, int64_t n, int64_t c, int64_t h, int64_t w,
                                   int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                   int64_t ph, int64_t pw);
+/* the floats of workspace ht_conv2d_relu_max_pool2d_fwd and ht_conv2d_pool_bwd_* need */
+HT_EXPORT int64_t ht_conv2d_pool_workspace(int64_t c, int64_t h, int64_t w, int64_t oc,
+                                           int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                           int64_t ph, int64_t pw);
+/* y, idx = ht_max_pool2d_fwd (windows pkh x pkw at stride (psh, psw)) of ht_conv2d_fwd's y,
+ * relu'd as ht_relu_fwd: the same bits, without the convolution's outputs in memory */
+HT_EXPORT void ht_conv2d_relu_max_pool2d_fwd(float *y, int64_t *idx, const float *x,
+                                             const float *W, const float *b, float *workspace,
+                                             int64_t n, int64_t c, int64_t h, int64_t w,
+                                             int64_t oc, int64_t kh, int64_t kw, int64_t sh,
+                                             int64_t sw, int64_t ph, int64_t pw, int64_t pkh,
+                                             int64_t pkw, int64_t psh, int64_t psw);
 /* dx[n,c,h,w] (= | +=) the gradient of conv2d's input from dy[n,oc,oh,ow] and W[oc,c,kh,kw] */
 HT_EXPORT void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *workspace,
                                    int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
@@ -166,6 +178,22 @@ HT_EXPORT void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, 
                                     int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
                                     int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                                     int64_t pw);
+/* dx[n,c,h,w] (= | +=) ht_conv2d_bwd_input's for dy = ht_relu_max_pool2d_bwd's (gy, y, idx
+ * of ht_conv2d_relu_max_pool2d_fwd): the same bits, without dy in memory; workspace: at least
+ * ht_conv2d_pool_workspace(...) floats */
+HT_EXPORT void ht_conv2d_pool_bwd_input(float *dx, const float *gy, const float *y,
+                                        const int64_t *idx, const float *W, float *workspace,
+                                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
+                                        int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                        int64_t ph, int64_t pw, int64_t pkh, int64_t pkw,
+                                        int64_t psh, int64_t psw, int accumulate);
+/* dW[oc,c,kh,kw] += ht_conv2d_bwd_weight's for dy as ht_conv2d_pool_bwd_input's */
+HT_EXPORT void ht_conv2d_pool_bwd_weight(float *dW, const float *gy, const float *y,
+                                         const int64_t *idx, const float *x, float *workspace,
+                                         int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
+                                         int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                         int64_t ph, int64_t pw, int64_t pkh, int64_t pkw,
+                                         int64_t psh, int64_t psw);
 /* db[oc] += sum over n, oh, ow of dy[n,oc,oh,ow] */
 HT_EXPORT void ht_conv2d_bwd_bias(float *db, const float *dy, int64_t n, int64_t oc, int64_t oh,
                                   int64_t ow);
@@ -185,6 +213,12 @@ HT_EXPORT void ht_max_pool2d_fwd(float *y, int64_t *idx, const float *x, int64_t
 HT_EXPORT void ht_max_pool2d_bwd(float *dx, const float *dy, const int64_t *idx, int64_t planes,
                                  int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
                                  int64_t sw, int accumulate);
+/* ht_max_pool2d_bwd of relu_grad(dy, y) (each dy[q] taken as y[q] <= 0 ? 0 : dy[q], as
+ * ht_relu_bwd), in one pass: the gradient of relu(max_pool2d(x)), y its output */
+HT_EXPORT void ht_relu_max_pool2d_bwd(float *dx, const float *dy, const float *y,
+                                      const int64_t *idx, int64_t planes, int64_t h, int64_t w,
+                                      int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                      int accumulate);
 /* y[planes,oh,ow] = sum over each window of x[planes,h,w] / (kh * kw) */
 HT_EXPORT void ht_avg_pool2d_fwd(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
                                  int64_t kh, int64_t kw, int64_t sh, int64_t sw);

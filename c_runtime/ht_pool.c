@@ -3,6 +3,7 @@
  * for HT_VL outputs of a row at a time (lanes are outputs: no dependency from one window
  * element to the next holds up the others). */
 #include "ht_kernels.h"
+#include "ht_pool.h"
 
 #include <math.h>
 #include <string.h>
@@ -103,6 +104,7 @@ typedef struct {
     float *out;      /* y or dx */
     int64_t *idx;    /* the forward's; the backward reads it */
     const float *in; /* x or dy */
+    const float *y;  /* the backward of relu_max_pool2d: its pooled, relu'd outputs */
     int accumulate;
 } max_pool_job;
 
@@ -126,25 +128,47 @@ static void max_pool_planes(void *arg, int64_t from, int64_t to) {
 
 void ht_max_pool2d_fwd(float *y, int64_t *idx, const float *x, int64_t planes, int64_t h,
                        int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
-    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), y, idx, x, 0};
+    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), y, idx, x, NULL, 0};
     ht_parallel_range(planes, min_planes(&M.g), max_pool_planes, &M);
 }
 
+/* Each plane cleared (unless accumulating) just before its gradients are added in, so that
+ * it is still in cache for them; relu_grad's rule (y <= 0 ? 0 : dy, as ht_relu_bwd) applied
+ * to each gradient first when M->y is not NULL. */
 static void max_pool_bwd_planes(void *arg, int64_t from, int64_t to) {
     const max_pool_job *M = arg;
     const int64_t outputs = M->g.oh * M->g.ow, floats = M->g.h * M->g.w;
-    clear_planes(M->out + from * floats, (to - from) * floats, M->accumulate);
     for (int64_t s = from; s < to; s++) {
         float *plane = M->out + s * floats;
         const int64_t *idx = M->idx + s * outputs;
         const float *dy = M->in + s * outputs;
-        for (int64_t q = 0; q < outputs; q++) plane[idx[q]] += dy[q];
+        clear_planes(plane, floats, M->accumulate);
+        if (M->y) {
+            const float *y = M->y + s * outputs;
+            for (int64_t q = 0; q < outputs; q++) plane[idx[q]] += y[q] <= 0.0f ? 0.0f : dy[q];
+        } else {
+            for (int64_t q = 0; q < outputs; q++) plane[idx[q]] += dy[q];
+        }
     }
 }
 
 void ht_max_pool2d_bwd(float *dx, const float *dy, const int64_t *idx, int64_t planes, int64_t h,
                        int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate) {
-    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), dx, (int64_t *)idx, dy, accumulate};
+    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), dx, (int64_t *)idx, dy, NULL, accumulate};
+    ht_parallel_range(planes, min_planes(&M.g), max_pool_bwd_planes, &M);
+}
+
+void ht_relu_max_pool2d_bwd_planes(float *dx, const float *dy, const float *y,
+                                   const int64_t *idx, int64_t planes, int64_t h, int64_t w,
+                                   int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), dx, (int64_t *)idx, dy, y, 0};
+    max_pool_bwd_planes(&M, 0, planes);
+}
+
+void ht_relu_max_pool2d_bwd(float *dx, const float *dy, const float *y, const int64_t *idx,
+                            int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                            int64_t sh, int64_t sw, int accumulate) {
+    max_pool_job M = {geometry(h, w, kh, kw, sh, sw), dx, (int64_t *)idx, dy, y, accumulate};
     ht_parallel_range(planes, min_planes(&M.g), max_pool_bwd_planes, &M);
 }
 

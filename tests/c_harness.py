@@ -96,12 +96,17 @@ int64_t ht_count_equal(const int64_t *a, const int64_t *b, int64_t n);
 int64_t ht_conv2d_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
 void ht_conv2d_fwd(float *y, const float *x, const float *W, const float *b, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
 void ht_conv2d_relu_fwd(float *y, const float *x, const float *W, const float *b, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+int64_t ht_conv2d_pool_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+void ht_conv2d_relu_max_pool2d_fwd(float *y, int64_t *idx, const float *x, const float *W, const float *b, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t pkh, int64_t pkw, int64_t psh, int64_t psw);
 void ht_conv2d_bwd_input(float *dx, const float *dy, const float *W, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int accumulate);
 void ht_conv2d_bwd_weight(float *dW, const float *dy, const float *x, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+void ht_conv2d_pool_bwd_input(float *dx, const float *gy, const float *y, const int64_t *idx, const float *W, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t pkh, int64_t pkw, int64_t psh, int64_t psw, int accumulate);
+void ht_conv2d_pool_bwd_weight(float *dW, const float *gy, const float *y, const int64_t *idx, const float *x, float *workspace, int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t pkh, int64_t pkw, int64_t psh, int64_t psw);
 void ht_conv2d_bwd_bias(float *db, const float *dy, int64_t n, int64_t oc, int64_t oh, int64_t ow);
 
 void ht_max_pool2d_fwd(float *y, int64_t *idx, const float *x, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw);
 void ht_max_pool2d_bwd(float *dx, const float *dy, const int64_t *idx, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate);
+void ht_relu_max_pool2d_bwd(float *dx, const float *dy, const float *y, const int64_t *idx, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate);
 void ht_avg_pool2d_fwd(float *y, const float *x, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw);
 void ht_avg_pool2d_bwd(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int accumulate);
 

@@ -337,6 +337,77 @@ def test_conv2d_relu_is_relu_of_the_convolution_bit_for_bit(rt, data, threads):
     assert_close(relu_y, F.relu(torch.tensor(y)), **EXACT_TOL)
 
 
+def check_conv_relu_max_pool2d(rt, conv, window, x, W, b, gy, threads, accumulate):
+    """ht_conv2d_relu_max_pool2d_fwd gives what ht_conv2d_fwd, ht_max_pool2d_fwd and ht_relu_fwd
+    give one after the other, and ht_conv2d_pool_bwd_input / _weight for the pooled gradient
+    `gy` what ht_conv2d_bwd_input / _weight give for ht_relu_max_pool2d_bwd's dy: bit for bit
+    (the maxima's indices too), on `threads` threads, inside ht_conv2d_pool_workspace's floats."""
+    ffi, lib = rt
+    lib.ht_set_num_threads(threads)
+    pooled = gy.shape
+    expected, expected_idx = garbage(pooled), np.zeros(pooled, np.int64)
+    planes = (conv.n * conv.oc, conv.oh, conv.ow, *window)
+    lib.ht_max_pool2d_fwd(conv.p(expected), conv.p(expected_idx), conv.p(conv.forward(x, W, b)), *planes)
+    lib.ht_relu_fwd(conv.p(expected), conv.p(expected), expected.size)
+    dy = garbage((conv.n, conv.oc, conv.oh, conv.ow))
+    lib.ht_relu_max_pool2d_bwd(conv.p(dy), conv.p(gy), conv.p(expected), conv.p(expected_idx), *planes, 0)
+    dx0 = random_f32(np.random.default_rng(1), *x.shape)
+    expected_dx, expected_dW = dx0.copy(), np.zeros(W.shape, np.float32)
+    conv.backward_input(expected_dx, dy, W, accumulate)
+    conv.backward_weight(expected_dW, dy, x)
+
+    floats = lib.ht_conv2d_pool_workspace(*conv.sizes[1:])
+    guarded = np.full(floats + 4096, 1234.5, np.float32)
+    y, idx = garbage(pooled), np.zeros(pooled, np.int64)
+    lib.ht_conv2d_relu_max_pool2d_fwd(conv.p(y), conv.p(idx), conv.p(x), conv.p(W), conv.p(b),
+                                      conv.p(guarded), *conv.sizes, *window)
+    dx, dW = dx0.copy() if accumulate else garbage(x.shape), np.zeros(W.shape, np.float32)
+    pooled_grad = (conv.p(gy), conv.p(y), conv.p(idx))
+    lib.ht_conv2d_pool_bwd_input(conv.p(dx), *pooled_grad, conv.p(W), conv.p(guarded), *conv.sizes,
+                                 *window, accumulate)
+    lib.ht_conv2d_pool_bwd_weight(conv.p(dW), *pooled_grad, conv.p(x), conv.p(guarded), *conv.sizes,
+                                  *window)
+    lib.ht_set_num_threads(1)
+    np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32))
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_array_equal(dx.view(np.uint32), expected_dx.view(np.uint32))
+    np.testing.assert_array_equal(dW.view(np.uint32), expected_dW.view(np.uint32))
+    assert (guarded[floats:] == 1234.5).all()
+
+
+def pooled_shape(conv, window):
+    pkh, pkw, psh, psw = window
+    return (conv.n, conv.oc, (conv.oh - pkh) // psh + 1, (conv.ow - pkw) // psw + 1)
+
+
+@KERNEL_SETTINGS
+@given(data=st.data(), threads=st.sampled_from([1, 2, 3]), accumulate=st.sampled_from([0, 1]))
+def test_conv2d_relu_max_pool2d_and_its_gradients_bit_for_bit(rt, data, threads, accumulate):
+    """On either forward (with columns or without) and either weight gradient (channels-last
+    or not), with and without a bias, NaN and infinities in the input, weights and gradient,
+    windows overlapping or apart."""
+    n, c, h, w, oc, kh, kw, sh, sw, ph, pw = data.draw(conv_shapes(max_channels=20, max_size=12))
+    if data.draw(st.booleans()):   # stride 1, no padding: the forward without columns
+        kh, kw, sh, sw, ph, pw = min(kh, h), min(kw, w), 1, 1, 0, 0
+    conv = Conv(rt, (n, c, h, w, oc, kh, kw, sh, sw, ph, pw))
+    window = (data.draw(st.integers(1, min(3, conv.oh))), data.draw(st.integers(1, min(3, conv.ow))),
+              data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    x = data.draw(with_specials((conv.n, conv.c, conv.h, conv.w)))
+    W = data.draw(with_specials((conv.oc, conv.c, conv.kh, conv.kw), max_specials=1))
+    b = data.draw(st.sampled_from([None, f32(np.linspace(-1, 1, conv.oc))]))
+    gy = data.draw(with_specials(pooled_shape(conv, window), max_specials=2))
+    check_conv_relu_max_pool2d(rt, conv, window, x, W, b, gy, threads, accumulate)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_relu_max_pool2d_blog_shape(rt, threads):
+    """The blog CNN's second convolution, relu and max_pool2d(2), and their gradients."""
+    conv = Conv(rt, (3, 32, 26, 26, 64, 3, 3, 1, 1, 0, 0))
+    x, W, b, _ = conv_case(conv, 3)
+    gy = random_f32(np.random.default_rng(4), *pooled_shape(conv, (2, 2, 2, 2)))
+    check_conv_relu_max_pool2d(rt, conv, (2, 2, 2, 2), x, W, b, gy, threads, 0)
+
+
 @pytest.mark.parametrize("shape", THREADED_CONVS + CHANNELS_LAST_CONVS + [(9, 3, 12, 40, 70, 3, 3, 1, 1, 1, 1)])
 def test_conv2d_workspace_covers_every_kernel(rt, shape):
     """Every kernel stays inside ht_conv2d_workspace's floats at any thread count (each task
@@ -414,6 +485,39 @@ def test_max_pool2d(rt, case):
     dx = dx0.copy()
     lib.ht_max_pool2d_bwd(ptr(ffi, dx), ptr(ffi, dy), ptr(ffi, idx), *sizes, 1)
     assert_close(dx, dx0 + gx, rtol=1e-6, atol=1e-6)
+
+
+@KERNEL_SETTINGS
+@given(case=pool_cases(), accumulate=st.booleans())
+@example(case=POOL_EXAMPLE, accumulate=False)
+@example(case=wide_pool_example(), accumulate=True)
+def test_relu_max_pool2d_bwd_is_the_pooling_gradient_of_relu_grad_bit_for_bit(rt, case, accumulate):
+    """ht_relu_max_pool2d_bwd gives what ht_relu_bwd then ht_max_pool2d_bwd give, bit for bit
+    (NaN and infinities in the gradient and the outputs included), and torch's gradient of
+    relu(max_pool2d(x))."""
+    ffi, lib = rt
+    x, kernel, stride, dy = case
+    dy = dy.copy()
+    dy.flat[:3] = [NAN, INF, -INF][:dy.size]
+    sizes = pool_sizes(x, kernel, stride)
+    y, idx = garbage(dy.shape), np.zeros(dy.shape, np.int64)
+    lib.ht_max_pool2d_fwd(ptr(ffi, y), ptr(ffi, idx), ptr(ffi, x), *sizes)
+    lib.ht_relu_fwd(ptr(ffi, y), ptr(ffi, y), y.size)
+    dx0 = random_f32(np.random.default_rng(0), *x.shape)
+
+    masked, expected = garbage(dy.shape), dx0.copy()
+    lib.ht_relu_bwd(ptr(ffi, masked), ptr(ffi, dy), ptr(ffi, y), dy.size, 0)
+    lib.ht_max_pool2d_bwd(ptr(ffi, expected), ptr(ffi, masked), ptr(ffi, idx), *sizes, int(accumulate))
+    dx = dx0.copy() if accumulate else garbage(x.shape)
+    lib.ht_relu_max_pool2d_bwd(ptr(ffi, dx), ptr(ffi, dy), ptr(ffi, y), ptr(ffi, idx), *sizes,
+                               int(accumulate))
+    np.testing.assert_array_equal(dx.view(np.uint32), expected.view(np.uint32))
+
+    finite = np.nan_to_num(dy, nan=0.5, posinf=2.0, neginf=-2.0)
+    _, (gx,) = grads(lambda t: F.relu(F.max_pool2d(t, kernel, stride)), x, dy=finite)
+    dx = garbage(x.shape)
+    lib.ht_relu_max_pool2d_bwd(ptr(ffi, dx), ptr(ffi, finite), ptr(ffi, y), ptr(ffi, idx), *sizes, 0)
+    assert_close(dx, gx, **EXACT_TOL)
 
 
 @KERNEL_SETTINGS

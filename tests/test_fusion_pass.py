@@ -257,6 +257,72 @@ def test_relu_then_max_pooling_keeps_nan_and_infinities_where_torch_does():
     torch.testing.assert_close(torch.as_tensor(f(x)), F.max_pool2d(F.relu(x), 2), equal_nan=True)
 
 
+# ------------------------------------------------------------------ the convolution into relu and max pooling
+
+def eager_and_compiled_steps(loss, x, start_w, start_b, bias):
+    """One SGD step (lr 1: the step is the gradient) of `loss(x, w, b)` (b None without
+    `bias`) from the start weights, eagerly and compiled: ([eager loss, compiled loss],
+    [eager gradients, compiled gradients], the compiled program's rendered IR)."""
+    losses, grads, ir = [], [], None
+    for compiled in (False, True):
+        w, b = torch.nn.Parameter(start_w.clone()), torch.nn.Parameter(start_b.clone())
+        params = [w, b] if bias else [w]
+        optimizer = torch.optim.SGD(params, lr=1.0)
+        loss_fn = lambda x, *params: loss(x, params[0], params[1] if bias else None)  # noqa: E731
+        if compiled:
+            program = hytorch.stage(one_step, optimizer, loss_fn, x, *params)
+            losses.append(program(optimizer, loss_fn, x, *params))
+            ir = program.rendered_ir
+        else:
+            losses.append(one_step(optimizer, loss_fn, x, *params))
+        grads.append([start - p.detach() for start, p in zip([start_w, start_b], params)])
+    return losses, grads, ir
+
+
+def conv_relu_pool_loss(x, w, b, pool, stride, also_read):
+    """A loss through conv2d, relu, max_pool2d; `also_read`: the convolution's output read once
+    more (the relu is then folded into the pooling alone)."""
+    y = F.conv2d(x, w, b)
+    pooled = F.max_pool2d(F.relu(y), pool, stride)
+    loss = (pooled * pooled).sum()
+    return loss + y.mean() if also_read else loss
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(n=st.integers(1, 2), c=st.integers(1, 3), size=st.integers(3, 9), pool=st.integers(1, 3),
+       stride=st.integers(1, 3), bias=st.booleans(), also_read=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_a_convolution_only_a_relu_and_max_pooling_read_is_folded_into_them(
+        n, c, size, pool, stride, bias, also_read, seed):
+    """The same loss and gradients as eager PyTorch, with conv2d_relu_max_pool2d exactly when
+    the convolution's output has no other reader (relu_max_pool2d otherwise)."""
+    torch.manual_seed(seed)
+    x = torch.randn(n, c, size, size)
+    start_w, start_b = torch.randn(4, c, 2, 2), torch.randn(4)
+    pool = min(pool, size - 1)
+    losses, grads, ir = eager_and_compiled_steps(
+        lambda x, w, b: conv_relu_pool_loss(x, w, b, pool, stride, also_read),
+        x, start_w, start_b, bias)
+    assert ("conv2d_relu_max_pool2d" in ir) == (not also_read)
+    assert "relu_max_pool2d" in ir
+    assert abs(losses[0] - losses[1]) <= 1e-4 * max(1.0, abs(losses[0]))
+    for got, want in zip(grads[1], grads[0]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_convolution_relu_and_max_pooling_keep_nan_and_infinities_where_torch_does():
+    x = torch.randn(2, 3, 7, 7)
+    x[0, 0, 0, 0], x[0, 1, 2, 3], x[1, 2, 5, 5], x[1, 0, 1, 1] = (
+        float("nan"), float("inf"), float("-inf"), -0.0)
+    w, b = torch.randn(4, 3, 2, 2), torch.randn(4)
+    f = hytorch.stage(lambda x, w, b: F.max_pool2d(F.relu(F.conv2d(x, w, b)), 2),
+                      hytorch.TensorType([2, 3, 7, 7]), hytorch.TensorType([4, 3, 2, 2]),
+                      hytorch.TensorType([4]))
+    assert "conv2d_relu_max_pool2d" in f.rendered_ir
+    torch.testing.assert_close(torch.as_tensor(f(x, w, b)),
+                               F.max_pool2d(F.relu(F.conv2d(x, w, b)), 2), equal_nan=True)
+
+
 # ------------------------------------------------------------------ relu into the convolution
 
 def conv_relu(x, w, b, also_read):
@@ -276,20 +342,8 @@ def test_a_relu_that_alone_reads_a_convolution_is_folded_into_it(n, c, size, bia
     torch.manual_seed(seed)
     x = torch.randn(n, c, size, size)
     start_w, start_b = torch.randn(4, c, 2, 2), torch.randn(4)
-    losses, grads, programs = [], [], []
-    for compiled in (False, True):
-        w, b = torch.nn.Parameter(start_w.clone()), torch.nn.Parameter(start_b.clone())
-        params = [w, b] if bias else [w]
-        optimizer = torch.optim.SGD(params, lr=1.0)   # (the step is the gradient)
-        loss_fn = lambda x, *params: conv_relu(x, params[0], params[1] if bias else None, also_read)  # noqa: E731
-        if compiled:
-            program = hytorch.stage(one_step, optimizer, loss_fn, x, *params)
-            losses.append(program(optimizer, loss_fn, x, *params))
-            programs.append(program)
-        else:
-            losses.append(one_step(optimizer, loss_fn, x, *params))
-        grads.append([start - p.detach() for start, p in zip([start_w, start_b], params)])
-    ir = programs[0].rendered_ir
+    losses, grads, ir = eager_and_compiled_steps(
+        lambda x, w, b: conv_relu(x, w, b, also_read), x, start_w, start_b, bias)
     assert ("conv2d_relu" in ir) == (not also_read)
     assert ir.count("(call relu_grad") == 1    # once, for the weight's and the bias's gradients
     assert abs(losses[0] - losses[1]) <= 1e-4 * max(1.0, abs(losses[0]))

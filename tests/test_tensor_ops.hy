@@ -207,8 +207,11 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
 (setv CNN-LOSSES
   {"conv2d" (fn [y pool] y)
    "max_pool2d" (fn [y pool] (F.max-pool2d y #* pool))
-   ;; (the fusion pass makes it of a relu that only a max_pool2d reads: tests/test_fusion_pass.py)
-   "relu_max_pool2d" (fn [y pool] (F.max-pool2d (F.relu y) #* pool))
+   ;; (the fusion pass makes it of a relu that only a max_pool2d reads: tests/test_fusion_pass.py;
+   ;; y read once more, so that the convolution is not folded in as well)
+   "relu_max_pool2d" (fn [y pool] (+ (F.max-pool2d (F.relu y) #* pool) (.mean y)))
+   ;; (and of a convolution's output that only they read)
+   "conv2d_relu_max_pool2d" (fn [y pool] (F.max-pool2d (F.relu y) #* pool))
    ;; (and of a relu that only reads a conv2d's output, which only it reads)
    "conv2d_relu" (fn [y pool] (F.relu y))
    "avg_pool2d" (fn [y pool] (F.avg-pool2d y (get pool 0) :stride (get pool 1)))})

@@ -750,6 +750,10 @@ table still holds their shape rules and the torch functions they stand for."
       CONV-WORKSPACE '(workspace (ht_conv2d_workspace (dim x 1) (dim x 2) (dim x 3) (dim w 0)
                                                       (dim w 2) (dim w 3) sh sw ph pw)))
 
+;; conv2d_relu_max_pool2d's attributes (conv2d's, then max_pool2d's window) and workspace.
+(setv CONV-POOL-ATTRS ["sh" "sw" "ph" "pw" "pkh" "pkw" "psh" "psw"]
+      CONV-POOL-WORKSPACE `(workspace (ht_conv2d_pool_workspace ~@(cut (get CONV-WORKSPACE 1) 1 None))))
+
 ;; max_pool2d's rule and forward kernel, which relu_max_pool2d shares.
 (defn max-pool2d-type [x kh kw sh sw] (pool2d-type x kh kw sh sw "max_pool2d"))
 (setv MAX-POOL2D-FWD '(ht_max_pool2d_fwd out aux x (planes x) (dim x -2) (dim x -1) kh kw sh sw))
@@ -860,8 +864,36 @@ table still holds their shape rules and the torch functions they stand for."
    (Op "relu_max_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"] :aux "int64"
        :rule max-pool2d-type
        :forward [MAX-POOL2D-FWD '(ht_relu_fwd out out (numel out))]
-       :gradient (fn [gy y x kh kw sh sw]
-                   [(call "max_pool2d_grad" (call "relu_grad" gy y) y x kh kw sh sw)]))
+       :gradient (fn [gy y x kh kw sh sw] [(call "relu_max_pool2d_grad" gy y x kh kw sh sw)]))
+   ;; max_pool2d_grad of relu_grad, in one pass over the pooled gradient
+   (Op "relu_max_pool2d_grad" :inputs ["gy" "y" "x"] :attrs ["kh" "kw" "sh" "sw"]
+       :rule (fn [gy y x #* _] x)
+       :forward ['(ht_relu_max_pool2d_bwd out gy y (aux y) (planes x) (dim x -2) (dim x -1)
+                                          kh kw sh sw 0)])
+   ;; The fusion pass's for a conv2d whose output only a relu_max_pool2d, right after it,
+   ;; reads: the convolution's outputs pooled sample by sample while in cache, and its
+   ;; gradients from the pooled gradient spread sample by sample (the same bits as conv2d's of
+   ;; relu_max_pool2d_grad's); neither full-size tensor is written. The bias's gradient: the
+   ;; pooled gradient's sum (each of its elements lands on one output).
+   (Op "conv2d_relu_max_pool2d" :inputs ["x" "w" "b"] :optional ["b"] :attrs CONV-POOL-ATTRS
+       :aux "int64"
+       :rule (fn [x w b sh sw ph pw pkh pkw psh psw]
+               (max-pool2d-type (conv2d-type x w b sh sw ph pw) pkh pkw psh psw))
+       :forward [`(ht_conv2d_relu_max_pool2d_fwd out aux x w b ~CONV-POOL-WORKSPACE
+                                                 ~@CONV-GEOMETRY pkh pkw psh psw)]
+       :gradient (fn [gy y x w b #* attrs]
+                   [(call "conv2d_pool_grad_input" gy y w x #* attrs)
+                    (call "conv2d_pool_grad_weight" gy y x w #* attrs)
+                    (when (is-not b None) (call "conv2d_grad_bias" (call "relu_grad" gy y) b))]))
+   (Op "conv2d_pool_grad_input" :inputs ["gy" "y" "w" "x"] :attrs CONV-POOL-ATTRS
+       :rule (fn [gy y w x #* _] x)
+       :forward [`(ht_conv2d_pool_bwd_input out gy y (aux y) w ~CONV-POOL-WORKSPACE
+                                            ~@CONV-GEOMETRY pkh pkw psh psw 0)])
+   (Op "conv2d_pool_grad_weight" :inputs ["gy" "y" "x" "w"] :attrs CONV-POOL-ATTRS
+       :rule (fn [gy y x w #* _] w)
+       :forward ['(ht_fill out 0.0 (numel w))
+                 `(ht_conv2d_pool_bwd_weight out gy y (aux y) x ~CONV-POOL-WORKSPACE
+                                             ~@CONV-GEOMETRY pkh pkw psh psw)])
    (Op "avg_pool2d" :inputs ["x"] :attrs ["kh" "kw" "sh" "sw"]
        :torch ["torch.nn.functional.avg_pool2d"] :stage avg-pool2d-args
        :rule (fn [x kh kw sh sw] (pool2d-type x kh kw sh sw "avg_pool2d"))
