@@ -295,6 +295,21 @@ def test_softmax_family(rt, name, case):
     accumulated(lambda d, acc: bwd(ptr(ffi, d), ptr(ffi, dy), ptr(ffi, y), rows, cols, acc), gx, x.shape)
 
 
+@KERNEL_SETTINGS
+@given(x=same_shape(1, max_rank=2))
+def test_log_softmax_of_a_block_of_rows_is_each_rows(rt, x):
+    """Short rows go through ht_log_softmax_fwd eight at a time: the same bits as one by one."""
+    ffi, lib = rt
+    (x,) = x
+    x = x.reshape(x.shape[0], -1)
+    rows, cols = x.shape
+    together, alone = garbage(x.shape), garbage(x.shape)
+    lib.ht_log_softmax_fwd(ptr(ffi, together), ptr(ffi, x), rows, cols)
+    for r in range(rows):
+        lib.ht_log_softmax_fwd(ptr(ffi, alone[r]), ptr(ffi, x[r].copy()), 1, cols)
+    np.testing.assert_array_equal(together.view(np.uint32), alone.view(np.uint32))
+
+
 # ---- losses, reductions, argmax ----
 
 @st.composite
