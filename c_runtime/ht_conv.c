@@ -493,6 +493,12 @@ void ht_conv2d_relu_fwd(float *y, const float *x, const float *W, const float *b
  * its task's place after the plain workspace (sample_dy). The batch's full-size outputs and
  * their gradient are never written to memory nor read back. */
 
+/* The floats of a sample's max pooling (windows kh x kw at stride (sh, sw)) of g's outputs. */
+static int64_t pooled_floats(const conv_geometry *g, int64_t kh, int64_t kw, int64_t sh,
+                             int64_t sw) {
+    return g->oc * ((g->oh - kh) / sh + 1) * ((g->ow - kw) / sw + 1);
+}
+
 int64_t ht_conv2d_pool_workspace(int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh,
                                  int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
     const conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
@@ -505,7 +511,7 @@ void ht_conv2d_relu_max_pool2d_fwd(float *y, int64_t *idx, const float *x, const
                                    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t pkh,
                                    int64_t pkw, int64_t psh, int64_t psw) {
     const conv_geometry g = geometry(c, h, w, oc, kh, kw, sh, sw, ph, pw);
-    const int64_t pooled = oc * ((g.oh - pkh) / psh + 1) * ((g.ow - pkw) / psw + 1);
+    const int64_t pooled = pooled_floats(&g, pkh, pkw, psh, psw);
     float *conv_out = workspace + conv_floats(&g);
     for (int64_t s = 0; s < n; s++) {
         conv_forward(conv_out, x + s * c * h * w, W, b, workspace, 1, c, h, w, oc, kh, kw, sh, sw,
@@ -524,7 +530,7 @@ static const float *sample_dy(const conv_job *J, int lane, int64_t s) {
     const pooled_grad *P = J->pooled;
     if (!P) return J->dy + s * g->oc * g->p;
     float *dy = J->workspace + conv_floats(g) + lane * g->oc * g->p;
-    const int64_t pooled = g->oc * ((g->oh - P->kh) / P->sh + 1) * ((g->ow - P->kw) / P->sw + 1);
+    const int64_t pooled = pooled_floats(g, P->kh, P->kw, P->sh, P->sw);
     ht_relu_max_pool2d_bwd_planes(dy, P->gy + s * pooled, P->y + s * pooled, P->idx + s * pooled,
                                   g->oc, g->oh, g->ow, P->kh, P->kw, P->sh, P->sw);
     return dy;

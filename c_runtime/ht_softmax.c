@@ -14,33 +14,39 @@ static float row_max(const float *x, int64_t cols) {
     return m;
 }
 
-/* Rows of at most HT_VL values (a classifier's few classes) go ROW_BLOCK at a time, each step
- * over all of the block's rows: their exponentials are independent, and one row at a time
- * waited on each row's chain of max, exp, sum and log. */
+/* Rows of at most HT_VL values (a classifier's few classes) go up to ROW_BLOCK at a time, each
+ * step over all of the block's rows: their exponentials are independent, and one row at a
+ * time waited on each row's chain of max, exp, sum and log. */
 #define ROW_BLOCK 8
+
+static void log_softmax_short_rows(float *y, const float *x, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r += ROW_BLOCK) {
+        const int block = rows - r < ROW_BLOCK ? (int)(rows - r) : ROW_BLOCK;
+        float m[ROW_BLOCK], log_sum[ROW_BLOCK];
+        ht_vf e[ROW_BLOCK];
+        for (int b = 0; b < block; b++) m[b] = row_max(x + (r + b) * cols, cols);
+        for (int b = 0; b < block; b++)
+            e[b] = ht_vexp(ht_vload_first(x + (r + b) * cols, cols) - ht_vsplat(m[b]));
+        for (int b = 0; b < block; b++) {
+            float sum = 0.0f;
+            for (int64_t l = 0; l < cols; l++) sum += e[b][l];
+            log_sum[b] = logf(sum);
+        }
+        for (int b = 0; b < block; b++) {
+            const float *xr = x + (r + b) * cols;
+            float *yr = y + (r + b) * cols;
+            for (int64_t j = 0; j < cols; j++) yr[j] = xr[j] - m[b] - log_sum[b];
+        }
+    }
+}
 
 void ht_log_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
     if (cols <= 0) return;
-    int64_t r = 0;
-    if (cols <= HT_VL)
-        for (; r + ROW_BLOCK <= rows; r += ROW_BLOCK) {
-            float m[ROW_BLOCK], log_sum[ROW_BLOCK];
-            ht_vf e[ROW_BLOCK];
-            for (int b = 0; b < ROW_BLOCK; b++) m[b] = row_max(x + (r + b) * cols, cols);
-            for (int b = 0; b < ROW_BLOCK; b++)
-                e[b] = ht_vexp(ht_vload_first(x + (r + b) * cols, cols) - ht_vsplat(m[b]));
-            for (int b = 0; b < ROW_BLOCK; b++) {
-                float sum = 0.0f;
-                for (int64_t l = 0; l < cols; l++) sum += e[b][l];
-                log_sum[b] = logf(sum);
-            }
-            for (int b = 0; b < ROW_BLOCK; b++) {
-                const float *xr = x + (r + b) * cols;
-                float *yr = y + (r + b) * cols;
-                for (int64_t j = 0; j < cols; j++) yr[j] = xr[j] - m[b] - log_sum[b];
-            }
-        }
-    for (; r < rows; r++) {
+    if (cols <= HT_VL) {
+        log_softmax_short_rows(y, x, rows, cols);
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
         const float m = row_max(xr, cols);

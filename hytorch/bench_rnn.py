@@ -7,9 +7,9 @@ same sequences in the same order; the losses of the steps are compared with eage
 import copy
 import random
 
-from hytorch.bench_common import (EAGER, HYTORCH, TORCH_COMPILE, Row, find_row, print_table,
-                                  speedup, threads, time_in_turns, torch_compile_hy,
-                                  Timing)
+from hytorch.bench_common import (EAGER, HYTORCH, TORCH_COMPILE, Row, Timing, find_row,
+                                  print_table, speedup, threads, time_in_turns,
+                                  torch_compile_hy)
 
 BATCH, INPUT, HIDDEN = 4, 16, 32
 SHORTEST, LONGEST = 5, 20

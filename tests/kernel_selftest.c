@@ -295,6 +295,21 @@ static void check_conv(conv_shape g) {
 
 /* ---- e^x (ht_vmath.h) against exp in double, and log_softmax, which uses it ---- */
 
+static void check_log_softmax(int64_t rows, int64_t cols) {
+    float *logits = new_floats(rows * cols, 8), *lp = malloc(rows * cols * sizeof(float));
+    double *want = malloc(rows * cols * sizeof(double));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = logits + r * cols;
+        double m = row[0], sum = 0;
+        for (int64_t j = 1; j < cols; j++) m = fmax(m, row[j]);
+        for (int64_t j = 0; j < cols; j++) sum += exp(row[j] - m);
+        for (int64_t j = 0; j < cols; j++) want[r * cols + j] = row[j] - m - log(sum);
+    }
+    ht_log_softmax_fwd(lp, logits, rows, cols);
+    expect_close("log_softmax", lp, want, rows * cols);
+    free(logits), free(lp), free(want);
+}
+
 static void check_exp(void) {
     enum { N = 4099 }; /* whole vectors and a tail */
     float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
@@ -313,23 +328,14 @@ static void check_exp(void) {
             break;
         }
     }
-    enum { ROWS = 5, COLS = 23 };
-    float *logits = new_floats(ROWS * COLS, 8), *lp = malloc(ROWS * COLS * sizeof(float));
-    double *lp_want = malloc(ROWS * COLS * sizeof(double));
-    for (int r = 0; r < ROWS; r++) {
-        const float *row = logits + r * COLS;
-        double m = row[0], sum = 0;
-        for (int j = 1; j < COLS; j++) m = fmax(m, row[j]);
-        for (int j = 0; j < COLS; j++) sum += exp(row[j] - m);
-        for (int j = 0; j < COLS; j++) lp_want[r * COLS + j] = row[j] - m - log(sum);
-    }
-    ht_log_softmax_fwd(lp, logits, ROWS, COLS);
-    expect_close("log_softmax", lp, lp_want, ROWS * COLS);
-    free(x), free(y), free(want), free(logits), free(lp), free(lp_want);
+    free(x), free(y), free(want);
 }
 
 int main(void) {
     check_exp();
+    /* log_softmax's long rows, and short ones (at most a vector: in blocks of 8, and a rest) */
+    static const int64_t softmax_shapes[][2] = {{5, 23}, {13, 3}, {19, 10}};
+    for (int k = 0; k < 3; k++) check_log_softmax(softmax_shapes[k][0], softmax_shapes[k][1]);
     /* (n, in, out): the MNIST MLP's shapes, then every tail of the tilings. */
     static const int64_t shapes[][3] = {{1, 784, 50}, {1, 50, 10}, {64, 784, 50}, {64, 50, 10},
                                         {1, 37, 5}, {3, 37, 19}, {5, 16, 16}, {7, 1, 1},
