@@ -1,12 +1,15 @@
 /* ht_machine.c: see ht_machine.h and ht_parallel.h.
  *
- * The caller and the worker threads claim the tasks of a job one at a time from a shared
- * counter, so a worker that the system has not scheduled yet holds nothing up: the caller
- * runs its tasks (on a shared machine a thread can wait milliseconds for a core). Workers
- * are started on first use with every signal blocked, spin for a while after a job (a
- * training step's products follow each other within microseconds; waking a sleeping thread
- * takes tens), yielding the core now and then, and then sleep. They are stopped and joined
- * when the library is unloaded, and forgotten in a forked child. */
+ * Task t of a job is first offered to thread t (the caller is thread 0, worker i thread
+ * i + 1): a product split by rows of W gives each core the same rows at every step, so that
+ * they stay in its cache (with tasks handed out in order of arrival, the two halves of a
+ * layer swapped cores on half the steps). A thread whose own task is taken, or that has none,
+ * claims any unclaimed one, so a worker that the system has not scheduled yet holds nothing
+ * up: the caller runs its task (on a shared machine a thread can wait milliseconds for a
+ * core). Workers are started on first use with every signal blocked, spin for a while after
+ * a job (a training step's products follow each other within microseconds; waking a sleeping
+ * thread takes tens), yielding the core now and then, and then sleep. They are stopped and
+ * joined when the library is unloaded, and forgotten in a forked child. */
 #include "ht_machine.h"
 
 #include <pthread.h>
@@ -36,23 +39,22 @@ int ht_get_num_threads(void) { return atomic_load(&num_threads); }
 /* How long an idle worker spins before it sleeps. */
 #define SPIN_NANOSECONDS 200000
 
-/* The job's claim word: its number (bits 32-63), its task count (16-31) and the next task
- * not yet claimed (0-15). A claim is a compare-and-swap of the whole word, so a worker that
- * looks late, when the job is over and the next one started, cannot claim a task of the old
- * one, nor read the new one's task and argument before they are written. */
-#define JOB(word) ((uint32_t)((word) >> 32))
-#define TASKS(word) ((int)(((word) >> 16) & 0xFFFF))
-#define NEXT(word) ((int)((word)&0xFFFF))
+/* A task's claim word: the number of the job it belongs to (bits 1-32) and whether it is
+ * claimed (bit 0). A claim is a compare-and-swap from "job j, unclaimed", so a thread that
+ * looks late, when job j is over and the next one started, cannot claim a task of either. */
+#define SLOT(job, claimed) ((uint64_t)(job) << 1 | (claimed))
 
 static struct {
     pthread_mutex_t lock; /* guards the sleep/wake hand-over */
     pthread_cond_t wake;
-    _Alignas(64) _Atomic uint64_t claim;
-    _Alignas(64) atomic_int finished; /* tasks of the job done */
+    _Alignas(64) _Atomic uint32_t job; /* the current job's number, published last */
+    _Alignas(64) _Atomic uint64_t slot[HT_MAX_THREADS]; /* task t's claim word */
+    _Alignas(64) atomic_int finished;                   /* tasks of the job done */
     atomic_int sleepers, stop;
     atomic_flag busy; /* held by the caller that owns the job */
     ht_task task;
     void *arg;
+    int tasks;
     int started;
     pthread_t threads[HT_MAX_THREADS - 1];
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
@@ -72,23 +74,35 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Runs the unclaimed tasks of job `job`, if it is still the current one. */
-static void run_tasks_of(uint32_t job) {
-    uint64_t word = atomic_load(&pool.claim);
-    while (JOB(word) == job && NEXT(word) < TASKS(word)) {
-        if (!atomic_compare_exchange_weak(&pool.claim, &word, word + 1)) continue;
-        /* Claimed: the job cannot end (and its task and argument change) before this one. */
-        pool.task(pool.arg, NEXT(word), TASKS(word));
-        atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
-        word = atomic_load(&pool.claim);
-    }
+/* Claims task t of job `job` if no thread has. */
+static int claim(uint32_t job, int t) {
+    uint64_t unclaimed = SLOT(job, 0);
+    return atomic_compare_exchange_strong(&pool.slot[t], &unclaimed, SLOT(job, 1));
+}
+
+/* Runs task t of job `job` if it is unclaimed (then the job cannot end, and its task,
+ * argument and task count change, before this one returns). */
+static void run_if_unclaimed(uint32_t job, int t) {
+    if (!claim(job, t)) return;
+    pool.task(pool.arg, t, pool.tasks);
+    atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
+}
+
+/* Thread `home`'s part of job `job`: its own task, then any other not yet claimed. The slots
+ * past the job's tasks hold other jobs' numbers (claimed, or 0 if never used), so the scan
+ * stops at the first of them. */
+static void run_tasks_of(uint32_t job, int home) {
+    if (home < HT_MAX_THREADS && (uint32_t)(atomic_load(&pool.slot[home]) >> 1) == job)
+        run_if_unclaimed(job, home);
+    for (int t = 0; t < HT_MAX_THREADS && (uint32_t)(atomic_load(&pool.slot[t]) >> 1) == job; t++)
+        run_if_unclaimed(job, t);
 }
 
 /* Whether there is a job after `seen` (or the workers should stop). Sequentially consistent,
  * with the owner's publication of a job and its look at `sleepers`: either the owner sees
  * this worker asleep and wakes it, or the worker sees the job. */
 static int news_after(uint32_t seen) {
-    return JOB(atomic_load(&pool.claim)) != seen || atomic_load(&pool.stop);
+    return atomic_load(&pool.job) != seen || atomic_load(&pool.stop);
 }
 
 /* Spins, yielding the core now and then (on a busy machine the thread it would hold up may
@@ -113,17 +127,18 @@ static void wait_for_news(uint32_t seen) {
     }
 }
 
-static void *work(void *unused) {
-    (void)unused;
+/* Worker i (thread i + 1). */
+static void *work(void *index) {
 #ifdef __linux__
     prctl(PR_SET_NAME, WORKER_NAME); /* as top -H and /proc show it */
 #endif
-    uint32_t seen = JOB(atomic_load(&pool.claim));
+    const int home = (int)(intptr_t)index + 1;
+    uint32_t seen = atomic_load(&pool.job);
     for (;;) {
         wait_for_news(seen);
         if (atomic_load(&pool.stop)) return NULL;
-        seen = JOB(atomic_load(&pool.claim));
-        run_tasks_of(seen);
+        seen = atomic_load(&pool.job);
+        if (home < ht_get_num_threads()) run_tasks_of(seen, home); /* else left from a larger count */
     }
 }
 
@@ -149,29 +164,32 @@ static void start_workers(int count) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     while (pool.started < count &&
-           pthread_create(&pool.threads[pool.started], NULL, work, NULL) == 0)
+           pthread_create(&pool.threads[pool.started], NULL, work,
+                          (void *)(intptr_t)pool.started) == 0)
         pool.started++;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 void ht_parallel(int tasks, ht_task task, void *arg) {
-    if (tasks > 0xFFFF) tasks = 0xFFFF;
-    if (tasks <= 1 || atomic_flag_test_and_set(&pool.busy)) {
+    if (tasks <= 1 || tasks > HT_MAX_THREADS || atomic_flag_test_and_set(&pool.busy)) {
         for (int t = 0; t < tasks; t++) task(arg, t, tasks);
         return;
     }
     start_workers(tasks - 1 < ht_get_num_threads() - 1 ? tasks - 1 : ht_get_num_threads() - 1);
     pool.task = task;
     pool.arg = arg;
+    pool.tasks = tasks;
     atomic_store(&pool.finished, 0);
-    uint32_t job = JOB(atomic_load(&pool.claim)) + 1;
-    atomic_store(&pool.claim, (uint64_t)job << 32 | (uint64_t)tasks << 16);
+    uint32_t job = atomic_load(&pool.job) + 1;
+    if (job == 0) job = 1; /* after 2^32 jobs: the slots never used hold job 0, unclaimed */
+    for (int t = 0; t < tasks; t++) atomic_store(&pool.slot[t], SLOT(job, 0));
+    atomic_store(&pool.job, job);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    run_tasks_of(job);
+    run_tasks_of(job, 0);
     for (unsigned spins = 1; atomic_load_explicit(&pool.finished, memory_order_acquire) < tasks;
          spins++) {
         if (spins % 1024 == 0)

@@ -6,10 +6,12 @@
 #include "ht_machine.h"
 
 /* Calls task(arg, t, tasks) once for each t in [0, tasks), on the calling thread and up to
- * ht_get_num_threads() - 1 worker threads, and returns when all have returned. Tasks must
- * not depend on each other or on which thread runs them: any thread may run any task, and
- * when the workers are busy (another caller, or a call from inside a task) or cannot be
- * started, the caller runs them all in turn. */
+ * ht_get_num_threads() - 1 worker threads, and returns when all have returned. Task t goes
+ * to thread t when it is free (the caller is thread 0), so that a task that works on the same
+ * part of the data at every call finds it in its core's cache. Tasks must not depend on each
+ * other or on which thread runs them: any thread may run any task, and when the workers are
+ * busy (another caller, or a call from inside a task) or cannot be started, or there are more
+ * tasks than HT_MAX_THREADS, the caller runs them all in turn. */
 typedef void (*ht_task)(void *arg, int t, int tasks);
 __attribute__((visibility("hidden"))) void ht_parallel(int tasks, ht_task task, void *arg);
 

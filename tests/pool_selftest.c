@@ -1,0 +1,138 @@
+/* pool_selftest.c: the runtime's thread pool (ht_parallel, ht_machine.c), in C alone.
+ *
+ *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -fwrapv -pthread -I c_runtime \
+ *      tests/pool_selftest.c c_runtime/[a-z]*.c -lm -o pool_selftest && ./pool_selftest
+ *
+ * Checks: every task of every job runs exactly once, with its index and the job's task count
+ * and argument, for task counts from 0 to past HT_MAX_THREADS on 1 to 5 threads, in jobs that
+ * follow each other at once (workers still busy with the last one), with pauses (workers
+ * asleep) and from inside a task (run in turn); and that task t runs on thread t when every
+ * thread is free: the tasks of a job wait for each other to start, so no thread can take
+ * another's task once it has its own. Prints "pool selftest ok", or what failed; exits 1. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ht_parallel.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                      \
+    do {                                                                                      \
+        if (!(cond) && failures++ < 20) {                                                     \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
+            printf(__VA_ARGS__);                                                              \
+            printf("\n");                                                                     \
+        }                                                                                     \
+    } while (0)
+
+#define MOST_TASKS (HT_MAX_THREADS + 3)
+
+typedef struct {
+    atomic_int runs[MOST_TASKS];
+    int tasks, bad_count;
+    int nested; /* tasks start a job of their own */
+} count_job;
+
+static void count_task(void *arg, int t, int tasks) {
+    count_job *J = arg;
+    if (tasks != J->tasks || t < 0 || t >= tasks) {
+        J->bad_count = 1;
+        return;
+    }
+    atomic_fetch_add(&J->runs[t], 1);
+    if (J->nested) {
+        count_job inner;
+        memset(&inner, 0, sizeof inner);
+        inner.tasks = 3;
+        ht_parallel(3, count_task, &inner);
+        for (int u = 0; u < 3; u++)
+            if (atomic_load(&inner.runs[u]) != 1) J->bad_count = 1;
+    }
+}
+
+static void pause_microseconds(long us) {
+    struct timespec t = {0, us * 1000};
+    nanosleep(&t, NULL);
+}
+
+static void check_every_task_runs_once(void) {
+    for (int threads = 1; threads <= 5; threads++) {
+        ht_set_num_threads(threads);
+        for (int job = 0; job < 3000; job++) {
+            count_job J;
+            memset(&J, 0, sizeof J);
+            J.tasks = job % (MOST_TASKS + 1);
+            J.nested = job % 7 == 3;
+            ht_parallel(J.tasks, count_task, &J);
+            CHECK(!J.bad_count, "%d threads, job %d: a task saw a wrong index or count", threads, job);
+            for (int t = 0; t < J.tasks; t++)
+                CHECK(atomic_load(&J.runs[t]) == 1, "%d threads, %d tasks: task %d ran %d times",
+                      threads, J.tasks, t, atomic_load(&J.runs[t]));
+            if (job % 500 == 499) pause_microseconds(2000); /* long enough for workers to sleep */
+        }
+    }
+}
+
+/* ---- task t on thread t ---- */
+
+#define WAIT_SECONDS 20
+
+typedef struct {
+    atomic_int started;
+    pthread_t ran_on[HT_MAX_THREADS];
+    int timed_out;
+} placement_job;
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Holds its thread until every task of the job has started (or WAIT_SECONDS pass). */
+static void placement_task(void *arg, int t, int tasks) {
+    placement_job *J = arg;
+    J->ran_on[t] = pthread_self();
+    atomic_fetch_add(&J->started, 1);
+    double give_up = seconds() + WAIT_SECONDS;
+    while (atomic_load(&J->started) < tasks)
+        if (seconds() > give_up) {
+            J->timed_out = 1;
+            return;
+        }
+}
+
+static void check_task_t_runs_on_thread_t(int threads) {
+    ht_set_num_threads(threads);
+    placement_job first;
+    memset(&first, 0, sizeof first);
+    ht_parallel(threads, placement_task, &first); /* starts the workers */
+    for (int job = 0; job < 50; job++) {
+        placement_job J;
+        memset(&J, 0, sizeof J);
+        ht_parallel(threads, placement_task, &J);
+        CHECK(!J.timed_out, "%d threads: the tasks never all started", threads);
+        CHECK(pthread_equal(J.ran_on[0], pthread_self()), "%d threads: task 0 not on the caller",
+              threads);
+        for (int t = 1; t < threads; t++) {
+            CHECK(!pthread_equal(J.ran_on[t], pthread_self()), "task %d on the caller", t);
+            CHECK(pthread_equal(J.ran_on[t], first.ran_on[t]),
+                  "%d threads, job %d: task %d moved to another thread", threads, job, t);
+        }
+    }
+}
+
+int main(void) {
+    check_every_task_runs_once();
+    check_task_t_runs_on_thread_t(2);
+    check_task_t_runs_on_thread_t(4);
+    if (failures) {
+        printf("%d failures\n", failures);
+        return 1;
+    }
+    printf("pool selftest ok\n");
+    return 0;
+}
