@@ -42,6 +42,7 @@ typedef struct {
     /* Set by ht_loader_init: */
     int owns_order;
     float pixel_table[256]; /* (p / 255.0f - mean) / std for every byte p */
+    int pixel_formula;      /* whether ht_data.c's vector formula gives the table's bits */
 } ht_loader;
 
 /* Checks the fields, fills pixel_table, allocates `order` when NULL and sets it to 0..count-1.

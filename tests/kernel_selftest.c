@@ -8,7 +8,8 @@
  * (values within a relative 1e-4; NaN, +inf and -inf exactly where the loops have them, with
  * NaN and infinities planted in the inputs); SGD steps against the rule in double; the fused
  * kernels against the unfused ones, bit for bit; the convolutions against loops in double;
- * the same bits for 1 and 3 threads; e^x correctly rounded from exp in double, and log_softmax.
+ * the same bits for 1 and 3 threads; e^x correctly rounded from exp in double, and log_softmax;
+ * a loader's normalised pixels against its table.
  * Prints the vector ISA and "selftest ok", or what differs; exits 1 on a failure. */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "hytorch_rt.h"
+#include "ht_vec.h" /* HT_HAS_FMA */
 
 static int failures;
 
@@ -331,8 +333,37 @@ static void check_exp(void) {
     free(x), free(y), free(want);
 }
 
+/* A loader's pixels, normalised by the vector formula (exact for these normalisations where
+ * the fused multiply-add is: every build but the plain SSE2 and generic ones), are the
+ * table's bits; in images of whole vectors and of a tail. */
+static void check_loader_pixels(int64_t rows, int64_t cols, float mean, float std) {
+    enum { IMAGES = 16 };
+    const int64_t pixels = rows * cols;
+    uint8_t *images = malloc((size_t)(IMAGES * pixels)), labels[IMAGES] = {0};
+    float *x = malloc((size_t)(IMAGES * pixels) * sizeof(float));
+    int64_t y[IMAGES];
+    for (int64_t i = 0; i < IMAGES * pixels; i++) images[i] = (uint8_t)(i * 7 + i / 256);
+    ht_loader l;
+    memset(&l, 0, sizeof l);
+    l.images = images, l.labels = labels, l.count = IMAGES, l.rows = rows, l.cols = cols;
+    l.batch_size = IMAGES, l.mean = mean, l.std = std;
+    CHECK(ht_loader_init(&l) == HT_OK, "loader init: %s", ht_last_error());
+    CHECK(l.pixel_formula || !HT_HAS_FMA, "mean %g std %g: the formula missed the table", mean, std);
+    CHECK(ht_loader_fill(&l, 0, x, y) == IMAGES, "loader fill");
+    for (int64_t i = 0; i < IMAGES * pixels; i++)
+        if (memcmp(&x[i], &l.pixel_table[images[i]], sizeof(float)) != 0) {
+            CHECK(0, "pixel %d normalised to %a, the table has %a", images[i], x[i],
+                  l.pixel_table[images[i]]);
+            break;
+        }
+    ht_loader_release(&l);
+    free(images), free(x);
+}
+
 int main(void) {
     check_exp();
+    check_loader_pixels(28, 28, 0.1307f, 0.3081f);
+    check_loader_pixels(5, 3, 0.2860f, 0.3530f);
     /* log_softmax's long rows, and short ones (at most a vector: in blocks of 8, and a rest) */
     static const int64_t softmax_shapes[][2] = {{5, 23}, {13, 3}, {19, 10}};
     for (int k = 0; k < 3; k++) check_log_softmax(softmax_shapes[k][0], softmax_shapes[k][1]);

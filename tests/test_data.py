@@ -6,6 +6,8 @@ import struct
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hytorch.data import MNIST, SYSTEM_ROOT, DataError, pixel_table, read_idx
 from hytorch.rng import SplitMix64
@@ -379,6 +381,65 @@ def test_c_pixel_table_equals_python(c, dataset, normalize):
     c_table = np.frombuffer(c_loader.ffi.buffer(c_loader.struct.pixel_table), dtype=np.float32)
     np.testing.assert_array_equal(c_table.view(np.uint32), loader.pixel_table.view(np.uint32))
     c_loader.release()
+
+
+def filled_pixels(c, images, mean, std):
+    """(x, pixel_formula) of one batch of all of `images` (uint8 [n, rows, cols]) filled by
+    an ht_loader normalising with mean and std."""
+    ffi, lib = c
+    n, rows, cols = images.shape
+    labels = np.zeros(n, dtype=np.uint8)
+    loader = ffi.new("ht_loader *")
+    keep = [ffi.from_buffer("uint8_t[]", images), ffi.from_buffer("uint8_t[]", labels)]
+    loader.images, loader.labels = keep
+    loader.count, loader.rows, loader.cols, loader.batch_size = n, rows, cols, n
+    loader.mean, loader.std = mean, std
+    assert lib.ht_loader_init(loader) == 0, ffi.string(lib.ht_last_error())
+    x, y = np.full(images.shape, np.nan, dtype=np.float32), np.zeros(n, dtype=np.int64)
+    assert lib.ht_loader_fill(loader, 0, ffi.from_buffer("float[]", x), ffi.from_buffer("int64_t[]", y)) == n
+    lib.ht_loader_release(loader)
+    return x, loader.pixel_formula
+
+
+# Images holding every byte value equally often, shuffled: of 28 x 28 (whole vectors) and of
+# 5 x 3 (a tail past the last whole vector on every vector unit).
+IMAGES = [np.random.default_rng(0).permutation(np.resize(np.arange(256, dtype=np.uint8), 256 * k)).reshape(shape)
+          for k, shape in [(49, (16, 28, 28)), (15, (256, 5, 3))]]
+
+
+@pytest.mark.parametrize("normalize", [(0.1307, 0.3081), (0.2860, 0.3530), (0.5, 0.5), (0.0, 1.0)])
+def test_common_normalisations_take_the_vector_formula(c, normalize):
+    for images in IMAGES:
+        x, formula = filled_pixels(c, images, *normalize)
+        assert formula == 1
+        expected = pixel_table(*normalize)[images]
+        np.testing.assert_array_equal(x.view(np.uint32), expected.view(np.uint32))
+
+
+FINITE_FLOAT32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mean=st.floats(-1e3, 1e3, width=32) | FINITE_FLOAT32,
+       std=(st.floats(2.0**-13, 1e4, width=32) | FINITE_FLOAT32).filter(lambda s: s != 0),
+       negative=st.booleans())
+def test_filled_pixels_are_the_pixel_tables_bits(c, mean, std, negative):
+    """By the vector formula where ht_loader_init found it exact, else through the table."""
+    std = -std if negative else std
+    with np.errstate(all="ignore"):  # extreme normalisations overflow to infinities
+        for images in IMAGES:
+            x, _ = filled_pixels(c, images, mean, std)
+            expected = pixel_table(mean, std)[images]
+            np.testing.assert_array_equal(x.view(np.uint32), expected.view(np.uint32))
+
+
+def test_a_normalisation_the_formula_misses_goes_through_the_table(c):
+    mean, std = 1.3464413235314688e+16, -1.9075747288445534e-24  # found by a search
+    with np.errstate(all="ignore"):
+        for images in IMAGES:
+            x, formula = filled_pixels(c, images, mean, std)
+            assert formula == 0
+            np.testing.assert_array_equal(x.view(np.uint32), pixel_table(mean, std)[images].view(np.uint32))
 
 
 def test_eager_and_compiled_epochs_continue_one_stream(c, dataset):

@@ -1,12 +1,13 @@
 """hytorch/rng.py against the C generator of c_runtime/ht_core.h, bit for bit."""
 import functools
 import pathlib
+import re
 import tempfile
 
 import numpy as np
 import pytest
 
-from c_harness import load_runtime
+from c_harness import RUNTIME_DIR, load_runtime
 from hytorch.rng import SplitMix64
 
 # ht_rng_next and ht_rng_uniform are static inline: a shim gives them addresses cffi can call.
@@ -15,6 +16,15 @@ SHIM = """
 uint64_t test_rng_next(uint64_t *state) { return ht_rng_next(state); }
 float test_rng_uniform(uint64_t *state) { return ht_rng_uniform(state); }
 """
+
+
+def loader_struct():
+    """ht_loader's declaration, as c_runtime/ht_data.h has it (comments removed)."""
+    header = (RUNTIME_DIR / "ht_data.h").read_text()
+    struct = re.search(r"typedef struct \{.*?\} ht_loader;", header, re.S).group(0)
+    return re.sub(r"/\*.*?\*/", "", struct, flags=re.S)
+
+
 # One cdef for this file and test_data.py, so the runtime is compiled once per test run.
 RUNTIME_CDEF = """
 uint64_t test_rng_next(uint64_t *state);
@@ -23,25 +33,13 @@ void ht_rng_shuffle(uint64_t *state, int64_t *order, int64_t n);
 void ht_rng_fill_uniform(uint64_t *state, float *x, int64_t n, float lo, float hi);
 const char *ht_last_error(void);
 
-typedef struct {
-    int images_type, labels_type;
-    int64_t target_size;
-    const void *images;
-    const void *labels;
-    int64_t count, rows, cols, batch_size;
-    int shuffle, drop_last;
-    float mean, std;
-    uint64_t rng;
-    int64_t *order;
-    int owns_order;
-    float pixel_table[256];
-} ht_loader;
+{LOADER_STRUCT}
 int ht_loader_init(ht_loader *l);
 int64_t ht_loader_len(const ht_loader *l);
 void ht_loader_begin_epoch(ht_loader *l);
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y);
 void ht_loader_release(ht_loader *l);
-"""
+""".replace("{LOADER_STRUCT}", loader_struct())
 SEEDS = [0, 1, 42, 0x123456789ABCDEF0, 2**64 - 1]
 
 
