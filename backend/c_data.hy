@@ -7,7 +7,9 @@ reads batches with no Python in it. A loader reads MNIST-format images or the us
 
 A training loop whose first layer's SGD step is applied during the backward pass is
 pipelined: the next batch is read during that step and its first-layer outputs computed in
-the same pass over the weights (ht_linear_bwd_weight_sgd_fwd).
+the same pass over the weights (ht_linear_bwd_weight_sgd_fwd). When that pass is split over
+threads, each reads all of the batch: the loader writes a copy for each thread
+(ht_loader_fill_copies), which stays in that thread's cache.
 A mixin of CRenderer (c_render.hy)."
 
 (import math
@@ -90,6 +92,13 @@ A mixin of CRenderer (c_render.hy)."
                 "data" (TensorType [batch #* input-shape] "float32")
                 "target" (TensorType [batch #* target-shape] target-dtype)}))
 
+  (defn size-field [self name bytes]
+    "A size_t field of the state holding `bytes` when it is made (a buffer's size): its C
+    expression."
+    (setv [size _] (self.state.field name "size_t" "bytes at the batch's pointer"))
+    (self.state.on-init f"{size} = {bytes};")
+    size)
+
   (defn loader-of [self x scope]
     (setv b (.lookup scope x))
     (when (!= b.type "loader")
@@ -124,6 +133,7 @@ A mixin of CRenderer (c_render.hy)."
                           [(get xs 0) (get ys 0)])
           inner (.child scope))
     (for [x xs] (self.state.allocate x (* 4 data-type.numel)))
+    (setv x-bytes (when plan (lfor x xs (self.size-field f"{data}_batch_bytes" (* 4 data-type.numel)))))
     (for [y ys] (self.state.allocate y (* (get ELEMENT-BYTES target-type.dtype) target-type.numel)))
     (.bind inner index (Binding i "int"))
     (.bind inner data (Binding x-cur "tensor" :ttype (TensorType data-type.shape "float32" rows-var)
@@ -137,6 +147,8 @@ A mixin of CRenderer (c_render.hy)."
                                                          "a batch's first-layer outputs") 0)))
       (for [o outs] (self.state.allocate o (* 4 batch (get plan "out"))))
       (.update plan {"index" i "count" n "loader" lb.cname "rows" rows-var "y-element" y-element
+                     "batch" batch "in" (// data-type.numel batch) "x-bytes" x-bytes
+                     "copies" (self.names.fresh f"{data}_copies")
                      "rows-next" (self.names.fresh f"{index}_rows_next")
                      "ready" (self.names.fresh f"{index}_outputs_ready")
                      "prefetched" (self.names.fresh f"{index}_prefetched")
@@ -168,12 +180,17 @@ A mixin of CRenderer (c_render.hy)."
     "The loop when the first layer's SGD step is fused with the next batch's forward: the
     next batch is read during the backward pass and its first-layer outputs computed with
     the updated weights, in the same pass over them (double buffers swap at the end)."
-    (setv [i n loader rows rows-next ready prefetched out-cur out-next x-next y-next y-element]
+    (setv [i n loader rows rows-next ready prefetched out-cur out-next x-next y-next y-element
+           copies batch in out]
           (lfor k ["index" "count" "loader" "rows" "rows-next" "ready" "prefetched" "out-cur"
-                   "out-next" "x-next" "y-next" "y-element"]
+                   "out-next" "x-next" "y-next" "y-element" "copies" "batch" "in" "out"]
                 (get plan k))
           [xa xb] xs [ya yb] ys [oa ob] outs)
     (Out [#* head
+          f"int {copies} = ht_linear_sgd_fwd_copies({batch}, {in}, {out});"
+          #* (lfor [x size] (zip xs (get plan "x-bytes"))
+               (+ f"{{ void *more = ht_reserve({x}, &{size}, (size_t){copies} * {(* 4 batch in)}); "
+                  f"if (!more) return HT_ERROR; {x} = more; }}"))
           f"float *{x-cur} = {xa}, *{x-next} = {xb};"
           f"{y-element} *{y-cur} = {ya}, *{y-next} = {yb};"
           f"float *{out-cur} = {oa}, *{out-next} = {ob};"
@@ -181,7 +198,7 @@ A mixin of CRenderer (c_render.hy)."
           f"int {ready} = 0, {prefetched} = 0;"
           f"for (int64_t {i} = 0, {n} = ht_loader_len(&{loader}); {i} < {n}; {i}++) {{"
           "  if (ht_interrupted) return ht_interrupt_status();"
-          f"  if (!{ready}) {rows} = ht_loader_fill(&{loader}, {i}, {x-cur}, {y-cur});"
+          f"  if (!{ready}) {rows} = ht_loader_fill_copies(&{loader}, {i}, {x-cur}, {y-cur}, {copies});"
           f"  size_t {mark} = ht_s->arena.top;"
           #* (indent body-lines)
           f"  {ready} = {prefetched};"
@@ -211,13 +228,14 @@ A mixin of CRenderer (c_render.hy)."
   (defn step-and-next-forward [self p hyper gy x rows in out step c]
     "The pipelined first layer's step: read the next batch and compute its outputs with the
     updated weights in the same pass (see pipelined-loop)."
-    (setv [i n loader rows-next x-next y-next out-next prefetched]
-          (lfor k ["index" "count" "loader" "rows-next" "x-next" "y-next" "out-next" "prefetched"]
+    (setv [i n loader rows-next x-next y-next out-next prefetched copies]
+          (lfor k ["index" "count" "loader" "rows-next" "x-next" "y-next" "out-next" "prefetched"
+                   "copies"]
                 (get self.pipeline k))
           mom (or p.mom "NULL"))
     [f"if ({i} + 1 < {n}) {{"
-     f"  {rows-next} = ht_loader_fill(&{loader}, {i} + 1, {x-next}, {y-next});"
-     f"  ht_linear_bwd_weight_sgd_fwd({p.data}, {mom}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first}, {out-next}, {x-next}, {rows-next});"
+     f"  {rows-next} = ht_loader_fill_copies(&{loader}, {i} + 1, {x-next}, {y-next}, {copies});"
+     f"  ht_linear_bwd_weight_sgd_fwd({p.data}, {mom}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first}, {out-next}, {x-next}, {rows-next}, {copies});"
      f"  {prefetched} = 1;"
      "} else {"
      f"  {step}"

@@ -107,6 +107,18 @@ void *ht_alloc(size_t bytes) {
 
 void ht_free(void *p) { free(p); }
 
+void *ht_reserve(void *p, size_t *have, size_t need) {
+    if (need <= *have) return p;
+    void *bigger = ht_alloc(need);
+    if (!bigger) {
+        ht_set_error("out of memory for %zu bytes", need);
+        return NULL;
+    }
+    ht_free(p);
+    *have = need;
+    return bigger;
+}
+
 int ht_arena_init(ht_arena *a, size_t bytes) {
     /* Every block counts at least 64 of `bytes`, so a 64-byte red zone per block fits in as
      * much again. */

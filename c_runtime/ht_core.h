@@ -51,6 +51,10 @@ void ht_arena_free(ht_arena *a);
  * AddressSanitizer the bytes that round the size up to 64 are poisoned. */
 void *ht_alloc(size_t bytes);
 void ht_free(void *p);
+/* A block of at least `need` bytes in place of p (ht_alloc'd, *have bytes): p itself when it
+ * is that large, else a new zeroed block (p freed, its bytes not kept; *have updated). NULL,
+ * with a message, when memory runs out (p is then kept). */
+void *ht_reserve(void *p, size_t *have, size_t need);
 
 /* splitmix64: the one generator of HyTorch, mirrored bit for bit by hytorch/rng.py. */
 static inline uint64_t ht_rng_next(uint64_t *state) {

@@ -163,7 +163,7 @@ typedef struct {
     const ht_loader *l;
     int64_t batch, rows, next_rows;
     float *x;
-    void *y;
+    void *y; /* NULL: the targets are not written (a copy after the first) */
 } fill_job;
 
 /* The inputs of rows [from, to) of the job's batch: uint8 pixels through the table, or
@@ -206,7 +206,7 @@ static void fill_rows(void *arg, int64_t from, int64_t to) {
     const ht_loader *l = job->l;
     const int64_t first = job->batch * l->batch_size;
     fill_inputs(job, from, to);
-    fill_targets(job, from, to);
+    if (job->y) fill_targets(job, from, to);
     for (int64_t r = from; r < to && r < job->next_rows; r++)
         prefetch_sample(l, l->order[first + l->batch_size + r]);
 }
@@ -218,6 +218,22 @@ static void fill_rows(void *arg, int64_t from, int64_t to) {
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y) {
     fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), x, y};
     ht_parallel_range(job.rows, PARALLEL_MIN_ROWS, fill_rows, &job);
+    return job.rows;
+}
+
+/* Copy t of the job's batch, whole; the targets once. */
+static void fill_copy(void *arg, int t, int tasks) {
+    fill_job job = *(const fill_job *)arg;
+    (void)tasks;
+    job.x += t * job.rows * job.l->rows * job.l->cols;
+    if (t > 0) job.y = NULL;
+    fill_rows(&job, 0, job.rows);
+}
+
+int64_t ht_loader_fill_copies(const ht_loader *l, int64_t batch, float *x, void *y, int copies) {
+    if (copies <= 1) return ht_loader_fill(l, batch, x, y);
+    fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), x, y};
+    if (job.rows > 0) ht_parallel(copies, fill_copy, &job);
     return job.rows;
 }
 

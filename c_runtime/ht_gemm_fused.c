@@ -16,10 +16,16 @@
 typedef struct {
     nn_product update;
     nt_product forward;
+    int copies; /* of x and x_next */
 } update_then_forward;
 
+/* Each task reads its own copy of the batches (the one its thread filled, in its cache). */
 static void update_then_forward_task(void *arg, int t, int tasks) {
-    const update_then_forward *S = arg;
+    update_then_forward mine = *(const update_then_forward *)arg;
+    const int64_t copy = t % mine.copies;
+    mine.update.B += copy * mine.update.k * mine.update.n;
+    mine.forward.A += copy * mine.forward.m * mine.forward.k;
+    const update_then_forward *S = &mine;
     const int64_t vectors = (S->update.n + HT_VL - 1) / HT_VL;
     ht_share share = ht_task_share(S->update.m, t, tasks);
     split groups = split_at_most(share.to - share.from, UPDATE_GROUP_ROWS);
@@ -29,13 +35,17 @@ static void update_then_forward_task(void *arg, int t, int tasks) {
     }
 }
 
+int ht_gemm_sgd_then_nt_tasks(int64_t m, int64_t n, int64_t k, int64_t k_next) {
+    return (int)min64(threads_for(k, (k + k_next) * m * n), m);
+}
+
 void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
                          int64_t n, int64_t k, ht_sgd_params sgd, float *y, const float *x_next,
-                         int64_t k_next) {
+                         int64_t k_next, int copies) {
     update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0, NULL},
-                             {y, x_next, W, NULL, k_next, m, n, 1}};
-    int threads = threads_for(k, (k + k_next) * m * n);
-    ht_parallel((int)min64(threads, m), update_then_forward_task, &S);
+                             {y, x_next, W, NULL, k_next, m, n, 1},
+                             copies > 1 ? copies : 1};
+    ht_parallel(ht_gemm_sgd_then_nt_tasks(m, n, k, k_next), update_then_forward_task, &S);
 }
 
 /* ---- the batch-1 step: W <- SGD(W, dy x^T), then y = W x_next ---- */

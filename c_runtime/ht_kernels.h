@@ -40,13 +40,20 @@ HT_EXPORT void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n,
                                int nesterov, int first_step);
 
 /* ht_linear_bwd_weight_sgd, then y_next[n_next,in] @ W^T with the updated W (no bias): the
- * next step's forward of the same layer, in the same pass over W when n == n_next == 1.
- * Equal, bit for bit, to the two kernels one after the other. */
+ * next step's forward of the same layer, in the same pass over W (a group of W's rows at a
+ * time, each thread its own rows). Equal, bit for bit, to the two kernels one after the other.
+ * x and x_next hold `copies` equal copies of their batches one after the other (copy c at
+ * x + c*n*in), as ht_loader_fill_copies writes them: the product's task t reads copy
+ * t % copies, which thread t filled, from its own cache instead of parts of one copy from the
+ * other cores' (1: one copy). */
 HT_EXPORT void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x,
                                             int64_t n, int64_t in, int64_t out, float lr,
                                             float momentum, float dampening, float weight_decay,
                                             int nesterov, int first_step, float *y_next,
-                                            const float *x_next, int64_t n_next);
+                                            const float *x_next, int64_t n_next, int copies);
+/* The number of threads ht_linear_bwd_weight_sgd_fwd splits a step of a batch of n into with
+ * the current thread count: the copies of the batches worth filling. */
+HT_EXPORT int ht_linear_sgd_fwd_copies(int64_t n, int64_t in, int64_t out);
 
 /* ---- optimizer: ht_optim.c ---- */
 /* w[numel], buf[numel] <- torch.optim.SGD step with gradient g[numel]; first_step = 1 on the

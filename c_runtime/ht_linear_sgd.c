@@ -25,10 +25,14 @@ void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const f
                                   int64_t n, int64_t in, int64_t out, float lr, float momentum,
                                   float dampening, float weight_decay, int nesterov,
                                   int first_step, float *y_next, const float *x_next,
-                                  int64_t n_next) {
+                                  int64_t n_next, int copies) {
     ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
     if (n == 1 && n_next == 1)
         ht_gemm_rank1_sgd_then_nt(W, buf, dy, x, out, in, sgd, y_next, x_next);
     else
-        ht_gemm_sgd_then_nt(W, buf, dy, x, out, in, n, sgd, y_next, x_next, n_next);
+        ht_gemm_sgd_then_nt(W, buf, dy, x, out, in, n, sgd, y_next, x_next, n_next, copies);
+}
+
+int ht_linear_sgd_fwd_copies(int64_t n, int64_t in, int64_t out) {
+    return n == 1 ? 1 : ht_gemm_sgd_then_nt_tasks(out, in, n, n);
 }

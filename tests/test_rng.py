@@ -38,6 +38,7 @@ int ht_loader_init(ht_loader *l);
 int64_t ht_loader_len(const ht_loader *l);
 void ht_loader_begin_epoch(ht_loader *l);
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y);
+int64_t ht_loader_fill_copies(const ht_loader *l, int64_t batch, float *x, void *y, int copies);
 void ht_loader_release(ht_loader *l);
 """.replace("{LOADER_STRUCT}", loader_struct())
 SEEDS = [0, 1, 42, 0x123456789ABCDEF0, 2**64 - 1]

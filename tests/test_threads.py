@@ -108,7 +108,7 @@ def layer_products(ffi, lib, case):
     lib.ht_linear_bwd_input(ptr(ffi, dx), ptr(ffi, dy), ptr(ffi, W), n, inp, out, 0)
     lib.ht_linear_bwd_weight(ptr(ffi, dW), ptr(ffi, dy), ptr(ffi, x), n, inp, out)
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), ptr(ffi, x), n, inp,
-                                     out, *SGD_ARGS, 0, ptr(ffi, y), ptr(ffi, x), n)
+                                     out, *SGD_ARGS, 0, ptr(ffi, y), ptr(ffi, x), n, 1)
     return y, dx, dW, W, buf
 
 
@@ -127,6 +127,44 @@ def test_products_do_not_depend_on_the_thread_count(rt, shape, seed):
         lib.ht_set_num_threads(threads)
         for got, want in zip(layer_products(ffi, lib, case), expected):
             np.testing.assert_array_equal(got, want)
+
+
+def replicated(a, copies):
+    """`copies` copies of a one after the other, then a float32 NaN in every element of one
+    more copy: a kernel that reads past its copies gives NaN."""
+    return np.concatenate([a.ravel()] * copies + [np.full(a.size, np.nan, np.float32)])
+
+
+def fused_step_with_copies(ffi, lib, case, copies):
+    """The fused SGD step and next forward, with x and x_next held as `copies` copies (x_next
+    another batch than x, of other rows)."""
+    x, W, dy, buf, x_next = (a.copy() for a in case)
+    (n, inp), out, n_next = x.shape, W.shape[0], x_next.shape[0]
+    y = garbage((n_next, out))
+    lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy),
+                                     ptr(ffi, replicated(x, copies)), n, inp, out, *SGD_ARGS, 0,
+                                     ptr(ffi, y), ptr(ffi, replicated(x_next, copies)), n_next,
+                                     copies)
+    return W, buf, y
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=batch_shapes(), n_next=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_the_fused_step_reads_one_copy_of_the_batches_per_thread(rt, shape, n_next, seed):
+    """Whatever the number of copies and of threads: the bits of one copy on one thread."""
+    ffi, lib = rt
+    n, inp, out = shape
+    rng = np.random.default_rng(seed)
+    shapes = [(n, inp), (out, inp), (n, out), (out, inp), (n_next, inp)]  # x, W, dy, buf, x_next
+    case = [f32(rng.uniform(-1, 1, shape)) for shape in shapes]
+    lib.ht_set_num_threads(1)
+    expected = fused_step_with_copies(ffi, lib, case, 1)
+    for threads in [1, *THREAD_COUNTS]:
+        lib.ht_set_num_threads(threads)
+        for copies in {1, 2, 3, lib.ht_linear_sgd_fwd_copies(n, inp, out)}:
+            for got, want in zip(fused_step_with_copies(ffi, lib, case, copies), expected):
+                np.testing.assert_array_equal(got, want)
 
 
 @settings(max_examples=8, deadline=None,
@@ -219,6 +257,36 @@ def test_loader_batches_do_not_depend_on_the_thread_count(loader_rt, loader_data
         c_loader.release()
 
 
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch_size=st.integers(1, 120), limit=st.integers(1, 300), copies=st.integers(1, 4),
+       threads=st.sampled_from([1, *THREAD_COUNTS]))
+def test_loader_copies_are_the_batch_each(loader_rt, loader_data, batch_size, limit, copies,
+                                         threads):
+    """ht_loader_fill_copies writes `copies` copies of ht_loader_fill's batch (the last one
+    short), the targets once, and nothing past them."""
+    ffi, lib = loader_rt
+    loader = MNIST(root=loader_data, batch_size=batch_size, shuffle=True, seed=limit, limit=limit)
+    c_loader = CLoader(loader_rt, loader.c_spec())
+    lib.ht_set_num_threads(threads)
+    try:
+        lib.ht_loader_begin_epoch(c_loader.struct)
+        for batch, (x, y) in enumerate(loader.batches_numpy()):
+            got_x = np.full((copies + 1) * batch_size * 30, np.nan, np.float32)
+            got_y = np.full(batch_size + 1, -1, np.int64)
+            rows = lib.ht_loader_fill_copies(c_loader.struct, batch, ffi.from_buffer("float[]", got_x),
+                                             ffi.from_buffer("int64_t[]", got_y), copies)
+            assert rows == len(y)
+            expected = np.tile(x.ravel(), copies)
+            np.testing.assert_array_equal(got_x[:expected.size].view(np.uint32), expected.view(np.uint32))
+            assert np.isnan(got_x[expected.size:]).all()
+            np.testing.assert_array_equal(got_y[:rows], y)
+            assert (got_y[rows:] == -1).all()
+    finally:
+        lib.ht_set_num_threads(1)
+        c_loader.release()
+
+
 # ---- the setting reaches every compiled model
 
 def train_mnist_mlp(batch_size, threads):
@@ -234,6 +302,28 @@ def train_mnist_mlp(batch_size, threads):
     hytorch.set_num_threads(threads)
     trainer(model, optimizer, loader, 1, 10**9)
     return [p.detach().clone() for p in model.parameters()], trainer._lib.ht_get_num_threads()
+
+
+def test_a_model_trains_to_the_same_bits_as_its_thread_count_changes(fresh_setting, capfd):
+    """One compiled training loop called at 1, 3, 2 and 1 threads (its batches' copies for
+    each thread grow between the calls) against the same calls on one thread."""
+    from hytorch.data import MNIST
+    from hytorch.examples.mnist_mlp import Net, train
+
+    def run(thread_counts):
+        torch.manual_seed(0)
+        model = Net()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+        loader = MNIST(train=True, batch_size=64, shuffle=True, seed=5, limit=10 * 64 + 17)
+        trainer = hytorch.stage(train, model, optimizer, loader, int, int)
+        for threads in thread_counts:
+            hytorch.set_num_threads(threads)
+            trainer(model, optimizer, loader, 1, 10**9)
+            assert trainer._lib.ht_get_num_threads() == threads
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run([1, 1, 1, 1]), run([1, 3, 2, 1])):
+        assert torch.equal(a, b)
 
 
 def test_a_model_trains_to_the_same_bits_on_two_threads(fresh_setting, capfd):
