@@ -10,42 +10,53 @@
 
 /* Rows of W updated, then the columns of y that need only those rows, a group at a time: the
  * group is still in cache when the forward reads it, and the threads (each with its own
- * rows) need no barrier between the update and the forward. */
-#define UPDATE_GROUP_ROWS (2 * NN_ROWS)
+ * rows) need no barrier between the update and the forward. Each thread's share of the rows
+ * is dealt to it as a block of groups (ht_parallel.h), so that its rows stay in its cache
+ * from step to step, and a thread that is done takes the groups another has not reached. */
+#define GROUP_ROWS NN_ROWS
 
 typedef struct {
     nn_product update;
     nt_product forward;
-    int copies; /* of x and x_next */
+    int64_t threads, groups; /* the threads' shares of W's rows, each in this many groups */
+    int copies;              /* of x and x_next */
 } update_then_forward;
 
-/* Each task reads its own copy of the batches (the one its thread filled, in its cache). */
+/* Group t % groups of share t / groups. It reads the copy of the batches that its thread
+ * filled (in its cache), whichever thread's share the group is in. */
 static void update_then_forward_task(void *arg, int t, int tasks) {
+    (void)tasks;
     update_then_forward mine = *(const update_then_forward *)arg;
-    const int64_t copy = t % mine.copies;
+    const int64_t copy = ht_thread_index() % mine.copies;
     mine.update.B += copy * mine.update.k * mine.update.n;
     mine.forward.A += copy * mine.forward.m * mine.forward.k;
-    const update_then_forward *S = &mine;
-    const int64_t vectors = (S->update.n + HT_VL - 1) / HT_VL;
-    ht_share share = ht_task_share(S->update.m, t, tasks);
-    split groups = split_at_most(share.to - share.from, UPDATE_GROUP_ROWS);
-    for (int64_t g = 0, i = share.from; g < groups.parts; i += part_size(groups, g++)) {
-        ht_gemm_nn_block(&S->update, i, i + part_size(groups, g), 0, vectors);
-        ht_gemm_nt_block(&S->forward, 0, S->forward.m, i, i + part_size(groups, g));
-    }
+    ht_share share = ht_task_share(mine.update.m, (int)(t / mine.groups), (int)mine.threads);
+    split groups = split_in(share.to - share.from, mine.groups);
+    const int64_t i0 = share.from + part_start(groups, t % mine.groups);
+    const int64_t i1 = i0 + part_size(groups, t % mine.groups);
+    if (i0 == i1) return;
+    ht_gemm_nn_block(&mine.update, i0, i1, 0, (mine.update.n + HT_VL - 1) / HT_VL);
+    ht_gemm_nt_block(&mine.forward, 0, mine.forward.m, i0, i1);
 }
 
-int ht_gemm_sgd_then_nt_tasks(int64_t m, int64_t n, int64_t k, int64_t k_next) {
+int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next) {
     return (int)min64(threads_for(k, (k + k_next) * m * n), m);
 }
 
 void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
                          int64_t n, int64_t k, ht_sgd_params sgd, float *y, const float *x_next,
                          int64_t k_next, int copies) {
+    const int64_t threads = ht_gemm_sgd_then_nt_threads(m, n, k, k_next);
+    const int64_t largest_share = (m + threads - 1) / threads;
     update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0, NULL},
                              {y, x_next, W, NULL, k_next, m, n, 1},
+                             threads, (largest_share + GROUP_ROWS - 1) / GROUP_ROWS,
                              copies > 1 ? copies : 1};
-    ht_parallel(ht_gemm_sgd_then_nt_tasks(m, n, k, k_next), update_then_forward_task, &S);
+    const int tasks = (int)(threads * S.groups);
+    if (threads == 1)
+        for (int t = 0; t < tasks; t++) update_then_forward_task(&S, t, tasks);
+    else
+        ht_parallel(tasks, update_then_forward_task, &S);
 }
 
 /* ---- the batch-1 step: W <- SGD(W, dy x^T), then y = W x_next ---- */

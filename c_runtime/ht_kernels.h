@@ -43,16 +43,16 @@ HT_EXPORT void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n,
  * next step's forward of the same layer, in the same pass over W (a group of W's rows at a
  * time, each thread its own rows). Equal, bit for bit, to the two kernels one after the other.
  * x and x_next hold `copies` equal copies of their batches one after the other (copy c at
- * x + c*n*in), as ht_loader_fill_copies writes them: the product's task t reads copy
- * t % copies, which thread t filled, from its own cache instead of parts of one copy from the
- * other cores' (1: one copy). */
+ * x + c*n*in), as ht_loader_fill_copies writes them: thread t (the caller 0, worker i i + 1)
+ * reads copy t % copies, which it filled, from its own cache instead of parts of one copy
+ * from the other cores' (1: one copy). */
 HT_EXPORT void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x,
                                             int64_t n, int64_t in, int64_t out, float lr,
                                             float momentum, float dampening, float weight_decay,
                                             int nesterov, int first_step, float *y_next,
                                             const float *x_next, int64_t n_next, int copies);
-/* The number of threads ht_linear_bwd_weight_sgd_fwd splits a step of a batch of n into with
- * the current thread count: the copies of the batches worth filling. */
+/* The number of threads ht_linear_bwd_weight_sgd_fwd shares a step of a batch of n among
+ * with the current thread count: the copies of the batches worth filling. */
 HT_EXPORT int ht_linear_sgd_fwd_copies(int64_t n, int64_t in, int64_t out);
 
 /* ---- optimizer: ht_optim.c ---- */

@@ -34,5 +34,5 @@ void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const f
 }
 
 int ht_linear_sgd_fwd_copies(int64_t n, int64_t in, int64_t out) {
-    return n == 1 ? 1 : ht_gemm_sgd_then_nt_tasks(out, in, n, n);
+    return n == 1 ? 1 : ht_gemm_sgd_then_nt_threads(out, in, n, n);
 }

@@ -1,12 +1,13 @@
 /* ht_machine.c: see ht_machine.h and ht_parallel.h.
  *
- * Task t of a job is first offered to thread t (the caller is thread 0, worker i thread
- * i + 1): a product split by rows of W gives each core the same rows at every step, so that
- * they stay in its cache (with tasks handed out in order of arrival, the two halves of a
- * layer swapped cores on half the steps). A thread whose own task is taken, or that has none,
- * claims any unclaimed one, so a worker that the system has not scheduled yet holds nothing
- * up: the caller runs its task (on a shared machine a thread can wait milliseconds for a
- * core). Workers are started on first use with every signal blocked, spin for a while after
+ * The tasks of a job are dealt to its threads in blocks, in order (the caller is thread 0,
+ * worker i thread i + 1): a product split by rows of W gives each core the same rows at every
+ * step, so that they stay in its cache (with tasks handed out in order of arrival, the two
+ * halves of a layer swapped cores on half the steps). A thread that has run its block takes
+ * the tasks not yet claimed, from the end of the others' blocks: a worker that the system has
+ * not scheduled yet holds nothing up (on a shared machine a thread can wait milliseconds for
+ * a core), and a core slowed down by the machine's other tenants hands part of its block to
+ * a faster one. Workers are started on first use with every signal blocked, spin for a while after
  * a job (a training step's products follow each other within microseconds; waking a sleeping
  * thread takes tens), yielding the core now and then, and then sleep. They are stopped and
  * joined when the library is unloaded, and forgotten in a forked child. */
@@ -44,17 +45,29 @@ int ht_get_num_threads(void) { return atomic_load(&num_threads); }
  * looks late, when job j is over and the next one started, cannot claim a task of either. */
 #define SLOT(job, claimed) ((uint64_t)(job) << 1 | (claimed))
 
+/* The job word: its number (bits 32-63), its thread count (16-31) and task count (0-15). */
+#define JOB_WORD(job, threads, tasks) ((uint64_t)(job) << 32 | (uint64_t)(threads) << 16 | (tasks))
+#define JOB(word) ((uint32_t)((word) >> 32))
+#define THREADS(word) ((int)(((word) >> 16) & 0xFFFF))
+#define TASKS(word) ((int)((word)&0xFFFF))
+
+/* The most tasks a job is dealt in (more run in turn on the caller). */
+#define MOST_TASKS 64
+
+static _Thread_local int thread_index; /* 0 but in a worker */
+
+int ht_thread_index(void) { return thread_index; }
+
 static struct {
     pthread_mutex_t lock; /* guards the sleep/wake hand-over */
     pthread_cond_t wake;
-    _Alignas(64) _Atomic uint32_t job; /* the current job's number, published last */
-    _Alignas(64) _Atomic uint64_t slot[HT_MAX_THREADS]; /* task t's claim word */
+    _Alignas(64) _Atomic uint64_t job; /* the current job's word, published last */
+    _Alignas(64) _Atomic uint64_t slot[MOST_TASKS]; /* task t's claim word */
     _Alignas(64) atomic_int finished;                   /* tasks of the job done */
     atomic_int sleepers, stop;
     atomic_flag busy; /* held by the caller that owns the job */
     ht_task task;
     void *arg;
-    int tasks;
     int started;
     pthread_t threads[HT_MAX_THREADS - 1];
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
@@ -82,32 +95,39 @@ static int claim(uint32_t job, int t) {
 
 /* Runs task t of job `job` if it is unclaimed (then the job cannot end, and its task,
  * argument and task count change, before this one returns). */
-static void run_if_unclaimed(uint32_t job, int t) {
+static void run_if_unclaimed(uint32_t job, int t, int tasks) {
     if (!claim(job, t)) return;
-    pool.task(pool.arg, t, pool.tasks);
+    pool.task(pool.arg, t, tasks);
     atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
 }
 
-/* Thread `home`'s part of job `job`: its own task, then any other not yet claimed. The slots
- * past the job's tasks hold other jobs' numbers (claimed, or 0 if never used), so the scan
- * stops at the first of them. */
-static void run_tasks_of(uint32_t job, int home) {
-    if (home < HT_MAX_THREADS && (uint32_t)(atomic_load(&pool.slot[home]) >> 1) == job)
-        run_if_unclaimed(job, home);
-    for (int t = 0; t < HT_MAX_THREADS && (uint32_t)(atomic_load(&pool.slot[t]) >> 1) == job; t++)
-        run_if_unclaimed(job, t);
+/* The first task of thread h's block when `tasks` are dealt to `threads` threads. */
+static int block_start(int h, int threads, int tasks) {
+    return (int)(((int64_t)h * tasks + threads - 1) / threads);
+}
+
+/* Thread `home`'s part of the job whose word is `word`: its block in order, then whatever is
+ * not yet claimed, from the last task down (the end of another thread's block, away from
+ * the tasks that thread runs next). */
+static void run_tasks_of(uint64_t word, int home) {
+    const uint32_t job = JOB(word);
+    const int threads = THREADS(word), tasks = TASKS(word);
+    if (home < threads)
+        for (int t = block_start(home, threads, tasks); t < block_start(home + 1, threads, tasks); t++)
+            run_if_unclaimed(job, t, tasks);
+    for (int t = tasks - 1; t >= 0; t--) run_if_unclaimed(job, t, tasks);
 }
 
 /* Whether there is a job after `seen` (or the workers should stop). Sequentially consistent,
  * with the owner's publication of a job and its look at `sleepers`: either the owner sees
  * this worker asleep and wakes it, or the worker sees the job. */
-static int news_after(uint32_t seen) {
+static int news_after(uint64_t seen) {
     return atomic_load(&pool.job) != seen || atomic_load(&pool.stop);
 }
 
 /* Spins, yielding the core now and then (on a busy machine the thread it would hold up may
  * be the caller's, on the same core), then sleeps. */
-static void wait_for_news(uint32_t seen) {
+static void wait_for_news(uint64_t seen) {
     int64_t deadline = now_ns() + SPIN_NANOSECONDS;
     for (unsigned spins = 1; !news_after(seen); spins++) {
         if (spins % 64 != 0) {
@@ -133,7 +153,8 @@ static void *work(void *index) {
     prctl(PR_SET_NAME, WORKER_NAME); /* as top -H and /proc show it */
 #endif
     const int home = (int)(intptr_t)index + 1;
-    uint32_t seen = atomic_load(&pool.job);
+    thread_index = home;
+    uint64_t seen = atomic_load(&pool.job);
     for (;;) {
         wait_for_news(seen);
         if (atomic_load(&pool.stop)) return NULL;
@@ -171,25 +192,26 @@ static void start_workers(int count) {
 }
 
 void ht_parallel(int tasks, ht_task task, void *arg) {
-    if (tasks <= 1 || tasks > HT_MAX_THREADS || atomic_flag_test_and_set(&pool.busy)) {
+    if (tasks <= 1 || tasks > MOST_TASKS || atomic_flag_test_and_set(&pool.busy)) {
         for (int t = 0; t < tasks; t++) task(arg, t, tasks);
         return;
     }
-    start_workers(tasks - 1 < ht_get_num_threads() - 1 ? tasks - 1 : ht_get_num_threads() - 1);
+    const int threads = tasks < ht_get_num_threads() ? tasks : ht_get_num_threads();
+    start_workers(threads - 1);
     pool.task = task;
     pool.arg = arg;
-    pool.tasks = tasks;
     atomic_store(&pool.finished, 0);
-    uint32_t job = atomic_load(&pool.job) + 1;
-    if (job == 0) job = 1; /* after 2^32 jobs: the slots never used hold job 0, unclaimed */
+    uint32_t job = JOB(atomic_load(&pool.job)) + 1;
+    if (job == 0) job = 1; /* after 2^32 jobs: 0 is the word before any */
     for (int t = 0; t < tasks; t++) atomic_store(&pool.slot[t], SLOT(job, 0));
-    atomic_store(&pool.job, job);
+    const uint64_t word = JOB_WORD(job, threads, tasks);
+    atomic_store(&pool.job, word);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    run_tasks_of(job, 0);
+    run_tasks_of(word, 0);
     for (unsigned spins = 1; atomic_load_explicit(&pool.finished, memory_order_acquire) < tasks;
          spins++) {
         if (spins % 1024 == 0)

@@ -4,11 +4,13 @@
  *      tests/pool_selftest.c c_runtime/[a-z]*.c -lm -o pool_selftest && ./pool_selftest
  *
  * Checks: every task of every job runs exactly once, with its index and the job's task count
- * and argument, for task counts from 0 to past HT_MAX_THREADS on 1 to 5 threads, in jobs that
+ * and argument, for task counts from 0 to past 64 on 1 to 5 threads, in jobs that
  * follow each other at once (workers still busy with the last one), with pauses (workers
- * asleep) and from inside a task (run in turn); and that task t runs on thread t when every
- * thread is free: the tasks of a job wait for each other to start, so no thread can take
- * another's task once it has its own. Prints "pool selftest ok", or what failed; exits 1. */
+ * asleep) and from inside a task (run in turn); that task t runs on thread t when every
+ * thread is free (the tasks of a job wait for each other to start, so no thread can take
+ * another's task once it has its own), and more tasks than threads in blocks, in order; and
+ * that a thread done with its block takes another's unclaimed tasks from the last one down.
+ * Prints "pool selftest ok", or what failed; exits 1. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,10 +30,11 @@ static int failures;
         }                                                                                     \
     } while (0)
 
-#define MOST_TASKS (HT_MAX_THREADS + 3)
+#define MOST_TASKS 64 /* ht_parallel's most tasks dealt to threads */
+#define TASK_COUNTS (MOST_TASKS + 3)
 
 typedef struct {
-    atomic_int runs[MOST_TASKS];
+    atomic_int runs[TASK_COUNTS];
     int tasks, bad_count;
     int nested; /* tasks start a job of their own */
 } count_job;
@@ -64,7 +67,7 @@ static void check_every_task_runs_once(void) {
         for (int job = 0; job < 3000; job++) {
             count_job J;
             memset(&J, 0, sizeof J);
-            J.tasks = job % (MOST_TASKS + 1);
+            J.tasks = job % (TASK_COUNTS + 1);
             J.nested = job % 7 == 3;
             ht_parallel(J.tasks, count_task, &J);
             CHECK(!J.bad_count, "%d threads, job %d: a task saw a wrong index or count", threads, job);
@@ -125,10 +128,68 @@ static void check_task_t_runs_on_thread_t(int threads) {
     }
 }
 
+/* ---- blocks of tasks, and taking another thread's ---- */
+
+typedef struct {
+    atomic_int order; /* tasks started so far */
+    int started_as[MOST_TASKS];
+    pthread_t ran_on[MOST_TASKS];
+    int hold_from; /* tasks from here on wait until tasks [steal_from, tasks) are done */
+    int steal_from;
+    atomic_int started[MOST_TASKS], done[MOST_TASKS];
+    int timed_out;
+} block_job;
+
+static void block_task(void *arg, int t, int tasks) {
+    block_job *J = arg;
+    J->ran_on[t] = pthread_self();
+    J->started_as[t] = atomic_fetch_add(&J->order, 1);
+    atomic_store(&J->started[t], 1);
+    double give_up = seconds() + WAIT_SECONDS;
+    if (t == 0) /* the worker has its first task before the caller can run out of its own */
+        while (!atomic_load(&J->started[J->hold_from]))
+            if (seconds() > give_up) {
+                J->timed_out = 1;
+                return;
+            }
+    if (t == J->hold_from)
+        for (int u = J->steal_from; u < tasks; u++)
+            while (!atomic_load(&J->done[u]))
+                if (seconds() > give_up) {
+                    J->timed_out = 1;
+                    return;
+                }
+    atomic_store(&J->done[t], 1);
+}
+
+/* Two threads, 8 tasks: blocks [0, 4) on the caller and [4, 8) on the worker. The caller's
+ * first task waits until the worker has started its first (4), which waits until tasks 5-7
+ * are done: only the caller can run them, after its own block, from the last one down. */
+static void check_blocks_and_taking(void) {
+    ht_set_num_threads(2);
+    for (int job = 0; job < 50; job++) {
+        block_job J;
+        memset(&J, 0, sizeof J);
+        J.hold_from = 4, J.steal_from = 5;
+        ht_parallel(8, block_task, &J);
+        CHECK(!J.timed_out, "job %d: tasks 5-7 never ran", job);
+        for (int t = 0; t < 8; t++)
+            CHECK(!!pthread_equal(J.ran_on[t], pthread_self()) == (t != 4),
+                  "job %d: task %d not on the %s", job, t, t == 4 ? "worker" : "caller");
+        int caller_order[8] = {0, 1, 2, 3, 7, 6, 5}, previous = -1;
+        for (int k = 0; k < 7; k++) {
+            CHECK(J.started_as[caller_order[k]] > previous, "job %d: the caller ran task %d out of order",
+                  job, caller_order[k]);
+            previous = J.started_as[caller_order[k]];
+        }
+    }
+}
+
 int main(void) {
     check_every_task_runs_once();
     check_task_t_runs_on_thread_t(2);
     check_task_t_runs_on_thread_t(4);
+    check_blocks_and_taking();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;
