@@ -18,17 +18,7 @@
 
 #include "hytorch_rt.h"
 #include "ht_vec.h" /* HT_HAS_FMA */
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond) && failures++ < 20) {                                                     \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                              \
-            printf("\n");                                                                     \
-        }                                                                                     \
-    } while (0)
+#include "selftest.h"
 
 static uint64_t rng_state = 12345;
 static float uniform(float lo, float hi) { return lo + (hi - lo) * ht_rng_uniform(&rng_state); }

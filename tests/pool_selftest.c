@@ -18,17 +18,7 @@
 #include <time.h>
 
 #include "ht_parallel.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond) && failures++ < 20) {                                                     \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                              \
-            printf("\n");                                                                     \
-        }                                                                                     \
-    } while (0)
+#include "selftest.h"
 
 #define MOST_TASKS 64 /* ht_parallel's most tasks dealt to threads */
 #define TASK_COUNTS (MOST_TASKS + 3)
