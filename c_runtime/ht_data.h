@@ -60,8 +60,8 @@ void ht_loader_begin_epoch(ht_loader *l);
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y);
 /* ht_loader_fill, with `copies` copies of the inputs one after the other in x (copy c at
  * x + c*n*rows*cols for the n samples written), each written whole by task c on the runtime's
- * threads (ht_parallel.h: thread c when it is free), for kernels whose threads each read all
- * of the batch (ht_linear_bwd_weight_sgd_fwd). 1: ht_loader_fill. */
+ * threads (ht_parallel.h: thread c, unless another takes it over), for kernels whose threads
+ * each read all of the batch (ht_linear_bwd_weight_sgd_fwd). 1: ht_loader_fill. */
 int64_t ht_loader_fill_copies(const ht_loader *l, int64_t batch, float *x, void *y, int copies);
 /* Frees `order` if ht_loader_init allocated it. */
 void ht_loader_release(ht_loader *l);

@@ -9,28 +9,28 @@
 /* ---- a step of a batch: W <- SGD(W, dy^T x), then y = x_next W^T ---- */
 
 /* Rows of W updated, then the columns of y that need only those rows, a group at a time: the
- * group is still in cache when the forward reads it, and the threads (each with its own
- * rows) need no barrier between the update and the forward. Each thread's share of the rows
- * is dealt to it as a block of groups (ht_parallel.h), so that its rows stay in its cache
- * from step to step, and a thread that is done takes the groups another has not reached. */
-#define GROUP_ROWS NN_ROWS
-
+ * group is still in cache when the forward reads it, and the threads need no barrier between
+ * the update and the forward. Each thread's share of the rows is dealt to it as a block of
+ * groups (ht_parallel.h), so that its rows stay in its cache from step to step, and a thread
+ * that is done takes the groups another has not reached: groups of NN_ROWS rows for that, of
+ * twice as many on one thread (each group's forward reads all of x_next), and never more
+ * groups than a job is dealt in. */
 typedef struct {
     nn_product update;
     nt_product forward;
-    int64_t threads, groups; /* the threads' shares of W's rows, each in this many groups */
-    int copies;              /* of x and x_next */
+    int threads, groups; /* the threads' shares of W's rows, each in this many groups */
+    int copies;          /* of x and x_next */
 } update_then_forward;
 
-/* Group t % groups of share t / groups. It reads the copy of the batches that its thread
- * filled (in its cache), whichever thread's share the group is in. */
+/* Group t % groups of share t / groups. It reads the copy of the batches that the thread
+ * running it reads (ht_thread_index), whichever thread's share the group is in. */
 static void update_then_forward_task(void *arg, int t, int tasks) {
     (void)tasks;
     update_then_forward mine = *(const update_then_forward *)arg;
     const int64_t copy = ht_thread_index() % mine.copies;
     mine.update.B += copy * mine.update.k * mine.update.n;
     mine.forward.A += copy * mine.forward.m * mine.forward.k;
-    ht_share share = ht_task_share(mine.update.m, (int)(t / mine.groups), (int)mine.threads);
+    ht_share share = ht_task_share(mine.update.m, t / mine.groups, mine.threads);
     split groups = split_in(share.to - share.from, mine.groups);
     const int64_t i0 = share.from + part_start(groups, t % mine.groups);
     const int64_t i1 = i0 + part_size(groups, t % mine.groups);
@@ -46,17 +46,15 @@ int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next)
 void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
                          int64_t n, int64_t k, ht_sgd_params sgd, float *y, const float *x_next,
                          int64_t k_next, int copies) {
-    const int64_t threads = ht_gemm_sgd_then_nt_threads(m, n, k, k_next);
+    const int threads = ht_gemm_sgd_then_nt_threads(m, n, k, k_next);
+    const int64_t group_rows = threads > 1 ? NN_ROWS : 2 * NN_ROWS;
     const int64_t largest_share = (m + threads - 1) / threads;
+    const int groups = (int)min64((largest_share + group_rows - 1) / group_rows,
+                                  HT_MOST_TASKS / threads);
     update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0, NULL},
                              {y, x_next, W, NULL, k_next, m, n, 1},
-                             threads, (largest_share + GROUP_ROWS - 1) / GROUP_ROWS,
-                             copies > 1 ? copies : 1};
-    const int tasks = (int)(threads * S.groups);
-    if (threads == 1)
-        for (int t = 0; t < tasks; t++) update_then_forward_task(&S, t, tasks);
-    else
-        ht_parallel(tasks, update_then_forward_task, &S);
+                             threads, groups, copies > 1 ? copies : 1};
+    ht_parallel_on(threads, threads * groups, update_then_forward_task, &S);
 }
 
 /* ---- the batch-1 step: W <- SGD(W, dy x^T), then y = W x_next ---- */

@@ -41,11 +41,12 @@ HT_EXPORT void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n,
 
 /* ht_linear_bwd_weight_sgd, then y_next[n_next,in] @ W^T with the updated W (no bias): the
  * next step's forward of the same layer, in the same pass over W (a group of W's rows at a
- * time, each thread its own rows). Equal, bit for bit, to the two kernels one after the other.
- * x and x_next hold `copies` equal copies of their batches one after the other (copy c at
- * x + c*n*in), as ht_loader_fill_copies writes them: thread t (the caller 0, worker i i + 1)
- * reads copy t % copies, which it filled, from its own cache instead of parts of one copy
- * from the other cores' (1: one copy). */
+ * time, each thread mostly the same rows at every call). Equal, bit for bit, to the two
+ * kernels one after the other. x and x_next hold `copies` equal copies of their batches one
+ * after the other (copy c at x + c*n*in), as ht_loader_fill_copies writes them: thread t (the
+ * caller 0, worker i i + 1) reads copy t % copies, the one it filled when copies is
+ * ht_linear_sgd_fwd_copies, from its own cache instead of parts of one copy from the other
+ * cores' (1: one copy). */
 HT_EXPORT void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x,
                                             int64_t n, int64_t in, int64_t out, float lr,
                                             float momentum, float dampening, float weight_decay,

@@ -51,9 +51,6 @@ int ht_get_num_threads(void) { return atomic_load(&num_threads); }
 #define THREADS(word) ((int)(((word) >> 16) & 0xFFFF))
 #define TASKS(word) ((int)((word)&0xFFFF))
 
-/* The most tasks a job is dealt in (more run in turn on the caller). */
-#define MOST_TASKS 64
-
 static _Thread_local int thread_index; /* 0 but in a worker */
 
 int ht_thread_index(void) { return thread_index; }
@@ -62,7 +59,7 @@ static struct {
     pthread_mutex_t lock; /* guards the sleep/wake hand-over */
     pthread_cond_t wake;
     _Alignas(64) _Atomic uint64_t job; /* the current job's word, published last */
-    _Alignas(64) _Atomic uint64_t slot[MOST_TASKS]; /* task t's claim word */
+    _Alignas(64) _Atomic uint64_t slot[HT_MOST_TASKS]; /* task t's claim word */
     _Alignas(64) atomic_int finished;                   /* tasks of the job done */
     atomic_int sleepers, stop;
     atomic_flag busy; /* held by the caller that owns the job */
@@ -101,20 +98,14 @@ static void run_if_unclaimed(uint32_t job, int t, int tasks) {
     atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
 }
 
-/* The first task of thread h's block when `tasks` are dealt to `threads` threads. */
-static int block_start(int h, int threads, int tasks) {
-    return (int)(((int64_t)h * tasks + threads - 1) / threads);
-}
-
-/* Thread `home`'s part of the job whose word is `word`: its block in order, then whatever is
- * not yet claimed, from the last task down (the end of another thread's block, away from
- * the tasks that thread runs next). */
+/* Thread `home`'s part of the job whose word is `word` (home < its thread count): its block
+ * in order, then whatever is not yet claimed, from the last task down (the end of another
+ * thread's block, away from the tasks that thread runs next). */
 static void run_tasks_of(uint64_t word, int home) {
     const uint32_t job = JOB(word);
     const int threads = THREADS(word), tasks = TASKS(word);
-    if (home < threads)
-        for (int t = block_start(home, threads, tasks); t < block_start(home + 1, threads, tasks); t++)
-            run_if_unclaimed(job, t, tasks);
+    const ht_share block = ht_task_share(tasks, home, threads);
+    for (int t = (int)block.from; t < block.to; t++) run_if_unclaimed(job, t, tasks);
     for (int t = tasks - 1; t >= 0; t--) run_if_unclaimed(job, t, tasks);
 }
 
@@ -126,9 +117,9 @@ static int news_after(uint64_t seen) {
 }
 
 /* Spins, yielding the core now and then (on a busy machine the thread it would hold up may
- * be the caller's, on the same core), then sleeps. */
-static void wait_for_news(uint64_t seen) {
-    int64_t deadline = now_ns() + SPIN_NANOSECONDS;
+ * be the caller's, on the same core), then sleeps; sleeps at once when `spin` is 0. */
+static void wait_for_news(uint64_t seen, int spin) {
+    int64_t deadline = now_ns() + (spin ? SPIN_NANOSECONDS : 0);
     for (unsigned spins = 1; !news_after(seen); spins++) {
         if (spins % 64 != 0) {
             cpu_relax();
@@ -156,10 +147,11 @@ static void *work(void *index) {
     thread_index = home;
     uint64_t seen = atomic_load(&pool.job);
     for (;;) {
-        wait_for_news(seen);
+        /* A worker past the thread count (left from a larger one) waits asleep. */
+        wait_for_news(seen, home < ht_get_num_threads());
         if (atomic_load(&pool.stop)) return NULL;
         seen = atomic_load(&pool.job);
-        if (home < ht_get_num_threads()) run_tasks_of(seen, home); /* else left from a larger count */
+        if (home < THREADS(seen)) run_tasks_of(seen, home);
     }
 }
 
@@ -191,12 +183,13 @@ static void start_workers(int count) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-void ht_parallel(int tasks, ht_task task, void *arg) {
-    if (tasks <= 1 || tasks > MOST_TASKS || atomic_flag_test_and_set(&pool.busy)) {
+void ht_parallel_on(int threads, int tasks, ht_task task, void *arg) {
+    if (threads > tasks) threads = tasks;
+    if (threads > ht_get_num_threads()) threads = ht_get_num_threads();
+    if (threads <= 1 || tasks > HT_MOST_TASKS || atomic_flag_test_and_set(&pool.busy)) {
         for (int t = 0; t < tasks; t++) task(arg, t, tasks);
         return;
     }
-    const int threads = tasks < ht_get_num_threads() ? tasks : ht_get_num_threads();
     start_workers(threads - 1);
     pool.task = task;
     pool.arg = arg;
@@ -221,6 +214,8 @@ void ht_parallel(int tasks, ht_task task, void *arg) {
     }
     atomic_flag_clear(&pool.busy);
 }
+
+void ht_parallel(int tasks, ht_task task, void *arg) { ht_parallel_on(tasks, tasks, task, arg); }
 
 typedef struct {
     ht_range_fn fn;

@@ -5,18 +5,27 @@
 
 #include "ht_machine.h"
 
+/* The most tasks a job is dealt in (a job of more runs in turn on the caller). */
+#define HT_MOST_TASKS 64
+
 /* Calls task(arg, t, tasks) once for each t in [0, tasks), on the calling thread and up to
  * ht_get_num_threads() - 1 worker threads, and returns when all have returned. The tasks are
- * dealt in order, in blocks of near-equal size, to the first min(tasks, threads) threads (the
- * caller is thread 0): task t to thread t when there are no more tasks than threads. Each
- * thread runs its block in order, then takes the tasks still unclaimed from the last one
- * down, so that a task that works on the same part of the data at every call usually finds
- * it in its core's cache, and a slow or late thread holds nothing up. Tasks must not depend
- * on each other or on which thread runs them: any thread may run any task, and when the
- * workers are busy (another caller, or a call from inside a task) or cannot be started, or
- * there are more than 64 tasks, the caller runs them all in turn. */
+ * dealt in order, in blocks of near-equal size (ht_task_share), to the first
+ * min(tasks, ht_get_num_threads()) threads (the caller is thread 0): task t to thread t when
+ * there are no more tasks than threads. Each thread runs its block in order, then takes the
+ * tasks of the job still unclaimed from the last one down, so that a task that works on the
+ * same part of the data at every call usually finds it in its core's cache, and a slow or
+ * late thread holds nothing up. Tasks must not depend on each other or on which thread runs
+ * them: any thread of the job may run any task, and when the workers are busy (another
+ * caller, or a call from inside a task) or cannot be started, or there are more than
+ * HT_MOST_TASKS tasks, the caller runs them all in turn. */
 typedef void (*ht_task)(void *arg, int t, int tasks);
 __attribute__((visibility("hidden"))) void ht_parallel(int tasks, ht_task task, void *arg);
+
+/* ht_parallel on at most `threads` threads (the caller's included), for work worth fewer
+ * threads than it has tasks. */
+__attribute__((visibility("hidden"))) void ht_parallel_on(int threads, int tasks, ht_task task,
+                                                          void *arg);
 
 /* The index of the calling thread: i + 1 in worker i, 0 in any other thread (a caller). */
 __attribute__((visibility("hidden"))) int ht_thread_index(void);

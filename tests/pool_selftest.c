@@ -9,7 +9,8 @@
  * asleep) and from inside a task (run in turn); that task t runs on thread t when every
  * thread is free (the tasks of a job wait for each other to start, so no thread can take
  * another's task once it has its own), and more tasks than threads in blocks, in order; and
- * that a thread done with its block takes another's unclaimed tasks from the last one down.
+ * that a thread done with its block takes another's unclaimed tasks from the last one down,
+ * and that a job for fewer threads than there are keeps to them.
  * Prints "pool selftest ok", or what failed; exits 1. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,8 +21,7 @@
 #include "ht_parallel.h"
 #include "selftest.h"
 
-#define MOST_TASKS 64 /* ht_parallel's most tasks dealt to threads */
-#define TASK_COUNTS (MOST_TASKS + 3)
+#define TASK_COUNTS (HT_MOST_TASKS + 3)
 
 typedef struct {
     atomic_int runs[TASK_COUNTS];
@@ -122,11 +122,11 @@ static void check_task_t_runs_on_thread_t(int threads) {
 
 typedef struct {
     atomic_int order; /* tasks started so far */
-    int started_as[MOST_TASKS];
-    pthread_t ran_on[MOST_TASKS];
+    int started_as[HT_MOST_TASKS];
+    pthread_t ran_on[HT_MOST_TASKS];
     int hold_from; /* tasks from here on wait until tasks [steal_from, tasks) are done */
     int steal_from;
-    atomic_int started[MOST_TASKS], done[MOST_TASKS];
+    atomic_int started[HT_MOST_TASKS], done[HT_MOST_TASKS];
     int timed_out;
 } block_job;
 
@@ -175,11 +175,35 @@ static void check_blocks_and_taking(void) {
     }
 }
 
+/* ht_parallel_on(2, ...) at 4 threads: only the caller and worker 0 run its tasks. */
+typedef struct {
+    atomic_int outside; /* tasks run by a thread past the job's two */
+} two_thread_job;
+
+static void two_thread_task(void *arg, int t, int tasks) {
+    (void)t, (void)tasks;
+    two_thread_job *J = arg;
+    if (ht_thread_index() >= 2) atomic_fetch_add(&J->outside, 1);
+    pause_microseconds(5);
+}
+
+static void check_a_job_keeps_to_its_threads(void) {
+    ht_set_num_threads(4);
+    for (int job = 0; job < 200; job++) {
+        two_thread_job J;
+        atomic_init(&J.outside, 0);
+        ht_parallel_on(2, 8, two_thread_task, &J);
+        CHECK(atomic_load(&J.outside) == 0, "job %d: %d tasks on threads past the job's two", job,
+              atomic_load(&J.outside));
+    }
+}
+
 int main(void) {
     check_every_task_runs_once();
     check_task_t_runs_on_thread_t(2);
     check_task_t_runs_on_thread_t(4);
     check_blocks_and_taking();
+    check_a_job_keeps_to_its_threads();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;

@@ -167,6 +167,38 @@ def test_the_fused_step_reads_one_copy_of_the_batches_per_thread(rt, shape, n_ne
                 np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("out", [512, 1024])
+def test_a_wide_first_layer_step_still_uses_the_threads(rt, out):
+    """A layer of more groups of rows than a job is dealt in still shares them among the
+    threads. Seen through the copies: a second copy of other values, which only a worker
+    reads, changes the result (tried until a worker is seen: one may start late)."""
+    ffi, lib = rt
+    n, inp = 64, 784
+    rng = np.random.default_rng(out)
+    x, x_next = f32(rng.uniform(-1, 1, (n, inp))), f32(rng.uniform(-1, 1, (n, inp)))
+    W, dy = f32(rng.uniform(-1, 1, (out, inp))), f32(rng.uniform(-1, 1, (n, out)))
+    lib.ht_set_num_threads(2)
+    assert lib.ht_linear_sgd_fwd_copies(n, inp, out) == 2
+    alone = W.copy()
+    lib.ht_set_num_threads(1)
+    lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, alone), ffi.NULL, ptr(ffi, dy), ptr(ffi, x), n, inp,
+                                     out, 0.1, 0.0, 0.0, 0.0, 0, 1, ptr(ffi, garbage((n, out))),
+                                     ptr(ffi, x_next), n, 1)
+    lib.ht_set_num_threads(2)
+    two_copies = [np.concatenate([a.ravel(), (a + 1).ravel()]) for a in (x, x_next)]
+    for _ in range(50):
+        shared = W.copy()
+        lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, shared), ffi.NULL, ptr(ffi, dy),
+                                         ptr(ffi, two_copies[0]), n, inp, out, 0.1, 0.0, 0.0, 0.0,
+                                         0, 1, ptr(ffi, garbage((n, out))), ptr(ffi, two_copies[1]),
+                                         n, 2)
+        if not np.array_equal(shared, alone):
+            break
+    else:
+        pytest.fail("no worker took part in 50 steps")
+    lib.ht_set_num_threads(1)
+
+
 @settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.integers(1, 15), inp=st.integers(2048, 6000), out=st.integers(140, 260),
