@@ -40,7 +40,7 @@ static void update_then_forward_task(void *arg, int t, int tasks) {
 }
 
 int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next) {
-    return (int)min64(threads_for(k, (k + k_next) * m * n), m);
+    return m > 1 ? (int)min64(threads_for(k, (k + k_next) * m * n), m) : 1;
 }
 
 void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
