@@ -133,7 +133,8 @@ A mixin of CRenderer (c_render.hy)."
                           [(get xs 0) (get ys 0)])
           inner (.child scope))
     (for [x xs] (self.state.allocate x (* 4 data-type.numel)))
-    (setv x-bytes (when plan (lfor x xs (self.size-field f"{data}_batch_bytes" (* 4 data-type.numel)))))
+    (setv x-bytes (when plan
+                    (lfor x xs (self.size-field f"{data}_batch_bytes" (* 4 data-type.numel)))))
     (for [y ys] (self.state.allocate y (* (get ELEMENT-BYTES target-type.dtype) target-type.numel)))
     (.bind inner index (Binding i "int"))
     (.bind inner data (Binding x-cur "tensor" :ttype (TensorType data-type.shape "float32" rows-var)

@@ -64,7 +64,8 @@ static void normalise_pixels(float *dst, const uint8_t *src, int64_t pixels, con
     int64_t k = 0;
     if (l->pixel_formula) {
         const normalisation n = normalisation_of(l);
-        for (; k + HT_VL <= pixels; k += HT_VL) ht_vstore(dst + k, normalised(ht_vfrom_bytes(src + k), &n));
+        for (; k + HT_VL <= pixels; k += HT_VL)
+            ht_vstore(dst + k, normalised(ht_vfrom_bytes(src + k), &n));
     }
 #ifdef __AVX2__
     for (; k + 8 <= pixels; k += 8) {
@@ -81,7 +82,8 @@ static int formula_gives_table(const ht_loader *l) {
     float values[256];
     for (int p = 0; p < 256; p++) bytes[p] = (uint8_t)p;
     const normalisation n = normalisation_of(l);
-    for (int p = 0; p < 256; p += HT_VL) ht_vstore(values + p, normalised(ht_vfrom_bytes(bytes + p), &n));
+    for (int p = 0; p < 256; p += HT_VL)
+        ht_vstore(values + p, normalised(ht_vfrom_bytes(bytes + p), &n));
     return memcmp(values, l->pixel_table, sizeof values) == 0;
 }
 

@@ -7,10 +7,10 @@
  * the tasks not yet claimed, from the end of the others' blocks: a worker that the system has
  * not scheduled yet holds nothing up (on a shared machine a thread can wait milliseconds for
  * a core), and a core slowed down by the machine's other tenants hands part of its block to
- * a faster one. Workers are started on first use with every signal blocked, spin for a while after
- * a job (a training step's products follow each other within microseconds; waking a sleeping
- * thread takes tens), yielding the core now and then, and then sleep. They are stopped and
- * joined when the library is unloaded, and forgotten in a forked child. */
+ * a faster one. Workers are started on first use with every signal blocked, spin for a while
+ * after a job (a training step's products follow each other within microseconds; waking a
+ * sleeping thread takes tens), yielding the core now and then, and then sleep. They are
+ * stopped and joined when the library is unloaded, and forgotten in a forked child. */
 #include "ht_machine.h"
 
 #include <pthread.h>

@@ -93,9 +93,11 @@ HT_INLINE ht_vf ht_vfma(ht_vf a, ht_vf b, ht_vf c) {
 /* The HT_VL bytes at p as floats (exact: every byte is a float). */
 HT_INLINE ht_vf ht_vfrom_bytes(const uint8_t *p) {
 #if HT_VEC_BYTES == 64
-    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)));
+    const __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)p);
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
 #elif HT_VEC_BYTES == 32 && defined(__AVX2__)
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+    const __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
 #else
     ht_vf v;
     for (int l = 0; l < HT_VL; l++) v[l] = (float)p[l];

@@ -338,7 +338,8 @@ static void check_loader_pixels(int64_t rows, int64_t cols, float mean, float st
     l.images = images, l.labels = labels, l.count = IMAGES, l.rows = rows, l.cols = cols;
     l.batch_size = IMAGES, l.mean = mean, l.std = std;
     CHECK(ht_loader_init(&l) == HT_OK, "loader init: %s", ht_last_error());
-    CHECK(l.pixel_formula || !HT_HAS_FMA, "mean %g std %g: the formula missed the table", mean, std);
+    CHECK(l.pixel_formula || !HT_HAS_FMA, "mean %g std %g: the formula missed the table", mean,
+          std);
     CHECK(ht_loader_fill(&l, 0, x, y) == IMAGES, "loader fill");
     for (int64_t i = 0; i < IMAGES * pixels; i++)
         if (memcmp(&x[i], &l.pixel_table[images[i]], sizeof(float)) != 0) {

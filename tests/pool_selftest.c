@@ -60,7 +60,8 @@ static void check_every_task_runs_once(void) {
             J.tasks = job % (TASK_COUNTS + 1);
             J.nested = job % 7 == 3;
             ht_parallel(J.tasks, count_task, &J);
-            CHECK(!J.bad_count, "%d threads, job %d: a task saw a wrong index or count", threads, job);
+            CHECK(!J.bad_count, "%d threads, job %d: a task saw a wrong index or count", threads,
+                  job);
             for (int t = 0; t < J.tasks; t++)
                 CHECK(atomic_load(&J.runs[t]) == 1, "%d threads, %d tasks: task %d ran %d times",
                       threads, J.tasks, t, atomic_load(&J.runs[t]));
@@ -168,8 +169,8 @@ static void check_blocks_and_taking(void) {
                   "job %d: task %d not on the %s", job, t, t == 4 ? "worker" : "caller");
         int caller_order[8] = {0, 1, 2, 3, 7, 6, 5}, previous = -1;
         for (int k = 0; k < 7; k++) {
-            CHECK(J.started_as[caller_order[k]] > previous, "job %d: the caller ran task %d out of order",
-                  job, caller_order[k]);
+            CHECK(J.started_as[caller_order[k]] > previous,
+                  "job %d: the caller ran task %d out of order", job, caller_order[k]);
             previous = J.started_as[caller_order[k]];
         }
     }

@@ -396,15 +396,16 @@ def filled_pixels(c, images, mean, std):
     loader.mean, loader.std = mean, std
     assert lib.ht_loader_init(loader) == 0, ffi.string(lib.ht_last_error())
     x, y = np.full(images.shape, np.nan, dtype=np.float32), np.zeros(n, dtype=np.int64)
-    assert lib.ht_loader_fill(loader, 0, ffi.from_buffer("float[]", x), ffi.from_buffer("int64_t[]", y)) == n
+    rows = lib.ht_loader_fill(loader, 0, ffi.from_buffer("float[]", x), ffi.from_buffer("int64_t[]", y))
+    assert rows == n
     lib.ht_loader_release(loader)
     return x, loader.pixel_formula
 
 
 # Images holding every byte value equally often, shuffled: of 28 x 28 (whole vectors) and of
 # 5 x 3 (a tail past the last whole vector on every vector unit).
-IMAGES = [np.random.default_rng(0).permutation(np.resize(np.arange(256, dtype=np.uint8), 256 * k)).reshape(shape)
-          for k, shape in [(49, (16, 28, 28)), (15, (256, 5, 3))]]
+IMAGES = [np.random.default_rng(0).permutation(np.resize(np.arange(256, dtype=np.uint8), 256 * k))
+          .reshape(shape) for k, shape in [(49, (16, 28, 28)), (15, (256, 5, 3))]]
 
 
 @pytest.mark.parametrize("normalize", [(0.1307, 0.3081), (0.2860, 0.3530), (0.5, 0.5), (0.0, 1.0)])
@@ -439,7 +440,8 @@ def test_a_normalisation_the_formula_misses_goes_through_the_table(c):
         for images in IMAGES:
             x, formula = filled_pixels(c, images, mean, std)
             assert formula == 0
-            np.testing.assert_array_equal(x.view(np.uint32), pixel_table(mean, std)[images].view(np.uint32))
+            expected = pixel_table(mean, std)[images]
+            np.testing.assert_array_equal(x.view(np.uint32), expected.view(np.uint32))
 
 
 def test_eager_and_compiled_epochs_continue_one_stream(c, dataset):

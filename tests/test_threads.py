@@ -306,11 +306,13 @@ def test_loader_copies_are_the_batch_each(loader_rt, loader_data, batch_size, li
         for batch, (x, y) in enumerate(loader.batches_numpy()):
             got_x = np.full((copies + 1) * batch_size * 30, np.nan, np.float32)
             got_y = np.full(batch_size + 1, -1, np.int64)
-            rows = lib.ht_loader_fill_copies(c_loader.struct, batch, ffi.from_buffer("float[]", got_x),
+            rows = lib.ht_loader_fill_copies(c_loader.struct, batch,
+                                             ffi.from_buffer("float[]", got_x),
                                              ffi.from_buffer("int64_t[]", got_y), copies)
             assert rows == len(y)
             expected = np.tile(x.ravel(), copies)
-            np.testing.assert_array_equal(got_x[:expected.size].view(np.uint32), expected.view(np.uint32))
+            np.testing.assert_array_equal(got_x[:expected.size].view(np.uint32),
+                                          expected.view(np.uint32))
             assert np.isnan(got_x[expected.size:]).all()
             np.testing.assert_array_equal(got_y[:rows], y)
             assert (got_y[rows:] == -1).all()
