@@ -217,12 +217,6 @@ static void fill_rows(void *arg, int64_t from, int64_t to) {
  * microsecond or more of work; handing out a task costs well under one). */
 #define PARALLEL_MIN_ROWS 8
 
-int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y) {
-    fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), x, y};
-    ht_parallel_range(job.rows, PARALLEL_MIN_ROWS, fill_rows, &job);
-    return job.rows;
-}
-
 /* Copy t of the job's batch, whole; the targets once. */
 static void fill_copy(void *arg, int t, int tasks) {
     fill_job job = *(const fill_job *)arg;
@@ -233,10 +227,16 @@ static void fill_copy(void *arg, int t, int tasks) {
 }
 
 int64_t ht_loader_fill_copies(const ht_loader *l, int64_t batch, float *x, void *y, int copies) {
-    if (copies <= 1) return ht_loader_fill(l, batch, x, y);
     fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), x, y};
-    if (job.rows > 0) ht_parallel(copies, fill_copy, &job);
+    if (copies <= 1)
+        ht_parallel_range(job.rows, PARALLEL_MIN_ROWS, fill_rows, &job);
+    else if (job.rows > 0)
+        ht_parallel(copies, fill_copy, &job);
     return job.rows;
+}
+
+int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y) {
+    return ht_loader_fill_copies(l, batch, x, y, 1);
 }
 
 void ht_loader_release(ht_loader *l) {

@@ -84,10 +84,13 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Claims task t of job `job` if no thread has. */
+/* Claims task t of job `job` if no thread has. It looks before it swaps: a compare-and-swap
+ * that fails still takes the cache line from the threads claiming tasks beside it (the scan
+ * after a thread's block passes every claimed task). */
 static int claim(uint32_t job, int t) {
     uint64_t unclaimed = SLOT(job, 0);
-    return atomic_compare_exchange_strong(&pool.slot[t], &unclaimed, SLOT(job, 1));
+    return atomic_load_explicit(&pool.slot[t], memory_order_relaxed) == unclaimed &&
+           atomic_compare_exchange_strong(&pool.slot[t], &unclaimed, SLOT(job, 1));
 }
 
 /* Runs task t of job `job` if it is unclaimed (then the job cannot end, and its task,

@@ -135,16 +135,15 @@ def replicated(a, copies):
     return np.concatenate([a.ravel()] * copies + [np.full(a.size, np.nan, np.float32)])
 
 
-def fused_step_with_copies(ffi, lib, case, copies):
-    """The fused SGD step and next forward, with x and x_next held as `copies` copies (x_next
-    another batch than x, of other rows)."""
+def fused_step_with_copies(ffi, lib, case, copies, layout=replicated):
+    """The fused SGD step and next forward, with x and x_next held as `copies` copies laid out
+    by layout(batch, copies) (x_next another batch than x, of other rows)."""
     x, W, dy, buf, x_next = (a.copy() for a in case)
     (n, inp), out, n_next = x.shape, W.shape[0], x_next.shape[0]
     y = garbage((n_next, out))
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy),
-                                     ptr(ffi, replicated(x, copies)), n, inp, out, *SGD_ARGS, 0,
-                                     ptr(ffi, y), ptr(ffi, replicated(x_next, copies)), n_next,
-                                     copies)
+                                     ptr(ffi, layout(x, copies)), n, inp, out, *SGD_ARGS, 0,
+                                     ptr(ffi, y), ptr(ffi, layout(x_next, copies)), n_next, copies)
     return W, buf, y
 
 
@@ -175,23 +174,19 @@ def test_a_wide_first_layer_step_still_uses_the_threads(rt, out):
     ffi, lib = rt
     n, inp = 64, 784
     rng = np.random.default_rng(out)
-    x, x_next = f32(rng.uniform(-1, 1, (n, inp))), f32(rng.uniform(-1, 1, (n, inp)))
-    W, dy = f32(rng.uniform(-1, 1, (out, inp))), f32(rng.uniform(-1, 1, (n, out)))
+    shapes = [(n, inp), (out, inp), (n, out), (out, inp), (n, inp)]  # x, W, dy, buf, x_next
+    case = [f32(rng.uniform(-1, 1, shape)) for shape in shapes]
     lib.ht_set_num_threads(2)
     assert lib.ht_linear_sgd_fwd_copies(n, inp, out) == 2
-    alone = W.copy()
     lib.ht_set_num_threads(1)
-    lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, alone), ffi.NULL, ptr(ffi, dy), ptr(ffi, x), n, inp,
-                                     out, 0.1, 0.0, 0.0, 0.0, 0, 1, ptr(ffi, garbage((n, out))),
-                                     ptr(ffi, x_next), n, 1)
+    alone = fused_step_with_copies(ffi, lib, case, 1)[0]
     lib.ht_set_num_threads(2)
-    two_copies = [np.concatenate([a.ravel(), (a + 1).ravel()]) for a in (x, x_next)]
+
+    def other_second_copy(a, copies):
+        return np.concatenate([a.ravel(), (a + 1).ravel()])
+
     for _ in range(50):
-        shared = W.copy()
-        lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, shared), ffi.NULL, ptr(ffi, dy),
-                                         ptr(ffi, two_copies[0]), n, inp, out, 0.1, 0.0, 0.0, 0.0,
-                                         0, 1, ptr(ffi, garbage((n, out))), ptr(ffi, two_copies[1]),
-                                         n, 2)
+        shared = fused_step_with_copies(ffi, lib, case, 2, other_second_copy)[0]
         if not np.array_equal(shared, alone):
             break
     else:
@@ -323,40 +318,32 @@ def test_loader_copies_are_the_batch_each(loader_rt, loader_data, batch_size, li
 
 # ---- the setting reaches every compiled model
 
-def train_mnist_mlp(batch_size, threads):
-    """The demo's model trained one short epoch at `threads` threads: its parameters, and the
-    thread count its compiled code was given."""
+def train_mnist_mlp(batch_size, *thread_counts, limit=None):
+    """The demo's model trained by one compiled loop, a short epoch (20 batches, or `limit`
+    samples) at each of `thread_counts` threads in turn: its parameters, and the last thread
+    count its compiled code was given."""
     from hytorch.data import MNIST
     from hytorch.examples.mnist_mlp import Net, train
     torch.manual_seed(0)
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
-    loader = MNIST(train=True, batch_size=batch_size, shuffle=True, seed=3, limit=20 * batch_size)
+    loader = MNIST(train=True, batch_size=batch_size, shuffle=True, seed=3,
+                   limit=limit or 20 * batch_size)
     trainer = hytorch.stage(train, model, optimizer, loader, int, int)
-    hytorch.set_num_threads(threads)
-    trainer(model, optimizer, loader, 1, 10**9)
+    for threads in thread_counts:
+        hytorch.set_num_threads(threads)
+        trainer(model, optimizer, loader, 1, 10**9)
+        assert trainer._lib.ht_get_num_threads() == threads
     return [p.detach().clone() for p in model.parameters()], trainer._lib.ht_get_num_threads()
 
 
 def test_a_model_trains_to_the_same_bits_as_its_thread_count_changes(fresh_setting, capfd):
     """One compiled training loop called at 1, 3, 2 and 1 threads (its batches' copies for
-    each thread grow between the calls) against the same calls on one thread."""
-    from hytorch.data import MNIST
-    from hytorch.examples.mnist_mlp import Net, train
-
-    def run(thread_counts):
-        torch.manual_seed(0)
-        model = Net()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
-        loader = MNIST(train=True, batch_size=64, shuffle=True, seed=5, limit=10 * 64 + 17)
-        trainer = hytorch.stage(train, model, optimizer, loader, int, int)
-        for threads in thread_counts:
-            hytorch.set_num_threads(threads)
-            trainer(model, optimizer, loader, 1, 10**9)
-            assert trainer._lib.ht_get_num_threads() == threads
-        return [p.detach().clone() for p in model.parameters()]
-
-    for a, b in zip(run([1, 1, 1, 1]), run([1, 3, 2, 1])):
+    each thread grow between the calls; the last batch short) against the same calls on one
+    thread."""
+    one, _ = train_mnist_mlp(64, 1, 1, 1, 1, limit=10 * 64 + 17)
+    changing, _ = train_mnist_mlp(64, 1, 3, 2, 1, limit=10 * 64 + 17)
+    for a, b in zip(one, changing):
         assert torch.equal(a, b)
 
 
