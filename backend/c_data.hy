@@ -7,9 +7,10 @@ reads batches with no Python in it. A loader reads MNIST-format images or the us
 
 A training loop whose first layer's SGD step is applied during the backward pass is
 pipelined: the next batch is read during that step and its first-layer outputs computed in
-the same pass over the weights (ht_linear_bwd_weight_sgd_fwd). When that pass is split over
-threads, each reads all of the batch: the loader writes a copy for each thread
-(ht_loader_fill_copies), which stays in that thread's cache.
+the same pass over the weights (ht_linear_bwd_weight_sgd_fwd). When that pass is split
+over threads, each reads all of the batch from a copy of its own, which stays in its cache:
+each thread fills its copy (ht_batches_ready), the workers' a step ahead, while the caller
+runs the rest of the step (ht_data.h's ht_batches).
 A mixin of CRenderer (c_render.hy)."
 
 (import math
@@ -150,6 +151,8 @@ A mixin of CRenderer (c_render.hy)."
       (.update plan {"index" i "count" n "loader" lb.cname "rows" rows-var "y-element" y-element
                      "batch" batch "in" (// data-type.numel batch) "x-bytes" x-bytes
                      "copies" (self.names.fresh f"{data}_copies")
+                     "batches" (get (self.state.field f"{data}_batches" "ht_batches"
+                                                     "the pipelined loop's batches") 0)
                      "rows-next" (self.names.fresh f"{index}_rows_next")
                      "ready" (self.names.fresh f"{index}_outputs_ready")
                      "prefetched" (self.names.fresh f"{index}_prefetched")
@@ -182,9 +185,9 @@ A mixin of CRenderer (c_render.hy)."
     next batch is read during the backward pass and its first-layer outputs computed with
     the updated weights, in the same pass over them (double buffers swap at the end)."
     (setv [i n loader rows rows-next ready prefetched out-cur out-next x-next y-next y-element
-           copies batch in out]
+           copies batches batch in out]
           (lfor k ["index" "count" "loader" "rows" "rows-next" "ready" "prefetched" "out-cur"
-                   "out-next" "x-next" "y-next" "y-element" "copies" "batch" "in" "out"]
+                   "out-next" "x-next" "y-next" "y-element" "copies" "batches" "batch" "in" "out"]
                 (get plan k))
           [xa xb] xs [ya yb] ys [oa ob] outs)
     (Out [#* head
@@ -192,6 +195,7 @@ A mixin of CRenderer (c_render.hy)."
           #* (lfor [x size] (zip xs (get plan "x-bytes"))
                (+ f"{{ void *more = ht_reserve({x}, &{size}, (size_t){copies} * {(* 4 batch in)}); "
                   f"if (!more) return HT_ERROR; {x} = more; }}"))
+          f"ht_batches_begin(&{batches}, &{loader}, {xa}, {xb}, {copies});"
           f"float *{x-cur} = {xa}, *{x-next} = {xb};"
           f"{y-element} *{y-cur} = {ya}, *{y-next} = {yb};"
           f"float *{out-cur} = {oa}, *{out-next} = {ob};"
@@ -199,7 +203,7 @@ A mixin of CRenderer (c_render.hy)."
           f"int {ready} = 0, {prefetched} = 0;"
           f"for (int64_t {i} = 0, {n} = ht_loader_len(&{loader}); {i} < {n}; {i}++) {{"
           "  if (ht_interrupted) return ht_interrupt_status();"
-          f"  if (!{ready}) {rows} = ht_loader_fill_copies(&{loader}, {i}, {x-cur}, {y-cur}, {copies});"
+          f"  if (!{ready}) {rows} = ht_batches_fill(&{batches}, {i}, {y-cur});"
           f"  size_t {mark} = ht_s->arena.top;"
           #* (indent body-lines)
           f"  {ready} = {prefetched};"
@@ -229,14 +233,14 @@ A mixin of CRenderer (c_render.hy)."
   (defn step-and-next-forward [self p hyper gy x rows in out step c]
     "The pipelined first layer's step: read the next batch and compute its outputs with the
     updated weights in the same pass (see pipelined-loop)."
-    (setv [i n loader rows-next x-next y-next out-next prefetched copies]
-          (lfor k ["index" "count" "loader" "rows-next" "x-next" "y-next" "out-next" "prefetched"
-                   "copies"]
+    (setv [i n rows-next x-next y-next out-next prefetched copies batches]
+          (lfor k ["index" "count" "rows-next" "x-next" "y-next" "out-next" "prefetched"
+                   "copies" "batches"]
                 (get self.pipeline k))
           mom (or p.mom "NULL"))
     [f"if ({i} + 1 < {n}) {{"
-     f"  {rows-next} = ht_loader_fill_copies(&{loader}, {i} + 1, {x-next}, {y-next}, {copies});"
-     f"  ht_linear_bwd_weight_sgd_fwd({p.data}, {mom}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first}, {out-next}, {x-next}, {rows-next}, {copies});"
+     f"  {rows-next} = ht_batches_next(&{batches}, {i} + 1, {y-next});"
+     f"  ht_linear_bwd_weight_sgd_fwd({p.data}, {mom}, {(c gy)}, {(c x)}, {rows}, {in}, {out}, {hyper}, (int){p.first}, {out-next}, {x-next}, {rows-next}, {copies}, ht_batches_ready, &{batches});"
      f"  {prefetched} = 1;"
      "} else {"
      f"  {step}"

@@ -128,7 +128,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                  ""
                  f"HT_EXPORT int ht_run({signature}) {{"
                  "  ht_interrupt_begin();"
-                 f"  return ht_interrupt_end(ht_body({call-args}));"
+                 f"  int status = ht_body({call-args});"
+                 "  ht_settle(); /* no work of the call goes on after it */"
+                 "  return ht_interrupt_end(status);"
                  "}"
                  ""])
      "cdef" (.join "\n" ["typedef struct ht_state ht_state;"

@@ -131,6 +131,7 @@ int64_t ht_loader_len(const ht_loader *l) {
 }
 
 void ht_loader_begin_epoch(ht_loader *l) {
+    ht_settle();
     for (int64_t i = 0; i < l->count; i++) l->order[i] = i;
     if (l->shuffle) ht_rng_shuffle(&l->rng, l->order, l->count);
 }
@@ -239,7 +240,64 @@ int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y) {
     return ht_loader_fill_copies(l, batch, x, y, 1);
 }
 
+void ht_batches_begin(ht_batches *B, const ht_loader *l, float *xa, float *xb, int copies) {
+    ht_settle();
+    B->loader = l;
+    B->x[0] = xa;
+    B->x[1] = xb;
+    B->copies = copies;
+    B->current = -1;
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < HT_MAX_THREADS; c++) B->held[k][c] = -1;
+}
+
+int64_t ht_batches_fill(ht_batches *B, int64_t batch, void *y) {
+    int64_t rows = ht_loader_fill_copies(B->loader, batch, B->x[batch % 2], y, B->copies);
+    for (int c = 0; c < B->copies; c++) B->held[batch % 2][c] = batch;
+    return rows;
+}
+
+int64_t ht_batches_next(ht_batches *B, int64_t batch, void *y) {
+    B->current = batch - 1;
+    if (B->copies <= 1) return ht_batches_fill(B, batch, y);
+    fill_job job = {B->loader, batch, batch_rows(B->loader, batch), 0, NULL, y};
+    fill_targets(&job, 0, job.rows);
+    return job.rows;
+}
+
+/* Copy c of `batch`, unless it holds it. */
+static void hold(ht_batches *B, int c, int64_t batch) {
+    const ht_loader *l = B->loader;
+    int64_t *held = &B->held[batch % 2][c];
+    if (*held == batch) return;
+    fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), NULL, NULL};
+    job.x = B->x[batch % 2] + c * job.rows * l->rows * l->cols;
+    fill_rows(&job, 0, job.rows);
+    *held = batch;
+}
+
+static void fill_ahead(void *arg) {
+    ht_batches *B = arg;
+    const int c = ht_thread_index();
+    hold(B, c, B->ahead[c]);
+}
+
+void ht_batches_ready(void *arg, int thread) {
+    ht_batches *B = arg;
+    const int64_t now = B->current;
+    hold(B, thread, now);
+    hold(B, thread, now + 1);
+    /* The copies of a smaller batch (the last) start earlier: copy c of batch now + 2 would
+     * overwrite part of the caller's copy of batch now, which the caller may still read. */
+    if (thread > 0 && now + 2 < ht_loader_len(B->loader) &&
+        batch_rows(B->loader, now + 2) == batch_rows(B->loader, now)) {
+        B->ahead[thread] = now + 2;
+        ht_defer(fill_ahead, B);
+    }
+}
+
 void ht_loader_release(ht_loader *l) {
+    ht_settle();
     if (l->owns_order) ht_free(l->order);
     l->order = NULL;
     l->owns_order = 0;

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "ht_core.h"
+#include "ht_machine.h"
 
 /* The element types of a loader's source. */
 typedef enum { HT_UINT8 = 0, HT_INT64 = 1, HT_FLOAT32 = 2 } ht_element;
@@ -50,7 +51,8 @@ typedef struct {
 int ht_loader_init(ht_loader *l);
 /* Number of batches of an epoch: ceil(count / batch_size), or floor with drop_last. */
 int64_t ht_loader_len(const ht_loader *l);
-/* Starts an epoch: order = 0..count-1, then shuffled with l->rng when l->shuffle. */
+/* Starts an epoch: order = 0..count-1, then shuffled with l->rng when l->shuffle (after
+ * ht_settle: no deferred fill reads the order any more). */
 void ht_loader_begin_epoch(ht_loader *l);
 /* Writes batch `batch` of the epoch into x (float [batch_size*rows*cols]) and y (int64_t
  * [batch_size] for labels, else [batch_size*target_size] of labels_type);
@@ -63,6 +65,33 @@ int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y);
  * threads (ht_parallel.h: thread c, unless another takes it over), for kernels whose threads
  * each read all of the batch (ht_linear_bwd_weight_sgd_fwd). 1: ht_loader_fill. */
 int64_t ht_loader_fill_copies(const ht_loader *l, int64_t batch, float *x, void *y, int copies);
+/* The batches of a pipelined training loop (backend/c_data.hy): batch b in x[b % 2], in
+ * `copies` copies (copy c at x[b % 2] + c*n*rows*cols for its n samples), one for each thread
+ * of the fused first-layer step (ht_linear_bwd_weight_sgd_fwd), and which batch each
+ * copy holds. The step's thread c fills its copies of the batch it trains on and of the next
+ * one if they do not hold them (ht_batches_ready); a worker then fills its copy of the batch
+ * after the next, while the caller runs the rest of the next step (ht_defer), so that only the
+ * caller's copy is filled during the step's pass over W. Each copy is written by its thread
+ * alone. */
+typedef struct {
+    const ht_loader *loader;
+    float *x[2];
+    int copies;
+    int64_t current;                 /* the batch of the step (ht_batches_next) */
+    int64_t held[2][HT_MAX_THREADS]; /* the batch in copy c of x[k]; -1: none */
+    int64_t ahead[HT_MAX_THREADS];   /* the batch worker c fills after its part of the step */
+} ht_batches;
+/* Starts an epoch's batches (after ht_loader_begin_epoch): no copy holds one. */
+void ht_batches_begin(ht_batches *B, const ht_loader *l, float *xa, float *xb, int copies);
+/* Fills every copy of `batch` (as ht_loader_fill_copies) and its targets into y; returns its
+ * number of samples. */
+int64_t ht_batches_fill(ht_batches *B, int64_t batch, void *y);
+/* Before the fused step of batch - 1: writes the targets of `batch` into y and returns its
+ * number of samples; its inputs are filled by the step's threads (ht_batches_ready), or now
+ * when there is one copy. */
+int64_t ht_batches_next(ht_batches *B, int64_t batch, void *y);
+/* ht_copy_ready (ht_kernels.h) of the fused step for B (an ht_batches *) on thread `thread`. */
+void ht_batches_ready(void *B, int thread);
 /* Frees `order` if ht_loader_init allocated it. */
 void ht_loader_release(ht_loader *l);
 /* Points l at a data set (releasing what it held) and initialises it; used by Python to

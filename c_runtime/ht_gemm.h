@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ht_kernels.h"
 #include "ht_sgd_rule.h"
 #include "ht_vec.h"
 
@@ -54,10 +55,13 @@ HT_INTERNAL void ht_gemm_nn_rows(float *C, const float *A, int64_t a_row_stride,
  * x_next[k_next,n] @ W^T with the updated W (as ht_gemm_nt); W in cache between the two.
  * x and x_next hold `copies` equal copies of their matrices one after the other: thread h
  * (ht_thread_index) reads copy h % copies, which it wrote when copies is the number of
- * threads the product uses (ht_gemm_sgd_then_nt_threads). */
+ * threads the product uses (ht_gemm_sgd_then_nt_threads). With `ready` (else NULL), each
+ * thread calls ready(ready_arg, h) before it first reads its copy, and the threads are at
+ * most `copies`. */
 HT_INTERNAL void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x,
                                      int64_t m, int64_t n, int64_t k, ht_sgd_params sgd, float *y,
-                                     const float *x_next, int64_t k_next, int copies);
+                                     const float *x_next, int64_t k_next, int copies,
+                                     ht_copy_ready ready, void *ready_arg);
 /* The number of threads ht_gemm_sgd_then_nt shares W's rows among with the current thread
  * count (the work it is worth). */
 HT_INTERNAL int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next);

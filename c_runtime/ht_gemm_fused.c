@@ -20,23 +20,34 @@ typedef struct {
     nt_product forward;
     int threads, groups; /* the threads' shares of W's rows, each in this many groups */
     int copies;          /* of x and x_next */
+    ht_copy_ready ready; /* or NULL */
+    void *ready_arg;
+    char readied[HT_MAX_THREADS]; /* whether thread h has called ready, each its own */
 } update_then_forward;
 
 /* Group t % groups of share t / groups. It reads the copy of the batches that the thread
- * running it reads (ht_thread_index), whichever thread's share the group is in. */
+ * running it reads (ht_thread_index), whichever thread's share the group is in, after the
+ * thread's first group has called `ready` for it. */
 static void update_then_forward_task(void *arg, int t, int tasks) {
     (void)tasks;
-    update_then_forward mine = *(const update_then_forward *)arg;
-    const int64_t copy = ht_thread_index() % mine.copies;
-    mine.update.B += copy * mine.update.k * mine.update.n;
-    mine.forward.A += copy * mine.forward.m * mine.forward.k;
-    ht_share share = ht_task_share(mine.update.m, t / mine.groups, mine.threads);
-    split groups = split_in(share.to - share.from, mine.groups);
-    const int64_t i0 = share.from + part_start(groups, t % mine.groups);
-    const int64_t i1 = i0 + part_size(groups, t % mine.groups);
+    update_then_forward *job = arg;
+    const int thread = ht_thread_index();
+    if (job->ready && !job->readied[thread]) {
+        job->readied[thread] = 1;
+        job->ready(job->ready_arg, thread);
+    }
+    const int64_t copy = thread % job->copies;
+    nn_product update = job->update; /* on this thread's copies */
+    nt_product forward = job->forward;
+    update.B += copy * update.k * update.n;
+    forward.A += copy * forward.m * forward.k;
+    ht_share share = ht_task_share(update.m, t / job->groups, job->threads);
+    split groups = split_in(share.to - share.from, job->groups);
+    const int64_t i0 = share.from + part_start(groups, t % job->groups);
+    const int64_t i1 = i0 + part_size(groups, t % job->groups);
     if (i0 == i1) return;
-    ht_gemm_nn_block(&mine.update, i0, i1, 0, (mine.update.n + HT_VL - 1) / HT_VL);
-    ht_gemm_nt_block(&mine.forward, 0, mine.forward.m, i0, i1);
+    ht_gemm_nn_block(&update, i0, i1, 0, (update.n + HT_VL - 1) / HT_VL);
+    ht_gemm_nt_block(&forward, 0, forward.m, i0, i1);
 }
 
 int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next) {
@@ -45,15 +56,16 @@ int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next)
 
 void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
                          int64_t n, int64_t k, ht_sgd_params sgd, float *y, const float *x_next,
-                         int64_t k_next, int copies) {
-    const int threads = ht_gemm_sgd_then_nt_threads(m, n, k, k_next);
+                         int64_t k_next, int copies, ht_copy_ready ready, void *ready_arg) {
+    int threads = ht_gemm_sgd_then_nt_threads(m, n, k, k_next);
+    if (ready && threads > copies) threads = copies; /* a thread past them would share a copy */
     const int64_t group_rows = threads > 1 ? NN_ROWS : 2 * NN_ROWS;
     const int64_t largest_share = (m + threads - 1) / threads;
     const int groups = (int)min64((largest_share + group_rows - 1) / group_rows,
                                   HT_MOST_TASKS / threads);
     update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0, NULL},
                              {y, x_next, W, NULL, k_next, m, n, 1},
-                             threads, groups, copies > 1 ? copies : 1};
+                             threads, groups, copies > 1 ? copies : 1, ready, ready_arg, {0}};
     ht_parallel_on(threads, threads * groups, update_then_forward_task, &S);
 }
 

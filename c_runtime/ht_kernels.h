@@ -39,6 +39,10 @@ HT_EXPORT void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n,
                                float lr, float momentum, float dampening, float weight_decay,
                                int nesterov, int first_step);
 
+/* A hook that each thread of ht_linear_bwd_weight_sgd_fwd calls once, before it reads its copy
+ * of x and x_next: ready(arg, h), h its ht_thread_index (a pipelined training loop fills the
+ * copy there: ht_data.h's ht_batches_ready). */
+typedef void (*ht_copy_ready)(void *arg, int thread);
 /* ht_linear_bwd_weight_sgd, then y_next[n_next,in] @ W^T with the updated W (no bias): the
  * next step's forward of the same layer, in the same pass over W (a group of W's rows at a
  * time, each thread mostly the same rows at every call). Equal, bit for bit, to the two
@@ -46,12 +50,14 @@ HT_EXPORT void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n,
  * after the other (copy c at x + c*n*in), as ht_loader_fill_copies writes them: thread t (the
  * caller 0, worker i i + 1) reads copy t % copies, the one it filled when copies is
  * ht_linear_sgd_fwd_copies, from its own cache instead of parts of one copy from the other
- * cores' (1: one copy). */
+ * cores' (1: one copy). With `ready` (else NULL), on at most `copies` threads, each of which
+ * calls ready(ready_arg, t) before it reads its copy. */
 HT_EXPORT void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x,
                                             int64_t n, int64_t in, int64_t out, float lr,
                                             float momentum, float dampening, float weight_decay,
                                             int nesterov, int first_step, float *y_next,
-                                            const float *x_next, int64_t n_next, int copies);
+                                            const float *x_next, int64_t n_next, int copies,
+                                            ht_copy_ready ready, void *ready_arg);
 /* The number of threads ht_linear_bwd_weight_sgd_fwd shares a step of a batch of n among
  * with the current thread count: the copies of the batches worth filling. */
 HT_EXPORT int ht_linear_sgd_fwd_copies(int64_t n, int64_t in, int64_t out);

@@ -25,12 +25,16 @@ void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const f
                                   int64_t n, int64_t in, int64_t out, float lr, float momentum,
                                   float dampening, float weight_decay, int nesterov,
                                   int first_step, float *y_next, const float *x_next,
-                                  int64_t n_next, int copies) {
+                                  int64_t n_next, int copies, ht_copy_ready ready,
+                                  void *ready_arg) {
     ht_sgd_params sgd = {lr, momentum, dampening, weight_decay, nesterov, first_step};
-    if (n == 1 && n_next == 1)
+    if (n == 1 && n_next == 1) {
+        if (ready) ready(ready_arg, 0);
         ht_gemm_rank1_sgd_then_nt(W, buf, dy, x, out, in, sgd, y_next, x_next);
-    else
-        ht_gemm_sgd_then_nt(W, buf, dy, x, out, in, n, sgd, y_next, x_next, n_next, copies);
+    } else {
+        ht_gemm_sgd_then_nt(W, buf, dy, x, out, in, n, sgd, y_next, x_next, n_next, copies,
+                            ready, ready_arg);
+    }
 }
 
 int ht_linear_sgd_fwd_copies(int64_t n, int64_t in, int64_t out) {

@@ -10,7 +10,11 @@
  * a faster one. Workers are started on first use with every signal blocked, spin for a while
  * after a job (a training step's products follow each other within microseconds; waking a
  * sleeping thread takes tens), yielding the core now and then, and then sleep. They are
- * stopped and joined when the library is unloaded, and forgotten in a forked child. */
+ * stopped and joined when the library is unloaded, and forgotten in a forked child.
+ *
+ * A task may leave its worker work for after its part of the job (ht_defer), which the caller
+ * does not wait for: the worker claims it from its deferral word when its part is done, and
+ * ht_settle cancels what is unclaimed and waits for what is claimed. */
 #include "ht_machine.h"
 
 #include <pthread.h>
@@ -53,6 +57,15 @@ int ht_get_num_threads(void) { return atomic_load(&num_threads); }
 
 static _Thread_local int thread_index; /* 0 but in a worker */
 
+/* A worker's deferral word: none, pending (ht_defer) or running; only the worker makes it
+ * pending or running, and only ht_settle (between jobs) clears a pending one. */
+enum { NOTHING_DEFERRED, DEFERRED, RUNNING_DEFERRED };
+typedef struct {
+    _Alignas(64) atomic_int state;
+    ht_deferred fn; /* the worker's own, read by it alone */
+    void *arg;
+} deferral;
+
 int ht_thread_index(void) { return thread_index; }
 
 static struct {
@@ -65,8 +78,9 @@ static struct {
     atomic_flag busy; /* held by the caller that owns the job */
     ht_task task;
     void *arg;
-    int started;
+    atomic_int started; /* workers; read by ht_settle outside a job */
     pthread_t threads[HT_MAX_THREADS - 1];
+    deferral deferred[HT_MAX_THREADS - 1]; /* worker i's */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
           .busy = ATOMIC_FLAG_INIT};
 
@@ -141,6 +155,41 @@ static void wait_for_news(uint64_t seen, int spin) {
     }
 }
 
+int ht_defer(ht_deferred fn, void *arg) {
+    if (thread_index == 0) return 0;
+    deferral *d = &pool.deferred[thread_index - 1];
+    d->fn = fn;
+    d->arg = arg;
+    /* The caller sees it once the task is over (ht_parallel_on waits for that). */
+    atomic_store_explicit(&d->state, DEFERRED, memory_order_relaxed);
+    return 1;
+}
+
+static void run_deferred(deferral *d) {
+    int pending = DEFERRED;
+    if (!atomic_compare_exchange_strong(&d->state, &pending, RUNNING_DEFERRED)) return;
+    d->fn(d->arg);
+    atomic_store_explicit(&d->state, NOTHING_DEFERRED, memory_order_release);
+}
+
+void ht_settle(void) {
+    const int workers = atomic_load_explicit(&pool.started, memory_order_relaxed);
+    for (int i = 0; i < workers; i++) {
+        deferral *d = &pool.deferred[i];
+        int pending = DEFERRED;
+        if (atomic_load_explicit(&d->state, memory_order_acquire) == NOTHING_DEFERRED ||
+            atomic_compare_exchange_strong(&d->state, &pending, NOTHING_DEFERRED))
+            continue;
+        for (unsigned spins = 1;
+             atomic_load_explicit(&d->state, memory_order_acquire) == RUNNING_DEFERRED; spins++) {
+            if (spins % 1024 == 0)
+                sched_yield();
+            else
+                cpu_relax();
+        }
+    }
+}
+
 /* Worker i (thread i + 1). */
 static void *work(void *index) {
 #ifdef __linux__
@@ -155,6 +204,7 @@ static void *work(void *index) {
         if (atomic_load(&pool.stop)) return NULL;
         seen = atomic_load(&pool.job);
         if (home < THREADS(seen)) run_tasks_of(seen, home);
+        run_deferred(&pool.deferred[home - 1]);
     }
 }
 
@@ -164,6 +214,7 @@ static void forget_workers_in_child(void) {
     pthread_cond_init(&pool.wake, NULL);
     atomic_store(&pool.sleepers, 0);
     atomic_flag_clear(&pool.busy);
+    for (int i = 0; i < HT_MAX_THREADS - 1; i++) atomic_store(&pool.deferred[i].state, 0);
     pool.started = 0;
 }
 

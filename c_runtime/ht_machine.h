@@ -17,4 +17,9 @@ HT_EXPORT const char *ht_vector_isa(void);
 HT_EXPORT void ht_set_num_threads(int n);
 HT_EXPORT int ht_get_num_threads(void);
 
+/* Returns when no work that a job left to a worker for later (ht_parallel.h's ht_defer) runs
+ * or will run: what has not started is dropped. Before anything its work reads or writes
+ * changes or goes: at the end of a compiled call, and when a loader's samples change. */
+HT_EXPORT void ht_settle(void);
+
 #endif

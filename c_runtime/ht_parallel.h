@@ -27,6 +27,13 @@ __attribute__((visibility("hidden"))) void ht_parallel(int tasks, ht_task task, 
 __attribute__((visibility("hidden"))) void ht_parallel_on(int threads, int tasks, ht_task task,
                                                           void *arg);
 
+/* Work a task leaves its worker for after the worker's part of the job: the caller does not
+ * wait for it (it may run while the caller goes on), and ht_settle (ht_machine.h) drops it
+ * if it has not started. ht_defer(fn, arg) in a task on a worker sets its worker's, in place
+ * of any not yet run, and returns 1; on the caller's thread it does nothing and returns 0. */
+typedef void (*ht_deferred)(void *arg);
+__attribute__((visibility("hidden"))) int ht_defer(ht_deferred fn, void *arg);
+
 /* The index of the calling thread: i + 1 in worker i, 0 in any other thread (a caller). */
 __attribute__((visibility("hidden"))) int ht_thread_index(void);
 

@@ -21,6 +21,7 @@ RUNTIME_CDEF = """
 const char *ht_vector_isa(void);
 void ht_set_num_threads(int n);
 int ht_get_num_threads(void);
+void ht_settle(void);
 """
 
 _chosen = None  # set by set_num_threads

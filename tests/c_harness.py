@@ -55,7 +55,8 @@ void ht_linear_bwd_weight(float *dW, const float *dy, const float *x, int64_t n,
 void ht_sum_rows(float *db, const float *dy, int64_t n, int64_t cols);
 void ht_linear_bwd_weight_sgd(float *W, float *buf, const float *dy, const float *x, int64_t n, int64_t in, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
 void ht_bias_bwd_sgd(float *b, float *buf, const float *dy, int64_t n, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
-void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x, int64_t n, int64_t in, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step, float *y_next, const float *x_next, int64_t n_next, int copies);
+typedef void (*ht_copy_ready)(void *arg, int thread);
+void ht_linear_bwd_weight_sgd_fwd(float *W, float *buf, const float *dy, const float *x, int64_t n, int64_t in, int64_t out, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step, float *y_next, const float *x_next, int64_t n_next, int copies, ht_copy_ready ready, void *ready_arg);
 int ht_linear_sgd_fwd_copies(int64_t n, int64_t in, int64_t out);
 void ht_sgd_step(float *w, const float *g, float *buf, int64_t numel, float lr, float momentum, float dampening, float weight_decay, int nesterov, int first_step);
 

@@ -165,7 +165,7 @@ static void check_fused(int64_t n, int64_t in, int64_t out, int64_t n_next, sgd_
     float *g = calloc((size_t)(out * in), 4), *gb = calloc((size_t)out, 4);
     for (int first = 1; first >= 0; first--) {
         ht_linear_bwd_weight_sgd_fwd(W, buf, dy, x, n, in, out, SGD_ARGS(c), first, y, x_next,
-                                     n_next, 1);
+                                     n_next, 1, NULL, NULL);
         ht_bias_bwd_sgd(b, bbuf, dy, n, out, SGD_ARGS(c), first);
         memset(g, 0, (size_t)(out * in) * 4);
         memset(gb, 0, (size_t)out * 4);

@@ -10,7 +10,9 @@
  * thread is free (the tasks of a job wait for each other to start, so no thread can take
  * another's task once it has its own), and more tasks than threads in blocks, in order; and
  * that a thread done with its block takes another's unclaimed tasks from the last one down,
- * and that a job for fewer threads than there are keeps to them.
+ * and that a job for fewer threads than there are keeps to them; that work a task defers
+ * (ht_defer) runs on its worker after the job without the caller waiting for it, once, and
+ * that ht_settle waits for it when it has started and drops it when it has not.
  * Prints "pool selftest ok", or what failed; exits 1. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -199,12 +201,91 @@ static void check_a_job_keeps_to_its_threads(void) {
     }
 }
 
+/* ---- deferred work ---- */
+
+static void count_nothing(void *arg, int t, int tasks) { (void)arg, (void)t, (void)tasks; }
+
+typedef struct {
+    atomic_int release;                 /* set by the caller once its job has returned */
+    atomic_int started[HT_MAX_THREADS]; /* deferred runs begun by thread h */
+    atomic_int done[HT_MAX_THREADS];
+    atomic_int wrong_thread, timed_out, caller_deferred;
+    int wait; /* whether the deferred work waits for `release` */
+} deferral_job;
+
+static deferral_job *deferring; /* the job of the deferred work */
+
+static void deferred_work(void *arg) {
+    deferral_job *J = arg;
+    const int h = ht_thread_index();
+    if (J != deferring) atomic_store(&J->wrong_thread, 1);
+    atomic_fetch_add(&J->started[h], 1);
+    double deadline = seconds() + WAIT_SECONDS;
+    while (J->wait && !atomic_load(&J->release))
+        if (seconds() > deadline) {
+            atomic_store(&J->timed_out, 1);
+            break;
+        }
+    atomic_fetch_add(&J->done[h], 1);
+}
+
+static void deferring_task(void *arg, int t, int tasks) {
+    (void)t, (void)tasks;
+    deferral_job *J = arg;
+    if (!ht_defer(deferred_work, J) && ht_thread_index() != 0) atomic_store(&J->wrong_thread, 1);
+    if (ht_thread_index() == 0 && ht_defer(deferred_work, J)) atomic_store(&J->caller_deferred, 1);
+}
+
+static void check_deferred_work(void) {
+    ht_set_num_threads(3);
+    static deferral_job J;
+    for (int round = 0; round < 200; round++) {
+        memset(&J, 0, sizeof J);
+        deferring = &J;
+        J.wait = round % 2 == 0;
+        ht_parallel(3, deferring_task, &J);
+        /* The job has returned while the deferred work that waits for it may still run. */
+        atomic_store(&J.release, 1);
+        ht_settle();
+        int started[HT_MAX_THREADS];
+        for (int h = 0; h < 3; h++) {
+            started[h] = atomic_load(&J.started[h]);
+            CHECK(started[h] == atomic_load(&J.done[h]),
+                  "round %d: thread %d's deferred work still ran after ht_settle", round, h);
+            CHECK(started[h] <= 1, "round %d: thread %d ran deferred work %d times", round, h,
+                  started[h]);
+        }
+        CHECK(started[0] == 0 && !J.caller_deferred, "round %d: the caller deferred work", round);
+        CHECK(!J.wrong_thread && !J.timed_out,
+              "round %d: deferred work on the wrong thread, or the caller waited for it", round);
+        /* What ht_settle dropped never runs: a worker that reaches it later finds nothing. */
+        ht_parallel(3, count_nothing, NULL);
+        for (int h = 0; h < 3; h++)
+            CHECK(atomic_load(&J.started[h]) == started[h],
+                  "round %d: thread %d ran deferred work after ht_settle", round, h);
+    }
+    /* Without ht_settle, each worker that took part runs its deferred work after the job. */
+    memset(&J, 0, sizeof J);
+    deferring = &J;
+    int ran = 0;
+    for (double deadline = seconds() + WAIT_SECONDS; !ran && seconds() < deadline;) {
+        ht_parallel(3, deferring_task, &J);
+        while (seconds() < deadline && atomic_load(&J.done[1]) + atomic_load(&J.done[2]) <
+                                           atomic_load(&J.started[1]) + atomic_load(&J.started[2]))
+            ;
+        ran = atomic_load(&J.done[1]) + atomic_load(&J.done[2]) > 0;
+    }
+    CHECK(ran, "no worker ran its deferred work in %d s", WAIT_SECONDS);
+    ht_settle();
+}
+
 int main(void) {
     check_every_task_runs_once();
     check_task_t_runs_on_thread_t(2);
     check_task_t_runs_on_thread_t(4);
     check_blocks_and_taking();
     check_a_job_keeps_to_its_threads();
+    check_deferred_work();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;

@@ -143,7 +143,8 @@ def test_linear_kernels_with_an_empty_dimension(rt, shape):
     for n_next in (0, n):  # a zero gradient when n == 0 or in == 0
         lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W_after), ffi.NULL, ptr(ffi, dy), ptr(ffi, x), n,
                                          inp, out, *sgd_args(SGD_CONFIGS[0], True),
-                                         ptr(ffi, y_next), ptr(ffi, x), n_next, 1)
+                                         ptr(ffi, y_next), ptr(ffi, x), n_next, 1,
+                                         ffi.NULL, ffi.NULL)
     np.testing.assert_array_equal(W_after, W)
     np.testing.assert_array_equal(y_next, np.zeros((n, out)))
 
@@ -223,7 +224,8 @@ def test_fused_sgd_then_next_forward_equals_the_two_kernels(rt, cfg, shape, n_ne
         y_fused, y_ref = garbage((max(n_next, 1), out)), garbage((max(n_next, 1), out))
         args = sgd_args(cfg, step == 0)
         lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W_fused), ptr(ffi, buf_fused), ptr(ffi, dy), ptr(ffi, x),
-                                         n, inp, out, *args, ptr(ffi, y_fused), ptr(ffi, x_next), n_next, 1)
+                                         n, inp, out, *args, ptr(ffi, y_fused), ptr(ffi, x_next), n_next, 1,
+                                         ffi.NULL, ffi.NULL)
         lib.ht_linear_bwd_weight_sgd(ptr(ffi, W_ref), ptr(ffi, buf_ref), ptr(ffi, dy), ptr(ffi, x),
                                      n, inp, out, *args)
         if n_next:

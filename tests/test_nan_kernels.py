@@ -239,7 +239,8 @@ def test_fused_sgd_equals_gradient_then_step(rt, cfg, case, n_next):
     args = sgd_args(cfg, True)
 
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, fused[0]), ptr(ffi, fused_buf[0]), ptr(ffi, dy), ptr(ffi, x),
-                                     n, inp, out, *args, ptr(ffi, y_fused), ptr(ffi, x_next), n_next, 1)
+                                     n, inp, out, *args, ptr(ffi, y_fused), ptr(ffi, x_next), n_next, 1,
+                                     ffi.NULL, ffi.NULL)
     lib.ht_bias_bwd_sgd(ptr(ffi, fused[1]), ptr(ffi, fused_buf[1]), ptr(ffi, dy), n, out, *args)
 
     gW, gb = np.zeros((out, inp), np.float32), np.zeros(out, np.float32)
@@ -266,7 +267,8 @@ def test_pipelined_step_keeps_an_infinite_forward_infinite(rt, inp):
     dy = f32([[-INF, 1.0, 0.0]])
     y = garbage((1, out))
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W), ffi.NULL, ptr(ffi, dy), ptr(ffi, x), 1, inp, out,
-                                     *sgd_args(SGD_CONFIGS[0], True), ptr(ffi, y), ptr(ffi, x), 1, 1)
+                                     *sgd_args(SGD_CONFIGS[0], True), ptr(ffi, y), ptr(ffi, x), 1, 1,
+                                     ffi.NULL, ffi.NULL)
     W_torch = torch.full((out, inp), 0.1) - 0.1 * (torch.tensor(dy).T @ torch.tensor(x))
     assert_close(y, F.linear(torch.tensor(x), W_torch).numpy())
     assert y[0, 0] == INF

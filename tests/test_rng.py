@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from c_harness import RUNTIME_DIR, load_runtime
+from hytorch.machine import MAX_THREADS
 from hytorch.rng import SplitMix64
 
 # ht_rng_next and ht_rng_uniform are static inline: a shim gives them addresses cffi can call.
@@ -18,11 +19,13 @@ float test_rng_uniform(uint64_t *state) { return ht_rng_uniform(state); }
 """
 
 
-def loader_struct():
-    """ht_loader's declaration, as c_runtime/ht_data.h has it (comments removed)."""
+def header_struct(name):
+    """The declaration of struct type `name` as c_runtime/ht_data.h has it (comments removed,
+    its array sizes' HT_MAX_THREADS as a number)."""
     header = (RUNTIME_DIR / "ht_data.h").read_text()
-    struct = re.search(r"typedef struct \{.*?\} ht_loader;", header, re.S).group(0)
-    return re.sub(r"/\*.*?\*/", "", struct, flags=re.S)
+    struct = re.search(r"typedef struct \{[^}]*?\} " + name + ";", header, re.S).group(0)
+    return re.sub(r"/\*.*?\*/", "", struct, flags=re.S).replace("HT_MAX_THREADS",
+                                                                 str(MAX_THREADS))
 
 
 # One cdef for this file and test_data.py, so the runtime is compiled once per test run.
@@ -34,13 +37,19 @@ void ht_rng_fill_uniform(uint64_t *state, float *x, int64_t n, float lo, float h
 const char *ht_last_error(void);
 
 {LOADER_STRUCT}
+{BATCHES_STRUCT}
 int ht_loader_init(ht_loader *l);
 int64_t ht_loader_len(const ht_loader *l);
 void ht_loader_begin_epoch(ht_loader *l);
 int64_t ht_loader_fill(const ht_loader *l, int64_t batch, float *x, void *y);
 int64_t ht_loader_fill_copies(const ht_loader *l, int64_t batch, float *x, void *y, int copies);
 void ht_loader_release(ht_loader *l);
-""".replace("{LOADER_STRUCT}", loader_struct())
+void ht_batches_begin(ht_batches *B, const ht_loader *l, float *xa, float *xb, int copies);
+int64_t ht_batches_fill(ht_batches *B, int64_t batch, void *y);
+int64_t ht_batches_next(ht_batches *B, int64_t batch, void *y);
+void ht_batches_ready(void *B, int thread);
+""".replace("{LOADER_STRUCT}", header_struct("ht_loader")).replace(
+    "{BATCHES_STRUCT}", header_struct("ht_batches"))
 SEEDS = [0, 1, 42, 0x123456789ABCDEF0, 2**64 - 1]
 
 

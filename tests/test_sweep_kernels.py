@@ -52,7 +52,8 @@ def sweep_and_reference(ffi, lib, W, dy, x, x_next, sgd):
     W_fused, W_ref = W.copy(), W.copy()
     y_fused, y_ref = garbage((1, out)), garbage((1, out))
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W_fused), ffi.NULL, ptr(ffi, dy), ptr(ffi, x), 1, inp,
-                                     out, *sgd, ptr(ffi, y_fused), ptr(ffi, x_next), 1, 1)
+                                     out, *sgd, ptr(ffi, y_fused), ptr(ffi, x_next), 1, 1, ffi.NULL,
+                                     ffi.NULL)
     lib.ht_linear_bwd_weight_sgd(ptr(ffi, W_ref), ffi.NULL, ptr(ffi, dy), ptr(ffi, x), 1, inp, out,
                                  *sgd)
     lib.ht_linear_fwd(ptr(ffi, y_ref), ptr(ffi, x_next), ptr(ffi, W_ref), ffi.NULL, 1, inp, out)
@@ -88,7 +89,8 @@ def test_zero_gradient_rows_still_move_with_momentum_or_weight_decay(rt, momentu
     W_fused, buf_fused, y = W.copy(), buf.copy(), garbage((1, out))
     sgd = (0.1, momentum, 0.0, weight_decay, 0, 0)
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W_fused), ptr(ffi, buf_fused), ptr(ffi, dy),
-                                     ptr(ffi, x), 1, inp, out, *sgd, ptr(ffi, y), ptr(ffi, x_next), 1, 1)
+                                     ptr(ffi, x), 1, inp, out, *sgd, ptr(ffi, y), ptr(ffi, x_next), 1, 1,
+                                     ffi.NULL, ffi.NULL)
     assert (W_fused != W).all()
     W_ref, buf_ref = W.copy(), buf.copy()
     lib.ht_linear_bwd_weight_sgd(ptr(ffi, W_ref), ptr(ffi, buf_ref), ptr(ffi, dy), ptr(ffi, x), 1,

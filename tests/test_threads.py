@@ -108,7 +108,8 @@ def layer_products(ffi, lib, case):
     lib.ht_linear_bwd_input(ptr(ffi, dx), ptr(ffi, dy), ptr(ffi, W), n, inp, out, 0)
     lib.ht_linear_bwd_weight(ptr(ffi, dW), ptr(ffi, dy), ptr(ffi, x), n, inp, out)
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), ptr(ffi, x), n, inp,
-                                     out, *SGD_ARGS, 0, ptr(ffi, y), ptr(ffi, x), n, 1)
+                                     out, *SGD_ARGS, 0, ptr(ffi, y), ptr(ffi, x), n, 1, ffi.NULL,
+                                     ffi.NULL)
     return y, dx, dW, W, buf
 
 
@@ -143,7 +144,8 @@ def fused_step_with_copies(ffi, lib, case, copies, layout=replicated):
     y = garbage((n_next, out))
     lib.ht_linear_bwd_weight_sgd_fwd(ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy),
                                      ptr(ffi, layout(x, copies)), n, inp, out, *SGD_ARGS, 0,
-                                     ptr(ffi, y), ptr(ffi, layout(x_next, copies)), n_next, copies)
+                                     ptr(ffi, y), ptr(ffi, layout(x_next, copies)), n_next, copies,
+                                     ffi.NULL, ffi.NULL)
     return W, buf, y
 
 
@@ -314,6 +316,141 @@ def test_loader_copies_are_the_batch_each(loader_rt, loader_data, batch_size, li
     finally:
         lib.ht_set_num_threads(1)
         c_loader.release()
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch_size=st.integers(1, 70), limit=st.integers(1, 300), copies=st.integers(2, 4),
+       data=st.data())
+def test_each_threads_copies_hold_the_batches_it_reads(loader_rt, loader_data, batch_size, limit,
+                                                       copies, data):
+    """ht_batches: the copies a thread readies hold the step's batch and the next, ht_loader's
+    bits, whichever steps it missed before (a thread that took no part in a step readies
+    nothing); ht_batches_next gives the next batch's targets and size."""
+    ffi, lib = loader_rt
+    loader = MNIST(root=loader_data, batch_size=batch_size, shuffle=True, seed=limit, limit=limit)
+    c_loader = CLoader(loader_rt, loader.c_spec())  # before the epoch moves the seed on
+    batches = list(loader.batches_numpy())
+    pixels = batches[0][0][0].size
+    buffers = [np.full((copies + 1) * batch_size * pixels, np.nan, np.float32) for _ in range(2)]
+    y = [np.full(batch_size, -1, np.int64) for _ in range(2)]
+    B = ffi.new("ht_batches *")
+
+    def copy(batch, c):
+        rows = len(batches[batch][1])
+        return buffers[batch % 2][c * rows * pixels:(c + 1) * rows * pixels]
+
+    def assert_holds(batch, c):
+        np.testing.assert_array_equal(copy(batch, c).view(np.uint32),
+                                      batches[batch][0].ravel().view(np.uint32))
+
+    try:
+        lib.ht_loader_begin_epoch(c_loader.struct)
+        lib.ht_batches_begin(B, c_loader.struct, *(ffi.from_buffer("float[]", b) for b in buffers),
+                             copies)
+        assert lib.ht_batches_fill(B, 0, ffi.from_buffer("int64_t[]", y[0])) == len(batches[0][1])
+        for c in range(copies):
+            assert_holds(0, c)
+        for step in range(len(batches) - 1):
+            target = y[(step + 1) % 2]
+            rows = lib.ht_batches_next(B, step + 1, ffi.from_buffer("int64_t[]", target))
+            assert rows == len(batches[step + 1][1])
+            np.testing.assert_array_equal(target[:rows], batches[step + 1][1])
+            for c in data.draw(st.sets(st.integers(0, copies - 1)), label=f"threads of {step}"):
+                lib.ht_batches_ready(B, c)
+                assert_holds(step, c)
+                assert_holds(step + 1, c)
+        for b in buffers:  # nothing written past the copies
+            assert np.isnan(b[copies * batch_size * pixels:]).all()
+    finally:
+        c_loader.release()
+
+
+@pytest.fixture(scope="module")
+def pipeline_rt():
+    """The native runtime with its kernels, loader and thread setting declared."""
+    kernels = KERNELS_CDEF.replace("const char *ht_last_error(void);", "")
+    return load_runtime(RUNTIME_CDEF + kernels + machine.RUNTIME_CDEF)
+
+
+@pytest.fixture(scope="module")
+def mnist_sized_data(tmp_path_factory):
+    """300 random 28x28 images with labels: a first layer of 784 inputs is worth threads."""
+    rng = np.random.default_rng(8)
+    return make_split(tmp_path_factory.mktemp("mnist_sized"),
+                      rng.integers(0, 256, size=(300, 28, 28), dtype=np.uint8),
+                      rng.integers(0, 10, size=300, dtype=np.uint8))
+
+
+def pipelined_first_layer(rt, loader, out, threads, hooked, seed):
+    """A pipelined loop's first layer over two epochs of `loader` (random output gradients):
+    its SGD step and the next batch's outputs each step, through ht_batches and the fused
+    step's ready hook (`hooked`) or ht_loader_fill and one copy. W, buf, then each step's
+    next outputs and targets."""
+    ffi, lib = rt
+    rng = np.random.default_rng(seed)
+    c_loader = CLoader(rt, loader.c_spec())
+    size, inp = loader.batch_size, 784
+    W, buf = f32(rng.uniform(-0.1, 0.1, (out, inp))), f32(rng.uniform(-0.1, 0.1, (out, inp)))
+    lib.ht_set_num_threads(threads)
+    copies = lib.ht_linear_sgd_fwd_copies(size, inp, out) if hooked else 1
+    xs = [np.full(copies * size * inp, np.nan, np.float32) for _ in range(2)]
+    ys = [np.full(size, -1, np.int64) for _ in range(2)]
+    x_ptr = [ffi.from_buffer("float[]", x) for x in xs]
+    y_ptr = [ffi.from_buffer("int64_t[]", y) for y in ys]
+    B = ffi.new("ht_batches *")
+    seen = []
+    try:
+        for epoch in range(2):
+            lib.ht_loader_begin_epoch(c_loader.struct)
+            if hooked:
+                lib.ht_batches_begin(B, c_loader.struct, *x_ptr, copies)
+                rows = lib.ht_batches_fill(B, 0, y_ptr[0])
+            else:
+                rows = lib.ht_loader_fill(c_loader.struct, 0, x_ptr[0], y_ptr[0])
+            for step in range(lib.ht_loader_len(c_loader.struct) - 1):
+                now, after = step % 2, (step + 1) % 2
+                dy = f32(rng.uniform(-1, 1, (rows, out)))
+                y_next = garbage((size, out))
+                if hooked:
+                    rows_next = lib.ht_batches_next(B, step + 1, y_ptr[after])
+                    lib.ht_linear_bwd_weight_sgd_fwd(
+                        ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), x_ptr[now], rows, inp, out,
+                        *SGD_ARGS, int(epoch + step == 0), ptr(ffi, y_next), x_ptr[after],
+                        rows_next, copies, lib.ht_batches_ready, B)
+                else:
+                    rows_next = lib.ht_loader_fill(c_loader.struct, step + 1, x_ptr[after],
+                                                   y_ptr[after])
+                    lib.ht_linear_bwd_weight_sgd_fwd(
+                        ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), x_ptr[now], rows, inp, out,
+                        *SGD_ARGS, int(epoch + step == 0), ptr(ffi, y_next), x_ptr[after],
+                        rows_next, 1, ffi.NULL, ffi.NULL)
+                seen += [y_next[:rows_next].copy(), ys[after][:rows_next].copy()]
+                rows = rows_next
+        lib.ht_settle()
+        return [W, buf, *seen]
+    finally:
+        lib.ht_set_num_threads(1)
+        c_loader.release()
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch_size=st.integers(16, 80), limit=st.integers(40, 300), out=st.integers(20, 70),
+       seed=st.integers(0, 2**32 - 1))
+def test_the_pipelined_first_layer_fills_copies_on_its_threads(pipeline_rt, mnist_sized_data,
+                                                              batch_size, limit, out, seed):
+    """The fused step with ht_batches' hook, the workers filling their copies a step ahead
+    after their part of a step: the bits of one copy filled before each step on one thread,
+    on every thread count."""
+    loader = MNIST(root=mnist_sized_data, batch_size=batch_size, shuffle=True, seed=seed,
+                   limit=limit)
+    expected = pipelined_first_layer(pipeline_rt, loader, out, 1, False, seed)
+    for threads in [1, *THREAD_COUNTS]:
+        got = pipelined_first_layer(pipeline_rt, loader, out, threads, True, seed)
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
 
 
 # ---- the setting reaches every compiled model
