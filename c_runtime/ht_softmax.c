@@ -40,10 +40,62 @@ static void log_softmax_short_rows(float *y, const float *x, int64_t rows, int64
     }
 }
 
+/* Short rows HT_VL at a time, one row per lane: column j of the block's rows, which are
+ * `cols` apart, in one vector (a gather where the CPU has one), so that max, exp and sum go
+ * down the columns for all the rows at once instead of along each row. The same operations
+ * in the same order for each row as log_softmax_short_rows, so the same bits. */
+HT_INLINE ht_vi lane_offsets(int64_t stride) {
+    ht_vi at;
+    for (int l = 0; l < HT_VL; l++) at[l] = (int32_t)(l * stride);
+    return at;
+}
+
+HT_INLINE ht_vf load_column(const float *p, ht_vi at) {
+#if HT_VEC_BYTES == 64
+    return _mm512_i32gather_ps((__m512i)at, p, 4);
+#elif HT_VEC_BYTES == 32 && defined(__AVX2__)
+    return _mm256_i32gather_ps(p, (__m256i)at, 4);
+#else
+    ht_vf v;
+    for (int l = 0; l < HT_VL; l++) v[l] = p[at[l]];
+    return v;
+#endif
+}
+
+HT_INLINE void store_column(float *p, ht_vi at, ht_vf v) {
+#if HT_VEC_BYTES == 64
+    _mm512_i32scatter_ps(p, (__m512i)at, v, 4);
+#else
+    for (int l = 0; l < HT_VL; l++) p[at[l]] = v[l];
+#endif
+}
+
+/* Rows [0, rows - rows % HT_VL); returns how many it did. */
+static int64_t log_softmax_row_lanes(float *y, const float *x, int64_t rows, int64_t cols) {
+    const ht_vi at = lane_offsets(cols);
+    int64_t r = 0;
+    for (; r + HT_VL <= rows; r += HT_VL) {
+        const float *block = x + r * cols;
+        ht_vf column[HT_VL];
+        ht_vf m = column[0] = load_column(block, at), sum = ht_vzero();
+        for (int64_t j = 1; j < cols; j++) {
+            column[j] = load_column(block + j, at);
+            m = ht_vselect(column[j] > m, column[j], m);
+        }
+        for (int64_t j = 0; j < cols; j++) sum += ht_vexp(column[j] - m);
+        ht_vf log_sum;
+        for (int l = 0; l < HT_VL; l++) log_sum[l] = logf(sum[l]);
+        for (int64_t j = 0; j < cols; j++)
+            store_column(y + r * cols + j, at, column[j] - m - log_sum);
+    }
+    return r;
+}
+
 void ht_log_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
     if (cols <= 0) return;
     if (cols <= HT_VL) {
-        log_softmax_short_rows(y, x, rows, cols);
+        const int64_t done = log_softmax_row_lanes(y, x, rows, cols);
+        log_softmax_short_rows(y + done * cols, x + done * cols, rows - done, cols);
         return;
     }
     for (int64_t r = 0; r < rows; r++) {
@@ -61,9 +113,33 @@ void ht_log_softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
     }
 }
 
+/* ht_log_softmax_bwd's rows [0, rows - rows % HT_VL) of at most HT_VL values, HT_VL at a
+ * time, one row per lane (as log_softmax_row_lanes); returns how many it did. */
+static int64_t log_softmax_bwd_row_lanes(float *dx, const float *dy, const float *y,
+                                         int64_t rows, int64_t cols, int accumulate) {
+    const ht_vi at = lane_offsets(cols);
+    int64_t r = 0;
+    for (; r + HT_VL <= rows; r += HT_VL) {
+        const int64_t first = r * cols;
+        ht_vf dy_column[HT_VL], dy_sum = ht_vzero();
+        for (int64_t j = 0; j < cols; j++) {
+            dy_column[j] = load_column(dy + first + j, at);
+            dy_sum += dy_column[j];
+        }
+        for (int64_t j = 0; j < cols; j++) {
+            const ht_vf g = dy_column[j] - ht_vexp(load_column(y + first + j, at)) * dy_sum;
+            store_column(dx + first + j, at, accumulate ? load_column(dx + first + j, at) + g : g);
+        }
+    }
+    return r;
+}
+
 void ht_log_softmax_bwd(float *dx, const float *dy, const float *y, int64_t rows, int64_t cols,
                         int accumulate) {
-    for (int64_t r = 0; r < rows; r++) {
+    const int64_t done = cols > 0 && cols <= HT_VL
+                             ? log_softmax_bwd_row_lanes(dx, dy, y, rows, cols, accumulate)
+                             : 0;
+    for (int64_t r = done; r < rows; r++) {
         const float *dyr = dy + r * cols, *yr = y + r * cols;
         float *dxr = dx + r * cols;
         float dy_sum = 0.0f;

@@ -297,18 +297,33 @@ def test_softmax_family(rt, name, case):
     accumulated(lambda d, acc: bwd(ptr(ffi, d), ptr(ffi, dy), ptr(ffi, y), rows, cols, acc), gx, x.shape)
 
 
+@st.composite
+def log_softmax_cases(draw):
+    """(x, dy, y, dx0) of one shape, with specials: up to 70 rows of up to 20 values."""
+    shape = (draw(st.integers(1, 70)), draw(st.integers(1, 20)))
+    return tuple(draw(with_specials(shape)) for _ in range(4))
+
+
 @KERNEL_SETTINGS
-@given(x=same_shape(1, max_rank=2))
-def test_log_softmax_of_a_block_of_rows_is_each_rows(rt, x):
-    """Short rows go through ht_log_softmax_fwd eight at a time: the same bits as one by one."""
+@given(case=log_softmax_cases(), accumulate=st.sampled_from([0, 1]))
+def test_log_softmax_of_a_block_of_rows_is_each_rows(rt, case, accumulate):
+    """Short rows go through ht_log_softmax_fwd and _bwd a vector's worth or eight at a time:
+    the same bits as one by one."""
     ffi, lib = rt
-    (x,) = x
-    x = x.reshape(x.shape[0], -1)
+    x, dy, y, dx0 = case
     rows, cols = x.shape
     together, alone = garbage(x.shape), garbage(x.shape)
     lib.ht_log_softmax_fwd(ptr(ffi, together), ptr(ffi, x), rows, cols)
     for r in range(rows):
         lib.ht_log_softmax_fwd(ptr(ffi, alone[r]), ptr(ffi, x[r].copy()), 1, cols)
+    np.testing.assert_array_equal(together.view(np.uint32), alone.view(np.uint32))
+    together, alone = dx0.copy(), dx0.copy()
+    lib.ht_log_softmax_bwd(ptr(ffi, together), ptr(ffi, dy), ptr(ffi, y), rows, cols, accumulate)
+    for r in range(rows):
+        row = alone[r].copy()
+        lib.ht_log_softmax_bwd(ptr(ffi, row), ptr(ffi, dy[r].copy()), ptr(ffi, y[r].copy()), 1,
+                               cols, accumulate)
+        alone[r] = row
     np.testing.assert_array_equal(together.view(np.uint32), alone.view(np.uint32))
 
 
