@@ -191,6 +191,8 @@ A mixin of CRenderer (c_render.hy)."
                 (get plan k))
           [xa xb] xs [ya yb] ys [oa ob] outs)
     (Out [#* head
+          ;; After head's ht_loader_begin_epoch, which settles the workers' fills of the
+          ;; buffers that ht_reserve may move.
           f"int {copies} = ht_linear_sgd_fwd_copies({batch}, {in}, {out});"
           #* (lfor [x size] (zip xs (get plan "x-bytes"))
                (+ f"{{ void *more = ht_reserve({x}, &{size}, (size_t){copies} * {(* 4 batch in)}); "

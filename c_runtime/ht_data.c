@@ -252,6 +252,7 @@ void ht_batches_begin(ht_batches *B, const ht_loader *l, float *xa, float *xb, i
 }
 
 int64_t ht_batches_fill(ht_batches *B, int64_t batch, void *y) {
+    ht_settle(); /* any thread may write any copy here */
     int64_t rows = ht_loader_fill_copies(B->loader, batch, B->x[batch % 2], y, B->copies);
     for (int c = 0; c < B->copies; c++) B->held[batch % 2][c] = batch;
     return rows;
@@ -259,6 +260,10 @@ int64_t ht_batches_fill(ht_batches *B, int64_t batch, void *y) {
 
 int64_t ht_batches_next(ht_batches *B, int64_t batch, void *y) {
     B->current = batch - 1;
+    /* Copy c of a batch starts c batches' worth of its rows into its buffer: the copies of a
+     * smaller batch (the last) overlap other copies of a full one there. So no fill of a full
+     * batch, however late its worker, may still write when one of them is filled. */
+    if (batch_rows(B->loader, batch) != B->loader->batch_size) ht_settle();
     if (B->copies <= 1) return ht_batches_fill(B, batch, y);
     fill_job job = {B->loader, batch, batch_rows(B->loader, batch), 0, NULL, y};
     fill_targets(&job, 0, job.rows);
@@ -276,6 +281,7 @@ static void hold(ht_batches *B, int c, int64_t batch) {
     *held = batch;
 }
 
+/* Deferred by ht_batches_ready on worker c, which runs it (so c is ht_thread_index). */
 static void fill_ahead(void *arg) {
     ht_batches *B = arg;
     const int c = ht_thread_index();
@@ -287,8 +293,8 @@ void ht_batches_ready(void *arg, int thread) {
     const int64_t now = B->current;
     hold(B, thread, now);
     hold(B, thread, now + 1);
-    /* The copies of a smaller batch (the last) start earlier: copy c of batch now + 2 would
-     * overwrite part of the caller's copy of batch now, which the caller may still read. */
+    /* A smaller batch (the last) is not filled ahead: its copies would overlap others of the
+     * full batch that the other threads may still read (see ht_batches_next). */
     if (thread > 0 && now + 2 < ht_loader_len(B->loader) &&
         batch_rows(B->loader, now + 2) == batch_rows(B->loader, now)) {
         B->ahead[thread] = now + 2;

@@ -58,7 +58,8 @@ int ht_get_num_threads(void) { return atomic_load(&num_threads); }
 static _Thread_local int thread_index; /* 0 but in a worker */
 
 /* A worker's deferral word: none, pending (ht_defer) or running; only the worker makes it
- * pending or running, and only ht_settle (between jobs) clears a pending one. */
+ * pending or running, and only ht_settle clears a pending one (dropped work is only work not
+ * done: its caller's next job does it where needed). */
 enum { NOTHING_DEFERRED, DEFERRED, RUNNING_DEFERRED };
 typedef struct {
     _Alignas(64) atomic_int state;

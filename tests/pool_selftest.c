@@ -12,7 +12,9 @@
  * that a thread done with its block takes another's unclaimed tasks from the last one down,
  * and that a job for fewer threads than there are keeps to them; that work a task defers
  * (ht_defer) runs on its worker after the job without the caller waiting for it, once, and
- * that ht_settle waits for it when it has started and drops it when it has not.
+ * that ht_settle waits for it when it has started and drops it when it has not; and that a
+ * pipelined loop's smaller last batch (ht_data.h's ht_batches_next) waits for a worker's fill
+ * still running, whose copy it would overlap.
  * Prints "pool selftest ok", or what failed; exits 1. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ht_data.h"
 #include "ht_parallel.h"
 #include "selftest.h"
 
@@ -279,6 +282,60 @@ static void check_deferred_work(void) {
     ht_settle();
 }
 
+/* ---- a smaller batch waits for the fills ahead ---- */
+
+static atomic_int order_seen, release_fill, fill_finished_at, late_fill_deferred;
+
+/* A worker's fill ahead that its core runs late: until another thread releases it. */
+static void late_fill(void *arg) {
+    (void)arg;
+    double deadline = seconds() + WAIT_SECONDS;
+    while (!atomic_load(&release_fill) && seconds() < deadline)
+        ;
+    atomic_store(&fill_finished_at, atomic_fetch_add(&order_seen, 1) + 1);
+}
+
+static void defer_late_fill(void *arg, int t, int tasks) {
+    (void)arg, (void)t, (void)tasks;
+    if (ht_defer(late_fill, NULL)) atomic_store(&late_fill_deferred, 1);
+}
+
+static void *release_after_a_while(void *arg) {
+    (void)arg;
+    pause_microseconds(50000);
+    atomic_store(&release_fill, 1);
+    return NULL;
+}
+
+static void check_a_smaller_batch_waits_for_fills_ahead(void) {
+    enum { PIXELS = 4, SAMPLES = 21, BATCH = 8 }; /* batches of 8, 8 and 5 */
+    static float images[SAMPLES * PIXELS], xa[3 * BATCH * PIXELS], xb[3 * BATCH * PIXELS];
+    static int64_t labels[SAMPLES], y[BATCH];
+    ht_loader l = {.images_type = HT_FLOAT32, .labels_type = HT_INT64, .target_size = 1,
+                   .images = images, .labels = labels, .count = SAMPLES, .rows = 1,
+                   .cols = PIXELS, .batch_size = BATCH, .std = 1.0f};
+    CHECK(ht_loader_init(&l) == HT_OK, "loader: %s", ht_last_error());
+    ht_set_num_threads(2);
+    ht_loader_begin_epoch(&l);
+    ht_batches B;
+    ht_batches_begin(&B, &l, xa, xb, 3);
+    ht_batches_fill(&B, 0, y);
+    for (double deadline = seconds() + WAIT_SECONDS;
+         !atomic_load(&late_fill_deferred) && seconds() < deadline;)
+        ht_parallel(2, defer_late_fill, NULL); /* until the worker takes part */
+    CHECK(atomic_load(&late_fill_deferred), "no worker took part in %d s", WAIT_SECONDS);
+    pthread_t releaser;
+    pthread_create(&releaser, NULL, release_after_a_while, NULL);
+    ht_batches_next(&B, 1, y);
+    ht_batches_next(&B, 2, y); /* the last, smaller one */
+    const int smaller_at = atomic_fetch_add(&order_seen, 1) + 1;
+    pthread_join(releaser, NULL);
+    ht_settle();
+    CHECK(atomic_load(&fill_finished_at) < smaller_at,
+          "the smaller last batch went on while a fill ahead was still running");
+    ht_loader_release(&l);
+}
+
 int main(void) {
     check_every_task_runs_once();
     check_task_t_runs_on_thread_t(2);
@@ -286,6 +343,7 @@ int main(void) {
     check_blocks_and_taking();
     check_a_job_keeps_to_its_threads();
     check_deferred_work();
+    check_a_smaller_batch_waits_for_fills_ahead();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;

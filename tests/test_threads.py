@@ -324,9 +324,11 @@ def test_loader_copies_are_the_batch_each(loader_rt, loader_data, batch_size, li
        data=st.data())
 def test_each_threads_copies_hold_the_batches_it_reads(loader_rt, loader_data, batch_size, limit,
                                                        copies, data):
-    """ht_batches: the copies a thread readies hold the step's batch and the next, ht_loader's
-    bits, whichever steps it missed before (a thread that took no part in a step readies
-    nothing); ht_batches_next gives the next batch's targets and size."""
+    """ht_batches' bookkeeping: the copies a thread readies hold the step's batch and the
+    next, ht_loader's bits, whichever steps it missed before (a thread that took no part in a
+    step readies nothing); ht_batches_next gives the next batch's targets and size. (Called
+    from this thread, index 0, nothing is filled ahead: the workers' fills ahead are tested
+    by the next test and pool_selftest.c.)"""
     ffi, lib = loader_rt
     loader = MNIST(root=loader_data, batch_size=batch_size, shuffle=True, seed=limit, limit=limit)
     c_loader = CLoader(loader_rt, loader.c_spec())  # before the epoch moves the seed on
