@@ -143,6 +143,11 @@ static int64_t batch_rows(const ht_loader *l, int64_t batch) {
     return l->count - start < l->batch_size ? l->count - start : l->batch_size;
 }
 
+/* Whether `batch` has fewer samples than the others (the last may). */
+static int smaller_batch(const ht_loader *l, int64_t batch) {
+    return batch_rows(l, batch) < l->batch_size;
+}
+
 /* Asks the caches for `bytes` bytes at `start`. Inlined, as prefetch_sample: gcc deems a
  * function that only prefetches pure, and drops calls of it. */
 static inline __attribute__((always_inline)) void prefetch_bytes(const void *start, int64_t bytes) {
@@ -263,21 +268,21 @@ int64_t ht_batches_next(ht_batches *B, int64_t batch, void *y) {
     /* Copy c of a batch starts c batches' worth of its rows into its buffer: the copies of a
      * smaller batch (the last) overlap other copies of a full one there. So no fill of a full
      * batch, however late its worker, may still write when one of them is filled. */
-    if (batch_rows(B->loader, batch) != B->loader->batch_size) ht_settle();
+    if (smaller_batch(B->loader, batch)) ht_settle();
     if (B->copies <= 1) return ht_batches_fill(B, batch, y);
     fill_job job = {B->loader, batch, batch_rows(B->loader, batch), 0, NULL, y};
     fill_targets(&job, 0, job.rows);
     return job.rows;
 }
 
-/* Copy c of `batch`, unless it holds it. */
+/* Copy c of `batch` (its inputs alone), unless it holds it. */
 static void hold(ht_batches *B, int c, int64_t batch) {
     const ht_loader *l = B->loader;
     int64_t *held = &B->held[batch % 2][c];
     if (*held == batch) return;
-    fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), NULL, NULL};
-    job.x = B->x[batch % 2] + c * job.rows * l->rows * l->cols;
-    fill_rows(&job, 0, job.rows);
+    fill_job job = {l, batch, batch_rows(l, batch), batch_rows(l, batch + 1), B->x[batch % 2],
+                    NULL};
+    fill_copy(&job, c, B->copies);
     *held = batch;
 }
 
@@ -295,8 +300,7 @@ void ht_batches_ready(void *arg, int thread) {
     hold(B, thread, now + 1);
     /* A smaller batch (the last) is not filled ahead: its copies would overlap others of the
      * full batch that the other threads may still read (see ht_batches_next). */
-    if (thread > 0 && now + 2 < ht_loader_len(B->loader) &&
-        batch_rows(B->loader, now + 2) == batch_rows(B->loader, now)) {
+    if (thread > 0 && now + 2 < ht_loader_len(B->loader) && !smaller_batch(B->loader, now + 2)) {
         B->ahead[thread] = now + 2;
         ht_defer(fill_ahead, B);
     }

@@ -93,6 +93,15 @@ static void cpu_relax(void) {
 #endif
 }
 
+/* The caller's spin `spins` while it waits for a worker's work: it yields the core now and
+ * then, as the worker may have been descheduled (and may need this core to run). */
+static void wait_for_a_worker(unsigned spins) {
+    if (spins % 1024 == 0)
+        sched_yield();
+    else
+        cpu_relax();
+}
+
 static int64_t now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -182,12 +191,8 @@ void ht_settle(void) {
             atomic_compare_exchange_strong(&d->state, &pending, NOTHING_DEFERRED))
             continue;
         for (unsigned spins = 1;
-             atomic_load_explicit(&d->state, memory_order_acquire) == RUNNING_DEFERRED; spins++) {
-            if (spins % 1024 == 0)
-                sched_yield();
-            else
-                cpu_relax();
-        }
+             atomic_load_explicit(&d->state, memory_order_acquire) == RUNNING_DEFERRED; spins++)
+            wait_for_a_worker(spins);
     }
 }
 
@@ -261,12 +266,8 @@ void ht_parallel_on(int threads, int tasks, ht_task task, void *arg) {
     }
     run_tasks_of(word, 0);
     for (unsigned spins = 1; atomic_load_explicit(&pool.finished, memory_order_acquire) < tasks;
-         spins++) {
-        if (spins % 1024 == 0)
-            sched_yield(); /* a worker that claimed a task was descheduled: let it run */
-        else
-            cpu_relax();
-    }
+         spins++)
+        wait_for_a_worker(spins);
     atomic_flag_clear(&pool.busy);
 }
 

@@ -416,17 +416,15 @@ def pipelined_first_layer(rt, loader, out, threads, hooked, seed):
                 y_next = garbage((size, out))
                 if hooked:
                     rows_next = lib.ht_batches_next(B, step + 1, y_ptr[after])
-                    lib.ht_linear_bwd_weight_sgd_fwd(
-                        ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), x_ptr[now], rows, inp, out,
-                        *SGD_ARGS, int(epoch + step == 0), ptr(ffi, y_next), x_ptr[after],
-                        rows_next, copies, lib.ht_batches_ready, B)
+                    hook = (lib.ht_batches_ready, B)
                 else:
                     rows_next = lib.ht_loader_fill(c_loader.struct, step + 1, x_ptr[after],
                                                    y_ptr[after])
-                    lib.ht_linear_bwd_weight_sgd_fwd(
-                        ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), x_ptr[now], rows, inp, out,
-                        *SGD_ARGS, int(epoch + step == 0), ptr(ffi, y_next), x_ptr[after],
-                        rows_next, 1, ffi.NULL, ffi.NULL)
+                    hook = (ffi.NULL, ffi.NULL)
+                lib.ht_linear_bwd_weight_sgd_fwd(
+                    ptr(ffi, W), ptr(ffi, buf), ptr(ffi, dy), x_ptr[now], rows, inp, out,
+                    *SGD_ARGS, int(epoch + step == 0), ptr(ffi, y_next), x_ptr[after],
+                    rows_next, copies, *hook)
                 seen += [y_next[:rows_next].copy(), ys[after][:rows_next].copy()]
                 rows = rows_next
         lib.ht_settle()
