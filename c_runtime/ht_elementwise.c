@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ht_simd.h"
+#include "ht_vec.h"
 
 void ht_add(float *y, const float *a, const float *b, int64_t numel) {
     HT_FOR(i, numel, y[i] = a[i] + b[i]);
@@ -29,11 +30,20 @@ void ht_scale(float *y, const float *x, float s, int64_t numel) {
     HT_FOR(i, numel, y[i] = s * x[i]);
 }
 
+/* A row at a time in vectors, its end in a part of one: a row shorter than a vector (a
+ * classifier's ten outputs) would otherwise be added a float at a time. */
 void ht_add_rowvec(float *y, const float *x, const float *v, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r++) {
         float *yr = y + r * cols;
         const float *xr = x + r * cols;
-        HT_FOR(j, cols, yr[j] = xr[j] + v[j]);
+        int64_t j = 0;
+        for (; j + HT_VL <= cols; j += HT_VL)
+            ht_vstore(yr + j, ht_vload(xr + j) + ht_vload(v + j));
+        if (j < cols) {
+            const int64_t rest = cols - j;
+            ht_vstore_first(yr + j, ht_vload_first(xr + j, rest) + ht_vload_first(v + j, rest),
+                            rest);
+        }
     }
 }
 

@@ -65,6 +65,10 @@ HT_INTERNAL void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, cons
 /* The number of threads ht_gemm_sgd_then_nt shares W's rows among with the current thread
  * count (the work it is worth). */
 HT_INTERNAL int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next);
+/* The rows of W's m that the caller (thread 0) takes in ht_gemm_sgd_then_nt's next call on
+ * `threads` threads: its even share, less what the last calls for W showed it should give up
+ * to the workers (ht_gemm_fused.c); all m on one thread. */
+HT_INTERNAL int64_t ht_gemm_sgd_then_nt_caller_rows(const float *W, int64_t m, int threads);
 
 /* W[m,n] <- SGD step with g = dy[m] (x) x[n] (as ht_gemm_nn with k = 1, on one thread), then
  * y[m] = W[m,n] @ x_next[n] with the updated W (as ht_gemm_nt with one row): one pass over W,

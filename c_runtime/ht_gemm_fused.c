@@ -12,18 +12,62 @@
  * group is still in cache when the forward reads it, and the threads need no barrier between
  * the update and the forward. Each thread's share of the rows is dealt to it as a block of
  * groups (ht_parallel.h), so that its rows stay in its cache from step to step, and a thread
- * that is done takes the groups another has not reached: groups of NN_ROWS rows for that, of
- * twice as many on one thread (each group's forward reads all of x_next), and never more
- * groups than a job is dealt in. */
+ * that is done takes the groups another has not reached: groups of GROUP_ROWS rows for that
+ * (more on one thread: each group's forward reads all of x_next), and never more groups than
+ * a job is dealt in. */
+#define GROUP_ROWS (NN_ROWS + NN_ROWS / 2)
+
+/* The caller's share is balanced against the workers' from step to step. In a pipelined loop
+ * the caller fills its copy of the next batch inside its share (the workers filled theirs
+ * while it ran the rest of the step), so with equal shares the workers wait, or take the
+ * caller's last groups, whose rows of W then move to their cores and back at every step.
+ * Each W (by address, in a small table shared by threads: a lost or mistaken entry only
+ * costs balance) keeps how many rows the caller gives up to the workers. After a step in
+ * which workers took rows of the caller's share, it gives up half as many more; after one in
+ * which the caller took rows of theirs, half as many fewer; after one in which no share was
+ * taken from, one more if the caller finished more than a row's time after the last worker,
+ * one fewer if a worker finished that much after the caller. Which thread updates a row
+ * changes no result. */
+#define BALANCE_SLOT_BITS 6
+#define BALANCE_KEY_BITS 48
+static _Atomic uint64_t balances[1 << BALANCE_SLOT_BITS]; /* W's address, then rows given up */
+
+static uint64_t balance_key(const float *W) {
+    return (uint64_t)(uintptr_t)W & ((UINT64_C(1) << BALANCE_KEY_BITS) - 1);
+}
+
+static int rows_given_up(const float *W) {
+    uint64_t entry = atomic_load_explicit(&balances[address_slot(W, BALANCE_SLOT_BITS)],
+                                          memory_order_relaxed);
+    return entry >> (64 - BALANCE_KEY_BITS) == balance_key(W) ? (int16_t)(uint16_t)entry : 0;
+}
+
+static void remember_rows_given_up(const float *W, int rows) {
+    if (rows > INT16_MAX || rows < -INT16_MAX) rows = 0;
+    uint64_t entry = balance_key(W) << (64 - BALANCE_KEY_BITS) | (uint16_t)(int16_t)rows;
+    atomic_store_explicit(&balances[address_slot(W, BALANCE_SLOT_BITS)], entry,
+                          memory_order_relaxed);
+}
+
 typedef struct {
     nn_product update;
     nt_product forward;
-    int threads, groups; /* the threads' shares of W's rows, each in this many groups */
-    int copies;          /* of x and x_next */
-    ht_copy_ready ready; /* or NULL */
+    int threads, groups;  /* the threads' shares of W's rows, each in this many groups */
+    int64_t caller_rows;  /* share 0; the workers' shares split the rest near-equally */
+    int copies;           /* of x and x_next */
+    ht_copy_ready ready;  /* or NULL */
     void *ready_arg;
-    char readied[HT_MAX_THREADS]; /* whether thread h has called ready, each its own */
+    char readied[HT_MAX_THREADS];  /* whether thread h has called ready, each its own */
+    int64_t ended[HT_MAX_THREADS]; /* when thread h's last task ended (ht_now_ns), or 0 */
+    _Atomic int64_t taken_from_caller, taken_by_caller; /* rows of one's share the other ran */
 } update_then_forward;
+
+/* Rows [from, to) of share s. */
+static ht_share rows_of_share(const update_then_forward *job, int s) {
+    if (s == 0) return (ht_share){0, job->caller_rows};
+    ht_share w = ht_task_share(job->update.m - job->caller_rows, s - 1, job->threads - 1);
+    return (ht_share){job->caller_rows + w.from, job->caller_rows + w.to};
+}
 
 /* Group t % groups of share t / groups. It reads the copy of the batches that the thread
  * running it reads (ht_thread_index), whichever thread's share the group is in, after the
@@ -41,17 +85,56 @@ static void update_then_forward_task(void *arg, int t, int tasks) {
     nt_product forward = job->forward;
     update.B += copy * update.k * update.n;
     forward.A += copy * forward.m * forward.k;
-    ht_share share = ht_task_share(update.m, t / job->groups, job->threads);
+    ht_share share = rows_of_share(job, t / job->groups);
     split groups = split_in(share.to - share.from, job->groups);
     const int64_t i0 = share.from + part_start(groups, t % job->groups);
     const int64_t i1 = i0 + part_size(groups, t % job->groups);
-    if (i0 == i1) return;
-    ht_gemm_nn_block(&update, i0, i1, 0, (update.n + HT_VL - 1) / HT_VL);
-    ht_gemm_nt_block(&forward, 0, forward.m, i0, i1);
+    if (i0 < i1) {
+        ht_gemm_nn_block(&update, i0, i1, 0, (update.n + HT_VL - 1) / HT_VL);
+        ht_gemm_nt_block(&forward, 0, forward.m, i0, i1);
+    }
+    if ((t / job->groups == 0) != (thread == 0))
+        atomic_fetch_add_explicit(thread == 0 ? &job->taken_by_caller : &job->taken_from_caller,
+                                  i1 - i0, memory_order_relaxed);
+    job->ended[thread] = ht_now_ns();
+}
+
+/* The rows the caller gives up after a step that began at `began` (see balances). */
+static int rebalanced(update_then_forward *job, int given_up, int64_t began) {
+    const int64_t m = job->update.m;
+    const int64_t from_caller = atomic_load(&job->taken_from_caller);
+    const int64_t by_caller = atomic_load(&job->taken_by_caller);
+    if (from_caller > 0 && job->caller_rows > 0)
+        return given_up + (int)min64((from_caller + 1) / 2, job->caller_rows);
+    if (by_caller > 0 && job->caller_rows < m)
+        return given_up - (int)min64((by_caller + 1) / 2, m - job->caller_rows);
+    int64_t caller = job->ended[0], worker = 0;
+    for (int h = 1; h < job->threads; h++)
+        if (job->ended[h] > worker) worker = job->ended[h];
+    if (caller == 0 || worker == 0) return given_up; /* a thread took no part */
+    const int64_t row = ((caller > worker ? caller : worker) - began) * job->threads / m;
+    if (caller - worker > row && job->caller_rows > 0) return given_up + 1;
+    if (worker - caller > row && job->caller_rows < m) return given_up - 1;
+    return given_up;
 }
 
 int ht_gemm_sgd_then_nt_threads(int64_t m, int64_t n, int64_t k, int64_t k_next) {
     return m > 1 ? (int)min64(threads_for(k, (k + k_next) * m * n), m) : 1;
+}
+
+/* The caller's share of W's m rows on `threads` threads, and the rows it gives up for it. */
+static int64_t balanced_caller_rows(const float *W, int64_t m, int threads, int *given_up) {
+    *given_up = 0;
+    if (threads <= 1) return m;
+    const int64_t even = ht_task_share(m, 0, threads).to;
+    *given_up = rows_given_up(W);
+    if (*given_up > even || *given_up < even - m) *given_up = 0; /* another W's, or shape's */
+    return even - *given_up;
+}
+
+int64_t ht_gemm_sgd_then_nt_caller_rows(const float *W, int64_t m, int threads) {
+    int given_up;
+    return balanced_caller_rows(W, m, threads, &given_up);
 }
 
 void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, int64_t m,
@@ -59,14 +142,22 @@ void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, 
                          int64_t k_next, int copies, ht_copy_ready ready, void *ready_arg) {
     int threads = ht_gemm_sgd_then_nt_threads(m, n, k, k_next);
     if (ready && threads > copies) threads = copies; /* a thread past them would share a copy */
-    const int64_t group_rows = threads > 1 ? NN_ROWS : 2 * NN_ROWS;
-    const int64_t largest_share = (m + threads - 1) / threads;
-    const int groups = (int)min64((largest_share + group_rows - 1) / group_rows,
-                                  HT_MOST_TASKS / threads);
+    int given_up;
     update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0, NULL},
                              {y, x_next, W, NULL, k_next, m, n, 1},
-                             threads, groups, copies > 1 ? copies : 1, ready, ready_arg, {0}};
-    ht_parallel_on(threads, threads * groups, update_then_forward_task, &S);
+                             threads, 1, balanced_caller_rows(W, m, threads, &given_up),
+                             copies > 1 ? copies : 1, ready, ready_arg, {0}, {0}, 0, 0};
+    const int64_t group_rows = threads > 1 ? GROUP_ROWS : 2 * NN_ROWS;
+    int64_t largest_share = 0;
+    for (int s = 0; s < threads; s++) {
+        ht_share share = rows_of_share(&S, s);
+        if (share.to - share.from > largest_share) largest_share = share.to - share.from;
+    }
+    S.groups = (int)min64((largest_share + group_rows - 1) / group_rows, HT_MOST_TASKS / threads);
+    if (S.groups < 1) S.groups = 1; /* no rows: one task of none */
+    const int64_t began = threads > 1 ? ht_now_ns() : 0;
+    ht_parallel_on(threads, threads * S.groups, update_then_forward_task, &S);
+    if (threads > 1) remember_rows_given_up(W, rebalanced(&S, given_up, began));
 }
 
 /* ---- the batch-1 step: W <- SGD(W, dy x^T), then y = W x_next ---- */

@@ -42,6 +42,12 @@
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* The slot of a table of 1 << bits that remembers something about the array at p (Fibonacci
+ * hashing of its address). */
+static inline unsigned address_slot(const void *p, int bits) {
+    return (unsigned)((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull >> (64 - bits));
+}
+
 /* n split into `parts` near-equal parts, the first `extra` one larger than the others
  * (no division per part: these are computed per tile). */
 typedef struct {

@@ -105,8 +105,7 @@ static _Atomic(uintptr_t) reversed_sweeps[1 << SWEEP_SLOT_BITS];
 static int reverse_sweep(const float *B, int64_t floats) {
     if (floats < SWEEP_MIN_FLOATS) return 0;
     const uintptr_t key = (uintptr_t)B;
-    const uint64_t hash = (uint64_t)key * 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
-    _Atomic(uintptr_t) *slot = &reversed_sweeps[hash >> (64 - SWEEP_SLOT_BITS)];
+    _Atomic(uintptr_t) *slot = &reversed_sweeps[address_slot(B, SWEEP_SLOT_BITS)];
     const int reverse = atomic_load_explicit(slot, memory_order_relaxed) != key;
     atomic_store_explicit(slot, reverse ? key : 0, memory_order_relaxed);
     return reverse;

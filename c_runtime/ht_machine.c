@@ -102,7 +102,7 @@ static void wait_for_a_worker(unsigned spins) {
         cpu_relax();
 }
 
-static int64_t now_ns(void) {
+int64_t ht_now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
@@ -146,13 +146,13 @@ static int news_after(uint64_t seen) {
 /* Spins, yielding the core now and then (on a busy machine the thread it would hold up may
  * be the caller's, on the same core), then sleeps; sleeps at once when `spin` is 0. */
 static void wait_for_news(uint64_t seen, int spin) {
-    int64_t deadline = now_ns() + (spin ? SPIN_NANOSECONDS : 0);
+    int64_t deadline = ht_now_ns() + (spin ? SPIN_NANOSECONDS : 0);
     for (unsigned spins = 1; !news_after(seen); spins++) {
         if (spins % 64 != 0) {
             cpu_relax();
             continue;
         }
-        if (now_ns() < deadline) {
+        if (ht_now_ns() < deadline) {
             sched_yield();
             continue;
         }

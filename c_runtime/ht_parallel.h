@@ -34,6 +34,9 @@ __attribute__((visibility("hidden"))) void ht_parallel_on(int threads, int tasks
 typedef void (*ht_deferred)(void *arg);
 __attribute__((visibility("hidden"))) int ht_defer(ht_deferred fn, void *arg);
 
+/* A monotonic clock in nanoseconds (for balancing work between threads, never for results). */
+__attribute__((visibility("hidden"))) int64_t ht_now_ns(void);
+
 /* The index of the calling thread: i + 1 in worker i, 0 in any other thread (a caller). */
 __attribute__((visibility("hidden"))) int ht_thread_index(void);
 

@@ -14,7 +14,9 @@
  * (ht_defer) runs on its worker after the job without the caller waiting for it, once, and
  * that ht_settle waits for it when it has started and drops it when it has not; and that a
  * pipelined loop's smaller last batch (ht_data.h's ht_batches_next) waits for a worker's fill
- * still running, whose copy it would overlap.
+ * still running, whose copy it would overlap; and that the fused first-layer step
+ * (ht_linear_bwd_weight_sgd_fwd) moves rows of W from a thread that is late to the others
+ * from step to step, with the results of one thread.
  * Prints "pool selftest ok", or what failed; exits 1. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +25,8 @@
 #include <time.h>
 
 #include "ht_data.h"
+#include "ht_gemm.h"
+#include "ht_kernels.h"
 #include "ht_parallel.h"
 #include "selftest.h"
 
@@ -336,6 +340,53 @@ static void check_a_smaller_batch_waits_for_fills_ahead(void) {
     ht_loader_release(&l);
 }
 
+/* ---- the fused step balances its threads' shares of W ---- */
+
+static atomic_int late_thread, lateness; /* the thread whose copy is filled slowly, in us */
+
+static void ready_late(void *arg, int thread) {
+    (void)arg;
+    if (thread == atomic_load(&late_thread)) pause_microseconds(atomic_load(&lateness));
+}
+
+/* Steps of a 32-row layer on two threads, one of which is late at every step by four times
+ * what a whole step takes on one (however fast the machine): the caller's share of W's rows
+ * (ht_gemm_sgd_then_nt_caller_rows) ends well below its even 16 when the caller is late and
+ * well above it when the worker is, and W and the forward's output stay those of one
+ * thread. */
+static void check_the_fused_step_balances_its_threads(void) {
+    enum { OUT = 32, IN = 256, BATCH = 32, STEPS = 24 };
+    static float W1[OUT * IN], W2[OUT * IN], x[2 * BATCH * IN], dy[BATCH * OUT];
+    static float y1[BATCH * OUT], y2[BATCH * OUT];
+    uint64_t rng = 5;
+    for (int i = 0; i < OUT * IN; i++) W1[i] = W2[i] = ht_rng_uniform(&rng) - 0.5f;
+    for (int i = 0; i < BATCH * IN; i++) x[i] = x[BATCH * IN + i] = ht_rng_uniform(&rng);
+    for (int i = 0; i < BATCH * OUT; i++) dy[i] = ht_rng_uniform(&rng) - 0.5f;
+    ht_set_num_threads(1);
+    double began = seconds();
+    ht_linear_bwd_weight_sgd_fwd(W1, NULL, dy, x, BATCH, IN, OUT, 0.0f, 0, 0, 0, 0, 0, y1, x,
+                                 BATCH, 1, NULL, NULL); /* lr 0: W stays */
+    const int step_us = (int)((seconds() - began) * 1e6);
+    atomic_store(&lateness, step_us > 500 ? 4 * step_us : 2000);
+    for (int late = 0; late < 2; late++) {
+        atomic_store(&late_thread, late);
+        for (int step = 0; step < STEPS; step++) {
+            ht_set_num_threads(2);
+            ht_linear_bwd_weight_sgd_fwd(W2, NULL, dy, x, BATCH, IN, OUT, 0.01f, 0, 0, 0, 0, 0,
+                                         y2, x, BATCH, 2, ready_late, NULL);
+            ht_set_num_threads(1);
+            ht_linear_bwd_weight_sgd_fwd(W1, NULL, dy, x, BATCH, IN, OUT, 0.01f, 0, 0, 0, 0, 0,
+                                         y1, x, BATCH, 1, NULL, NULL);
+        }
+        const int64_t caller_rows = ht_gemm_sgd_then_nt_caller_rows(W2, OUT, 2);
+        CHECK(late ? caller_rows > 20 : caller_rows < 12,
+              "the caller takes %lld of %d rows after %d steps with thread %d late",
+              (long long)caller_rows, OUT, STEPS, late);
+        CHECK(memcmp(W1, W2, sizeof W1) == 0 && memcmp(y1, y2, sizeof y1) == 0,
+              "two threads' W or y differ from one's, thread %d late", late);
+    }
+}
+
 int main(void) {
     check_every_task_runs_once();
     check_task_t_runs_on_thread_t(2);
@@ -344,6 +395,7 @@ int main(void) {
     check_a_job_keeps_to_its_threads();
     check_deferred_work();
     check_a_smaller_batch_waits_for_fills_ahead();
+    check_the_fused_step_balances_its_threads();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;
