@@ -23,11 +23,11 @@
  * caller's last groups, whose rows of W then move to their cores and back at every step.
  * Each W (by address, in a small table shared by threads: a lost or mistaken entry only
  * costs balance) keeps how many rows the caller gives up to the workers. After a step in
- * which workers took rows of the caller's share, it gives up half as many more; after one in
- * which the caller took rows of theirs, half as many fewer; after one in which no share was
- * taken from, one more if the caller finished more than a row's time after the last worker,
- * one fewer if a worker finished that much after the caller. Which thread updates a row
- * changes no result. */
+ * which the workers took rows of the caller's share (net of those it took of theirs), it
+ * gives up half that many more (or takes half back); after one in which no share was taken
+ * from, one more if the caller finished more than a row's time after the last worker, one
+ * fewer if a worker finished that much after the caller. Which thread updates a row changes
+ * no result. */
 #define BALANCE_SLOT_BITS 6
 #define BALANCE_KEY_BITS 48
 static _Atomic uint64_t balances[1 << BALANCE_SLOT_BITS]; /* W's address, then rows given up */
@@ -43,7 +43,7 @@ static int rows_given_up(const float *W) {
 }
 
 static void remember_rows_given_up(const float *W, int rows) {
-    if (rows > INT16_MAX || rows < -INT16_MAX) rows = 0;
+    rows = rows > INT16_MAX ? INT16_MAX : rows < -INT16_MAX ? -INT16_MAX : rows;
     uint64_t entry = balance_key(W) << (64 - BALANCE_KEY_BITS) | (uint16_t)(int16_t)rows;
     atomic_store_explicit(&balances[address_slot(W, BALANCE_SLOT_BITS)], entry,
                           memory_order_relaxed);
@@ -93,25 +93,26 @@ static void update_then_forward_task(void *arg, int t, int tasks) {
         ht_gemm_nn_block(&update, i0, i1, 0, (update.n + HT_VL - 1) / HT_VL);
         ht_gemm_nt_block(&forward, 0, forward.m, i0, i1);
     }
-    if ((t / job->groups == 0) != (thread == 0))
-        atomic_fetch_add_explicit(thread == 0 ? &job->taken_by_caller : &job->taken_from_caller,
-                                  i1 - i0, memory_order_relaxed);
-    job->ended[thread] = ht_now_ns();
+    if (job->threads > 1) { /* what rebalanced() reads */
+        if ((t / job->groups == 0) != (thread == 0) && i0 < i1)
+            atomic_fetch_add_explicit(thread == 0 ? &job->taken_by_caller
+                                                  : &job->taken_from_caller,
+                                      i1 - i0, memory_order_relaxed);
+        job->ended[thread] = ht_now_ns();
+    }
 }
 
-/* The rows the caller gives up after a step that began at `began` (see balances). */
+/* The rows the caller gives up after a step that began at `began` (see balances); the same
+ * when the caller or every worker took no part (the pool ran the job on one thread). */
 static int rebalanced(update_then_forward *job, int given_up, int64_t began) {
-    const int64_t m = job->update.m;
-    const int64_t from_caller = atomic_load(&job->taken_from_caller);
-    const int64_t by_caller = atomic_load(&job->taken_by_caller);
-    if (from_caller > 0 && job->caller_rows > 0)
-        return given_up + (int)min64((from_caller + 1) / 2, job->caller_rows);
-    if (by_caller > 0 && job->caller_rows < m)
-        return given_up - (int)min64((by_caller + 1) / 2, m - job->caller_rows);
     int64_t caller = job->ended[0], worker = 0;
     for (int h = 1; h < job->threads; h++)
         if (job->ended[h] > worker) worker = job->ended[h];
-    if (caller == 0 || worker == 0) return given_up; /* a thread took no part */
+    if (caller == 0 || worker == 0) return given_up;
+    /* Rows are only taken from a share that has them: the caller keeps between 0 and m. */
+    const int64_t taken = atomic_load(&job->taken_from_caller) - atomic_load(&job->taken_by_caller);
+    if (taken != 0) return given_up + (int)(taken > 0 ? (taken + 1) / 2 : -((1 - taken) / 2));
+    const int64_t m = job->update.m;
     const int64_t row = ((caller > worker ? caller : worker) - began) * job->threads / m;
     if (caller - worker > row && job->caller_rows > 0) return given_up + 1;
     if (worker - caller > row && job->caller_rows < m) return given_up - 1;
@@ -141,7 +142,8 @@ void ht_gemm_sgd_then_nt(float *W, float *buf, const float *dy, const float *x, 
                          int64_t n, int64_t k, ht_sgd_params sgd, float *y, const float *x_next,
                          int64_t k_next, int copies, ht_copy_ready ready, void *ready_arg) {
     int threads = ht_gemm_sgd_then_nt_threads(m, n, k, k_next);
-    if (ready && threads > copies) threads = copies; /* a thread past them would share a copy */
+    if (ready && threads > copies) /* a thread past them would share a copy */
+        threads = copies > 1 ? copies : 1;
     int given_up;
     update_then_forward S = {{W, buf, dy, x, 1, m, m, n, k, HT_EPI_SGD, sgd, 0, NULL},
                              {y, x_next, W, NULL, k_next, m, n, 1},

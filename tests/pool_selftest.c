@@ -16,7 +16,7 @@
  * pipelined loop's smaller last batch (ht_data.h's ht_batches_next) waits for a worker's fill
  * still running, whose copy it would overlap; and that the fused first-layer step
  * (ht_linear_bwd_weight_sgd_fwd) moves rows of W from a thread that is late to the others
- * from step to step, with the results of one thread.
+ * from step to step, with the results of one thread, and not when the pool runs it on one.
  * Prints "pool selftest ok", or what failed; exits 1. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -56,7 +56,7 @@ static void count_task(void *arg, int t, int tasks) {
 }
 
 static void pause_microseconds(long us) {
-    struct timespec t = {0, us * 1000};
+    struct timespec t = {us / 1000000, us % 1000000 * 1000};
     nanosleep(&t, NULL);
 }
 
@@ -349,8 +349,8 @@ static void ready_late(void *arg, int thread) {
     if (thread == atomic_load(&late_thread)) pause_microseconds(atomic_load(&lateness));
 }
 
-/* Steps of a 32-row layer on two threads, one of which is late at every step by four times
- * what a whole step takes on one (however fast the machine): the caller's share of W's rows
+/* Steps of a 32-row layer on two threads, one of which is late at every step by 2 ms or four
+ * times what a whole step takes on one, whichever is longer: the caller's share of W's rows
  * (ht_gemm_sgd_then_nt_caller_rows) ends well below its even 16 when the caller is late and
  * well above it when the worker is, and W and the forward's output stay those of one
  * thread. */
@@ -387,6 +387,34 @@ static void check_the_fused_step_balances_its_threads(void) {
     }
 }
 
+/* Fused steps called from inside the tasks of a job run on their thread alone (the pool is
+ * busy): that shows nothing about balance, and each W's share stays even. */
+enum { NESTED_OUT = 32, NESTED_IN = 256, NESTED_BATCH = 32 };
+static float nested_W[2][NESTED_OUT * NESTED_IN], nested_y[2][NESTED_BATCH * NESTED_OUT];
+static float nested_x[2 * NESTED_BATCH * NESTED_IN], nested_dy[NESTED_BATCH * NESTED_OUT];
+
+static void nested_fused_steps(void *arg, int t, int tasks) {
+    (void)arg, (void)tasks;
+    for (int step = 0; step < 12; step++)
+        ht_linear_bwd_weight_sgd_fwd(nested_W[t], NULL, nested_dy, nested_x, NESTED_BATCH,
+                                     NESTED_IN, NESTED_OUT, 0.01f, 0, 0, 0, 0, 0, nested_y[t],
+                                     nested_x, NESTED_BATCH, 2, NULL, NULL);
+}
+
+static void check_fused_steps_on_one_thread_keep_their_balance(void) {
+    uint64_t rng = 9;
+    for (int i = 0; i < 2 * NESTED_BATCH * NESTED_IN; i++) nested_x[i] = ht_rng_uniform(&rng);
+    for (int i = 0; i < NESTED_BATCH * NESTED_OUT; i++) nested_dy[i] = ht_rng_uniform(&rng);
+    ht_set_num_threads(2);
+    ht_parallel(2, nested_fused_steps, NULL);
+    for (int t = 0; t < 2; t++) {
+        const int64_t caller_rows = ht_gemm_sgd_then_nt_caller_rows(nested_W[t], NESTED_OUT, 2);
+        CHECK(caller_rows == NESTED_OUT / 2,
+              "steps run on one thread (task %d) moved the caller's share to %lld rows", t,
+              (long long)caller_rows);
+    }
+}
+
 int main(void) {
     check_every_task_runs_once();
     check_task_t_runs_on_thread_t(2);
@@ -396,6 +424,7 @@ int main(void) {
     check_deferred_work();
     check_a_smaller_batch_waits_for_fills_ahead();
     check_the_fused_step_balances_its_threads();
+    check_fused_steps_on_one_thread_keep_their_balance();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;
