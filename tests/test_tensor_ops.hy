@@ -7,7 +7,7 @@ the backward pass). Each differentiable op of the op table (hytorch/ir/ops.hy) i
 on random shapes (`test-each-differentiable-op-matches-torch`)."
 
 (require hytorch [defstaged])
-(import hypothesis [assume given settings]
+(import hypothesis [assume example given settings]
         hypothesis.strategies :as st
         hytorch
         hytorch.ir.ops [OPS]
@@ -224,10 +224,16 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
               :stride (st.tuples (st.integers 1 3) (st.integers 1 3))
               :padding (st.tuples (st.integers 0 2) (st.integers 0 2))
               :bias (st.booleans) :pool (st.tuples (st.integers 1 3) (st.integers 1 3))
-              :in-loop (st.booleans) :seed (st.integers 0 (** 2 16)))]
+              :in-loop (st.booleans) :seed (st.integers 0 (** 2 16)))
+       ;; terms of about 2300 in all that sum to -0.356: PyTorch's float32 loss is 1.4e-4 from
+       ;; the float64 one, HyTorch's 9e-6 (CI's hypothesis run found it)
+       (example :n 2 :c 2 :oc 2 :h 8 :w 8 :kh 4 :kw 4 :stride #(2 2) :padding #(2 0) :bias False
+                :pool #(1 1) :in-loop False :seed 1945)]
   test-each-image-op-matches-torch [name n c oc h w kh kw stride padding bias pool in-loop seed]
   "Forward and the gradients of the input's producer, the weight and the bias, on random
-  shapes, strides, paddings, with and without bias."
+  shapes, strides, paddings, with and without bias. The loss sums terms that may cancel: its
+  float32 rounding (HyTorch's and PyTorch's alike) is relative to the size of the terms, not
+  of their sum."
   (torch.manual-seed seed)
   (setv op (get CNN-LOSSES name)
         [sh sw] stride [ph pw] padding
@@ -249,7 +255,13 @@ on random shapes (`test-each-differentiable-op-matches-torch`)."
                   (fn [x aux lw cw] (.sum (* (op (conv x None lw cw None) pool) aux))))
         tensors [x aux lw cw #* (if bias [cb] [])]
         [expected-loss expected-grads] (reference loss-fn tensors)
+        terms-size (with [_ (torch.no-grad)]
+                     (.item (.sum (.abs (* (op (conv (.double x) None (.double lw) (.double cw)
+                                                     (when bias (.double cb)))
+                                               pool)
+                                           (.double aux))))))
         [loss grads] (compiled loss-fn tensors in-loop))
-  (assert (< (abs (- loss expected-loss)) (+ 1e-4 (* RTOL (abs expected-loss)))) f"loss {loss} vs {expected-loss}")
+  (assert (< (abs (- loss expected-loss)) (+ 1e-4 (* RTOL terms-size)))
+          f"loss {loss} vs {expected-loss} (terms of {terms-size} in all)")
   (for [[g e] (zip grads expected-grads)]
     (assert (torch.allclose g e :rtol 1e-4 :atol 1e-4) f"gradient off by {(.item (.max (.abs (- g e))))}")))
