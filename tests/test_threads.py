@@ -5,6 +5,7 @@ The products split over threads are those of a batch of at least 16 rows with en
 for each thread; the shapes below are drawn large enough that every product of a linear
 layer is split (shapes decide how, and the test draws both kinds of split).
 """
+import contextlib
 import re
 import subprocess
 import sys
@@ -267,23 +268,30 @@ def loader_data(tmp_path_factory):
     return root
 
 
+@contextlib.contextmanager
+def loader_on_threads(rt, loader, threads):
+    """`loader`'s C loader, with the runtime on `threads` threads; after it, one thread and the
+    loader released."""
+    c_loader = CLoader(rt, loader.c_spec())
+    rt[1].ht_set_num_threads(threads)
+    try:
+        yield c_loader
+    finally:
+        rt[1].ht_set_num_threads(1)
+        c_loader.release()
+
+
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch_size=st.integers(1, 120), limit=st.integers(0, 300), shuffle=st.booleans(),
        drop_last=st.booleans(), threads=st.sampled_from(THREAD_COUNTS))
 def test_loader_batches_do_not_depend_on_the_thread_count(loader_rt, loader_data, batch_size, limit,
                                                           shuffle, drop_last, threads):
-    _, lib = loader_rt
     loader = MNIST(root=loader_data, batch_size=batch_size, shuffle=shuffle, seed=batch_size,
                    drop_last=drop_last, limit=limit)
-    c_loader = CLoader(loader_rt, loader.c_spec())
-    lib.ht_set_num_threads(threads)
-    try:
+    with loader_on_threads(loader_rt, loader, threads) as c_loader:
         for _ in range(2):
             assert_same_epoch(loader.batches_numpy(), c_loader.epoch())
-    finally:
-        lib.ht_set_num_threads(1)
-        c_loader.release()
 
 
 @settings(max_examples=25, deadline=None,
@@ -296,9 +304,7 @@ def test_loader_copies_are_the_batch_each(loader_rt, loader_data, batch_size, li
     short), the targets once, and nothing past them."""
     ffi, lib = loader_rt
     loader = MNIST(root=loader_data, batch_size=batch_size, shuffle=True, seed=limit, limit=limit)
-    c_loader = CLoader(loader_rt, loader.c_spec())
-    lib.ht_set_num_threads(threads)
-    try:
+    with loader_on_threads(loader_rt, loader, threads) as c_loader:
         lib.ht_loader_begin_epoch(c_loader.struct)
         for batch, (x, y) in enumerate(loader.batches_numpy()):
             got_x = np.full((copies + 1) * batch_size * 30, np.nan, np.float32)
@@ -313,9 +319,6 @@ def test_loader_copies_are_the_batch_each(loader_rt, loader_data, batch_size, li
             assert np.isnan(got_x[expected.size:]).all()
             np.testing.assert_array_equal(got_y[:rows], y)
             assert (got_y[rows:] == -1).all()
-    finally:
-        lib.ht_set_num_threads(1)
-        c_loader.release()
 
 
 @settings(max_examples=25, deadline=None,
@@ -391,18 +394,16 @@ def pipelined_first_layer(rt, loader, out, threads, hooked, seed):
     next outputs and targets."""
     ffi, lib = rt
     rng = np.random.default_rng(seed)
-    c_loader = CLoader(rt, loader.c_spec())
     size, inp = loader.batch_size, 784
     W, buf = f32(rng.uniform(-0.1, 0.1, (out, inp))), f32(rng.uniform(-0.1, 0.1, (out, inp)))
-    lib.ht_set_num_threads(threads)
-    copies = lib.ht_linear_sgd_fwd_copies(size, inp, out) if hooked else 1
-    xs = [np.full(copies * size * inp, np.nan, np.float32) for _ in range(2)]
-    ys = [np.full(size, -1, np.int64) for _ in range(2)]
-    x_ptr = [ffi.from_buffer("float[]", x) for x in xs]
-    y_ptr = [ffi.from_buffer("int64_t[]", y) for y in ys]
-    B = ffi.new("ht_batches *")
-    seen = []
-    try:
+    with loader_on_threads(rt, loader, threads) as c_loader:
+        copies = lib.ht_linear_sgd_fwd_copies(size, inp, out) if hooked else 1
+        xs = [np.full(copies * size * inp, np.nan, np.float32) for _ in range(2)]
+        ys = [np.full(size, -1, np.int64) for _ in range(2)]
+        x_ptr = [ffi.from_buffer("float[]", x) for x in xs]
+        y_ptr = [ffi.from_buffer("int64_t[]", y) for y in ys]
+        B = ffi.new("ht_batches *")
+        seen = []
         for epoch in range(2):
             lib.ht_loader_begin_epoch(c_loader.struct)
             if hooked:
@@ -429,9 +430,6 @@ def pipelined_first_layer(rt, loader, out, threads, hooked, seed):
                 rows = rows_next
         lib.ht_settle()
         return [W, buf, *seen]
-    finally:
-        lib.ht_set_num_threads(1)
-        c_loader.release()
 
 
 @settings(max_examples=8, deadline=None,
