@@ -172,7 +172,10 @@ def test_sgd_step_matches_torch(rt, cfg, numel):
 
 
 @pytest.mark.parametrize("cfg", SGD_CONFIGS)
-@pytest.mark.parametrize("shape", [(1, 784, 50), (64, 784, 50), (64, 50, 10), (3, 37, 19), (9, 100, 33)])
+# Batch 1 is a rank-1 update: rows of whole vectors, rows that end in part of one (updated
+# apart and stored whole over the row's end) and rows shorter than a vector.
+@pytest.mark.parametrize("shape", [(1, 784, 50), (1, 50, 10), (1, 37, 19), (1, 17, 4), (1, 7, 5),
+                                   (64, 784, 50), (64, 50, 10), (3, 37, 19), (9, 100, 33)])
 def test_fused_sgd_equals_gradient_then_step(rt, cfg, shape):
     """ht_linear_bwd_weight_sgd == ht_linear_bwd_weight into zeros + ht_sgd_step, bit for bit
     (and likewise ht_bias_bwd_sgd == ht_sum_rows + ht_sgd_step)."""
@@ -237,7 +240,7 @@ def test_fused_sgd_then_next_forward_equals_the_two_kernels(rt, cfg, shape, n_ne
 
 
 @pytest.mark.parametrize("cfg", SGD_CONFIGS)
-@pytest.mark.parametrize("shape", [(1, 784, 50), (64, 50, 10), (5, 37, 19)])
+@pytest.mark.parametrize("shape", [(1, 784, 50), (1, 50, 10), (1, 37, 19), (64, 50, 10), (5, 37, 19)])
 def test_fused_sgd_trains_like_torch(rt, cfg, shape):
     """A linear layer trained a few steps with the fused kernels and with torch.optim.SGD."""
     ffi, lib = rt
