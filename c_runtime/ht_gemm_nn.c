@@ -151,7 +151,7 @@ static void nn_task(void *arg, int t, int tasks) {
  * A row of n >= HT_VL columns that is not whole vectors ends with its last HT_VL columns,
  * updated in a copy taken before the row's vectors are stored (the overlap thus gets the same
  * inputs, so the same bits) and stored whole after them: a masked store of the tail stalls the
- * next row's first load until it leaves the store buffer (a 10x50 update took 3.4 times as
+ * next row's first load until it leaves the store buffer (a 10x50 update took 3.5 times as
  * long as a 10x48 one on Sapphire Rapids). */
 HT_INLINE void rank1_row(float *c, float *bufp, ht_vf a, const float *b, int64_t n,
                          ht_sgd_params sgd, const ht_epilogue epilogue, const int sgd_variant) {
