@@ -173,8 +173,10 @@ def test_sgd_step_matches_torch(rt, cfg, numel):
 
 @pytest.mark.parametrize("cfg", SGD_CONFIGS)
 # Batch 1 is a rank-1 update: rows of whole vectors, rows that end in part of one (updated
-# apart and stored whole over the row's end) and rows shorter than a vector.
+# apart and stored whole over the row's end) and rows shorter than a vector (of 4 floats and
+# more: every build's).
 @pytest.mark.parametrize("shape", [(1, 784, 50), (1, 50, 10), (1, 37, 19), (1, 17, 4), (1, 7, 5),
+                                   (1, 3, 6),
                                    (64, 784, 50), (64, 50, 10), (3, 37, 19), (9, 100, 33)])
 def test_fused_sgd_equals_gradient_then_step(rt, cfg, shape):
     """ht_linear_bwd_weight_sgd == ht_linear_bwd_weight into zeros + ht_sgd_step, bit for bit
