@@ -12,6 +12,13 @@ import sys
 import time
 
 NEVER = 10**9  # a log interval that never logs
+
+# How long a run's preparation is left to settle before it is timed. PyTorch's OpenMP threads
+# spin for milliseconds after each parallel region (a model's deepcopy at two threads is one),
+# on the cores the timed run then wants: measured on a 2-core VM, the first 30-60 steps of
+# HyTorch's two-thread MLP epoch ran at one thread's speed while one spun (none with
+# OMP_WAIT_POLICY=passive), and a 50 ms pause after such a region was enough to avoid it.
+SETTLE_SECONDS = 0.1
 EAGER, TORCH_COMPILE, HYTORCH = "PyTorch eager", "torch.compile", "HyTorch (C)"  # contenders
 
 
@@ -88,8 +95,9 @@ class Row:
 class Timing:
     """What time_in_turns times into `row` (a contender at a thread count): runs of `units`
     units of work, each prepared (untimed) by `start_run()` from the start state, which
-    returns it: a function of no arguments whose result the row keeps. With `warm_up`, one
-    run goes first, untimed."""
+    returns it: a function of no arguments whose result the row keeps, timed once what the
+    preparation started has settled (SETTLE_SECONDS). With `warm_up`, one run goes first,
+    untimed."""
 
     def __init__(self, row, units, start_run, warm_up=False):
         self.row, self.units, self.start_run, self.warm_up = row, units, start_run, warm_up
@@ -98,6 +106,7 @@ class Timing:
         """One run, at the row's thread count: (seconds, result)."""
         with threads(self.row.threads):
             run = self.start_run()
+            time.sleep(SETTLE_SECONDS)
             with quiet():
                 started = time.perf_counter()
                 result = run()
