@@ -3,6 +3,7 @@
 it, and read again only when something else changed it."""
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
@@ -62,6 +63,26 @@ def test_a_buffer_replaced_between_calls_is_read():
     torch.testing.assert_close(model.weight.detach(), twin.weight.detach())
     torch.testing.assert_close(optimizer.state[model.weight]["momentum_buffer"],
                                twin_optimizer.state[twin.weight]["momentum_buffer"])
+
+
+def test_written_back_values_count_as_in_place_changes_for_autograd():
+    """The write-back goes through NumPy (torch's copy_ would start its OpenMP threads, which
+    then spin on the cores the next compiled call wants), so it tells autograd itself: a graph
+    that saved a weight before the call refuses to backpropagate after it, as after torch's
+    own step, and the momentum buffer counts the change too."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    x, y = torch.randn(4, 3), torch.randn(4, 2)
+    compiled = hytorch.stage(step, model, optimizer, x, y)
+    compiled(model, optimizer, x, y)
+    buffer = optimizer.state[model.weight]["momentum_buffer"]
+    versions = model.weight._version, buffer._version
+    stale = (model(x.clone().requires_grad_()) ** 2).sum()   # saves the weight
+    compiled(model, optimizer, x, y)
+    assert model.weight._version > versions[0] and buffer._version > versions[1]
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        stale.backward()
 
 
 def test_only_a_call_that_writes_back_holds_back_ctrl_c(monkeypatch):
