@@ -13,11 +13,12 @@ import time
 
 NEVER = 10**9  # a log interval that never logs
 
-# How long a run's preparation is left to settle before it is timed. PyTorch's OpenMP threads
-# spin for milliseconds after each parallel region (a model's deepcopy at two threads is one),
-# on the cores the timed run then wants: measured on a 2-core VM, the first 30-60 steps of
-# HyTorch's two-thread MLP epoch ran at one thread's speed while one spun (none with
-# OMP_WAIT_POLICY=passive), and a 50 ms pause after such a region was enough to avoid it.
+# How long a run's preparation (and the contender timed before it) is left to settle before
+# the run is timed. PyTorch's OpenMP threads spin for milliseconds after each parallel region
+# (a model's deepcopy at two threads is one), on the cores the timed run then wants: traced on
+# a 2-vCPU VM, HyTorch's worker ran none of the first 18 to 37 steps of a two-thread MLP epoch
+# while one spun (the caller ran them all, at one thread's speed), and none was lost with
+# OMP_WAIT_POLICY=passive or 50 ms after the last parallel region.
 SETTLE_SECONDS = 0.1
 EAGER, TORCH_COMPILE, HYTORCH = "PyTorch eager", "torch.compile", "HyTorch (C)"  # contenders
 
@@ -70,6 +71,14 @@ def threads(n):
         hytorch.set_num_threads(saved[1])
 
 
+def settle():
+    """Wait SETTLE_SECONDS, busy: an idle core came back slower (sleeping instead made the
+    MLP's one-thread epoch ~0.7 ms slower, and the RNN's 10 ms runs ~8%)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < SETTLE_SECONDS:
+        pass
+
+
 class Row:
     """One contender at one thread count: the seconds of each timed run per unit of work (an
     epoch, a step, a call), what the last run returned (`result`), and what a section found
@@ -96,8 +105,7 @@ class Timing:
     """What time_in_turns times into `row` (a contender at a thread count): runs of `units`
     units of work, each prepared (untimed) by `start_run()` from the start state, which
     returns it: a function of no arguments whose result the row keeps, timed once what the
-    preparation started has settled (SETTLE_SECONDS). With `warm_up`, one run goes first,
-    untimed."""
+    preparation started has settled (settle). With `warm_up`, one run goes first, untimed."""
 
     def __init__(self, row, units, start_run, warm_up=False):
         self.row, self.units, self.start_run, self.warm_up = row, units, start_run, warm_up
@@ -106,7 +114,7 @@ class Timing:
         """One run, at the row's thread count: (seconds, result)."""
         with threads(self.row.threads):
             run = self.start_run()
-            time.sleep(SETTLE_SECONDS)
+            settle()
             with quiet():
                 started = time.perf_counter()
                 result = run()
