@@ -37,12 +37,19 @@ def _batches(batch_size, input_shape, target_shape, target_dtype):
             f"{list(target_shape)} {target_dtype}")
 
 
+# torch's copy_ of this many elements or more runs on its OpenMP threads (at::GRAIN_SIZE).
+_TORCH_PARALLEL_COPY = 32768
+
+
 def _write_in_place(torch, tensor, values):
-    """Overwrite contiguous `tensor` with NumPy array `values` (as many elements) and count it
-    as an in-place change, as torch's copy_ would. Through NumPy because a copy_ of more than
-    32768 elements runs on torch's OpenMP threads, which then spin for milliseconds on the
-    cores that a compiled call made right after wants (a two-thread epoch called again at
-    once: ~0.6 ms slower a call, measured)."""
+    """Overwrite contiguous `tensor` with NumPy array `values` (as many elements), counted as
+    an in-place change as torch's copy_ counts it. A large one goes through NumPy: copy_ would
+    run it on torch's OpenMP threads, which then spin for milliseconds on the cores that a
+    compiled call made right after wants (a two-thread MLP epoch called again at once: ~0.6 ms
+    slower a call, measured). A small one through copy_, which costs ~1 us a tensor less."""
+    if values.size < _TORCH_PARALLEL_COPY:
+        tensor.view(-1).copy_(torch.from_numpy(values))
+        return
     tensor.detach().view(-1).numpy()[:] = values
     torch.autograd.graph.increment_version(tensor)
 

@@ -65,15 +65,16 @@ def test_a_buffer_replaced_between_calls_is_read():
                                twin_optimizer.state[twin.weight]["momentum_buffer"])
 
 
-def test_written_back_values_count_as_in_place_changes_for_autograd():
-    """The write-back goes through NumPy (torch's copy_ would start its OpenMP threads, which
-    then spin on the cores the next compiled call wants), so it tells autograd itself: a graph
-    that saved a weight before the call refuses to backpropagate after it, as after torch's
-    own step, and the momentum buffer counts the change too."""
+@pytest.mark.parametrize("width", [2, 200])
+def test_written_back_values_count_as_in_place_changes_for_autograd(width):
+    """A write-back counts as an in-place change, also where it goes through NumPy (a weight of
+    32768 elements or more, 200x200 here; torch's copy_ would start its OpenMP threads): a
+    graph that saved the weight before a compiled step refuses to backpropagate after it, as
+    after torch's own step, and the momentum buffer's version moves too."""
     torch.manual_seed(0)
-    model = torch.nn.Linear(3, 2)
+    model = torch.nn.Linear(width, width)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    x, y = torch.randn(4, 3), torch.randn(4, 2)
+    x, y = torch.randn(4, width), torch.randn(4, width)
     compiled = hytorch.stage(step, model, optimizer, x, y)
     compiled(model, optimizer, x, y)
     buffer = optimizer.state[model.weight]["momentum_buffer"]
