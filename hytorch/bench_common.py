@@ -104,8 +104,8 @@ class Row:
 class Timing:
     """What time_in_turns times into `row` (a contender at a thread count): runs of `units`
     units of work, each prepared (untimed) by `start_run()` from the start state, which
-    returns it: a function of no arguments whose result the row keeps, timed once what the
-    preparation started has settled (settle). With `warm_up`, one run goes first, untimed."""
+    returns it: a function of no arguments whose result the row keeps, timed after settle().
+    With `warm_up`, one run goes first, untimed."""
 
     def __init__(self, row, units, start_run, warm_up=False):
         self.row, self.units, self.start_run, self.warm_up = row, units, start_run, warm_up

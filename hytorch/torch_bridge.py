@@ -37,7 +37,7 @@ def _batches(batch_size, input_shape, target_shape, target_dtype):
             f"{list(target_shape)} {target_dtype}")
 
 
-# torch's copy_ of this many elements or more runs on its OpenMP threads (at::GRAIN_SIZE).
+# torch's copy_ of more elements than this runs on its OpenMP threads (at::GRAIN_SIZE).
 _TORCH_PARALLEL_COPY = 32768
 
 
@@ -45,9 +45,9 @@ def _write_in_place(torch, tensor, values):
     """Overwrite contiguous `tensor` with NumPy array `values` (as many elements), counted as
     an in-place change as torch's copy_ counts it. A large one goes through NumPy: copy_ would
     run it on torch's OpenMP threads, which then spin for milliseconds on the cores that a
-    compiled call made right after wants (a two-thread MLP epoch called again at once: ~0.6 ms
-    slower a call, measured). A small one through copy_, which costs ~1 us a tensor less."""
-    if values.size < _TORCH_PARALLEL_COPY:
+    compiled call made right after wants (a two-thread MLP epoch called again at once: ~0.7 ms
+    slower a call). A small one through copy_, which costs ~1 us a tensor less."""
+    if values.size <= _TORCH_PARALLEL_COPY:
         tensor.view(-1).copy_(torch.from_numpy(values))
         return
     tensor.detach().view(-1).numpy()[:] = values
@@ -282,7 +282,7 @@ class TorchBridge:
         if (isinstance(held, torch.Tensor) and held.dtype == torch.float32
                 and held.is_contiguous() and held.numel() == s["numel"]):
             _write_in_place(torch, held, state.array(i, s["numel"], "float32"))
-        else:
-            values = state.tensor(i, s["numel"], "float32", torch)
-            held = optimizer_state[key] = values.clone().view_as(self._resolve(s["tensor"], args))
+        else:   # a new tensor, copied by NumPy (see _write_in_place)
+            values = torch.from_numpy(state.array(i, s["numel"], "float32").copy())
+            held = optimizer_state[key] = values.view_as(self._resolve(s["tensor"], args))
         self._synced(i, held)

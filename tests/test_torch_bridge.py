@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import hytorch
+from hytorch import torch_bridge
 
 
 def step(model, optimizer, x, y):
@@ -68,9 +69,10 @@ def test_a_buffer_replaced_between_calls_is_read():
 @pytest.mark.parametrize("width", [2, 200])
 def test_written_back_values_count_as_in_place_changes_for_autograd(width):
     """A write-back counts as an in-place change, also where it goes through NumPy (a weight of
-    32768 elements or more, 200x200 here; torch's copy_ would start its OpenMP threads): a
+    more than 32768 elements, 200x200 here; torch's copy_ would start its OpenMP threads): a
     graph that saved the weight before a compiled step refuses to backpropagate after it, as
     after torch's own step, and the momentum buffer's version moves too."""
+    assert (width * width > torch_bridge._TORCH_PARALLEL_COPY) == (width == 200)
     torch.manual_seed(0)
     model = torch.nn.Linear(width, width)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
