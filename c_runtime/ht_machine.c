@@ -16,7 +16,7 @@
  * A task may leave its worker work for after its part of the job (ht_defer), which the caller
  * does not wait for: the worker claims it from its deferral word when its part is done, and
  * ht_settle cancels what is unclaimed and waits for what is claimed. */
-#ifdef __linux__
+#if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sched_getcpu */
 #endif
 #include "ht_machine.h"
@@ -153,7 +153,8 @@ static int news_after(uint64_t seen) {
 static int on_callers_core(void) {
 #ifdef __linux__
     const int cpu = atomic_load_explicit(&pool.caller_cpu, memory_order_relaxed);
-    return cpu < 0 || sched_getcpu() == cpu;
+    const int mine = sched_getcpu();
+    return cpu < 0 || mine < 0 || mine == cpu;
 #else
     return 1;
 #endif
@@ -162,8 +163,8 @@ static int on_callers_core(void) {
 /* Spins, then sleeps; sleeps at once when `spin` is 0. While it spins on the caller's core
  * (a busy machine) it yields that core now and then, so as not to hold the caller up; on
  * another core it does not: a yield hands the core to whatever else is runnable there for
- * a whole time slice, and the worker misses the steps meanwhile (the MLP's two-thread epoch
- * beside a nice 10 busy loop: 70-91 ms yielding, 57-58 not, against 85 on one thread). */
+ * a whole time slice, and the worker misses the steps meanwhile (the caller runs them
+ * alone). */
 static void wait_for_news(uint64_t seen, int spin) {
     int64_t deadline = ht_now_ns() + (spin ? SPIN_NANOSECONDS : 0);
     for (unsigned spins = 1; !news_after(seen); spins++) {
@@ -238,6 +239,7 @@ static void forget_workers_in_child(void) {
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.wake, NULL);
     atomic_store(&pool.sleepers, 0);
+    atomic_store(&pool.caller_cpu, -1);
     atomic_flag_clear(&pool.busy);
     for (int i = 0; i < HT_MAX_THREADS - 1; i++) atomic_store(&pool.deferred[i].state, 0);
     pool.started = 0;
