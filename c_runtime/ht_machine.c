@@ -9,16 +9,12 @@
  * a core), and a core slowed down by the machine's other tenants hands part of its block to
  * a faster one. Workers are started on first use with every signal blocked, spin for a while
  * after a job (a training step's products follow each other within microseconds; waking a
- * sleeping thread takes tens), yielding the core now and then when it is the caller's, and
- * then sleep. They are stopped and joined when the library is unloaded, and forgotten in a
- * forked child.
+ * sleeping thread takes tens), yielding the core now and then, and then sleep. They are
+ * stopped and joined when the library is unloaded, and forgotten in a forked child.
  *
  * A task may leave its worker work for after its part of the job (ht_defer), which the caller
  * does not wait for: the worker claims it from its deferral word when its part is done, and
  * ht_settle cancels what is unclaimed and waits for what is claimed. */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* sched_getcpu */
-#endif
 #include "ht_machine.h"
 
 #include <pthread.h>
@@ -80,7 +76,6 @@ static struct {
     _Alignas(64) _Atomic uint64_t slot[HT_MOST_TASKS]; /* task t's claim word */
     _Alignas(64) atomic_int finished;                   /* tasks of the job done */
     atomic_int sleepers, stop;
-    atomic_int caller_cpu; /* where the caller published the current job (Linux), or -1 */
     atomic_flag busy; /* held by the caller that owns the job */
     ht_task task;
     void *arg;
@@ -88,7 +83,7 @@ static struct {
     pthread_t threads[HT_MAX_THREADS - 1];
     deferral deferred[HT_MAX_THREADS - 1]; /* worker i's */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
-          .busy = ATOMIC_FLAG_INIT, .caller_cpu = -1};
+          .busy = ATOMIC_FLAG_INIT};
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -148,23 +143,8 @@ static int news_after(uint64_t seen) {
     return atomic_load(&pool.job) != seen || atomic_load(&pool.stop);
 }
 
-/* Whether this thread runs on the core the caller published the job from, as far as the
- * system tells (else assumed). */
-static int on_callers_core(void) {
-#ifdef __linux__
-    const int cpu = atomic_load_explicit(&pool.caller_cpu, memory_order_relaxed);
-    const int mine = sched_getcpu();
-    return cpu < 0 || mine < 0 || mine == cpu;
-#else
-    return 1;
-#endif
-}
-
-/* Spins, then sleeps; sleeps at once when `spin` is 0. While it spins on the caller's core
- * (a busy machine) it yields that core now and then, so as not to hold the caller up; on
- * another core it does not: a yield hands the core to whatever else is runnable there for
- * a whole time slice, and the worker misses the steps meanwhile (the caller runs them
- * alone). */
+/* Spins, yielding the core now and then (on a busy machine the thread it would hold up may
+ * be the caller's, on the same core), then sleeps; sleeps at once when `spin` is 0. */
 static void wait_for_news(uint64_t seen, int spin) {
     int64_t deadline = ht_now_ns() + (spin ? SPIN_NANOSECONDS : 0);
     for (unsigned spins = 1; !news_after(seen); spins++) {
@@ -173,7 +153,7 @@ static void wait_for_news(uint64_t seen, int spin) {
             continue;
         }
         if (ht_now_ns() < deadline) {
-            if (on_callers_core()) sched_yield();
+            sched_yield();
             continue;
         }
         pthread_mutex_lock(&pool.lock);
@@ -239,7 +219,6 @@ static void forget_workers_in_child(void) {
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.wake, NULL);
     atomic_store(&pool.sleepers, 0);
-    atomic_store(&pool.caller_cpu, -1);
     atomic_flag_clear(&pool.busy);
     for (int i = 0; i < HT_MAX_THREADS - 1; i++) atomic_store(&pool.deferred[i].state, 0);
     pool.started = 0;
@@ -279,9 +258,6 @@ void ht_parallel_on(int threads, int tasks, ht_task task, void *arg) {
     if (job == 0) job = 1; /* after 2^32 jobs: 0 is the word before any */
     for (int t = 0; t < tasks; t++) atomic_store(&pool.slot[t], SLOT(job, 0));
     const uint64_t word = JOB_WORD(job, threads, tasks);
-#ifdef __linux__
-    atomic_store_explicit(&pool.caller_cpu, sched_getcpu(), memory_order_relaxed);
-#endif
     atomic_store(&pool.job, word);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
