@@ -41,16 +41,17 @@ def _batches(batch_size, input_shape, target_shape, target_dtype):
 _TORCH_PARALLEL_COPY = 32768
 
 
-def _write_in_place(torch, tensor, values):
-    """Overwrite contiguous `tensor` with NumPy array `values` (as many elements), counted as
-    an in-place change as torch's copy_ counts it. A large one goes through NumPy: copy_ would
-    run it on torch's OpenMP threads, which then spin for milliseconds on the cores that a
-    compiled call made right after wants (a two-thread MLP epoch called again at once: ~0.7 ms
-    slower a call). A small one through copy_, which costs ~1 us a tensor less."""
-    if values.size <= _TORCH_PARALLEL_COPY:
-        tensor.view(-1).copy_(torch.from_numpy(values))
+def _write_in_place(torch, tensor, state, i, numel, dtype):
+    """Overwrite contiguous `tensor` with slot `i` of `state` (`numel` `dtype`s), counted as an
+    in-place change as torch's copy_ counts it. A large one goes through NumPy: copy_ would run
+    it on torch's OpenMP threads, which then spin for milliseconds on the cores that a compiled
+    call made right after wants (a two-thread MLP epoch called again at once: ~0.7 ms slower a
+    call). A small one through copy_ from the slot's cached torch view, which costs ~1 us a
+    tensor less."""
+    if numel <= _TORCH_PARALLEL_COPY:
+        tensor.view(-1).copy_(state.tensor(i, numel, dtype, torch))
         return
-    tensor.detach().view(-1).numpy()[:] = values
+    tensor.detach().view(-1).numpy()[:] = state.array(i, numel, dtype)
     torch.autograd.graph.increment_version(tensor)
 
 
@@ -258,7 +259,7 @@ class TorchBridge:
                 if role == SlotRole.TENSOR and stepped.get(s["sym"]):   # an optimizer may have changed it
                     target = self._resolve(s["sym"], args)
                     if target is not None:
-                        _write_in_place(torch, target, state.array(i, s["numel"], s["dtype"]))
+                        _write_in_place(torch, target, state, i, s["numel"], s["dtype"])
                         self._synced(i, target)
                 elif role in _IN_TORCH_OPTIMIZER_STATE and stepped.get(s["tensor"]):
                     optimizer_state = self._optimizer_state(s["tensor"], args)
@@ -281,7 +282,7 @@ class TorchBridge:
             return
         if (isinstance(held, torch.Tensor) and held.dtype == torch.float32
                 and held.is_contiguous() and held.numel() == s["numel"]):
-            _write_in_place(torch, held, state.array(i, s["numel"], "float32"))
+            _write_in_place(torch, held, state, i, s["numel"], "float32")
         else:   # a new tensor, copied by NumPy (see _write_in_place)
             values = torch.from_numpy(state.array(i, s["numel"], "float32").copy())
             held = optimizer_state[key] = values.view_as(self._resolve(s["tensor"], args))
