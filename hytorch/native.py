@@ -51,6 +51,16 @@ def _sigint_deferred():
 # A program that writes nothing back (an inference function) has nothing to lose to Ctrl-C.
 _NOTHING_TO_LOSE = contextlib.nullcontext()
 
+# Compiled calls run one at a time, whichever Python threads make them: cffi lets go of the GIL
+# while C runs, and a program's state (its scratch memory), the runtime a cached library's
+# programs share (its threads, its last error) and the Ctrl-C handler a call installs and then
+# restores are each one per process or per library, not per call.
+_ONE_CALL_AT_A_TIME = threading.RLock()
+
+# The thread count each loaded library's runtime was last given, by its path: programs staged
+# from the same source share one library, and so one runtime.
+_library_threads = {}
+
 
 class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
     """Compiled code divided by zero."""
@@ -316,7 +326,6 @@ class CompiledFunction:
         self.staged_from = None  # the function staged, when `stage` made it
         self._ffi, self._lib = ffi, lib
         self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
-        self._threads = None
         self._state = ProgramState(ffi, lib, program.name)
         # Nothing lifted, nothing to copy in or out: the call skips the bridge (and holding
         # back Ctrl-C around it), which costs more than a small program's C.
@@ -359,11 +368,6 @@ class CompiledFunction:
         c_args = [convert(args[i]) for convert, i in zip(self._converters, self._positions)]
         if self._list_params:  # a list's storage and length are two C arguments
             c_args = [c for a in c_args for c in (a if isinstance(a, tuple) else (a,))]
-        if self._set_num_threads is not None:
-            threads = get_num_threads()
-            if threads != self._threads:   # (this model's own copy of the runtime keeps it)
-                self._set_num_threads(threads)
-                self._threads = threads
         result = None
         if self.result_kind == "tensor":
             result, pointer = self._new_result(args)
@@ -373,18 +377,10 @@ class CompiledFunction:
             c_args.append(result)
         if self._prints:
             sys.stdout.flush()  # keep Python's and C's output in order
-        if self._bridge is None:
-            status = self._lib.ht_run(self._state.pointer, *c_args)
-        else:
-            with _sigint_deferred() if self._bridge.writes_back else _NOTHING_TO_LOSE:
-                keep_alive = self._bridge.copy_in(self._state, args)
-                try:
-                    status = self._lib.ht_run(self._state.pointer, *c_args)
-                finally:
-                    self._bridge.copy_out(self._state, args)
-                    del keep_alive
-        if status != HT_OK:
-            self._state.check(status)
+        with _ONE_CALL_AT_A_TIME:
+            status = self._run(args, c_args)
+            if status != HT_OK:
+                self._state.check(status)  # (the last error is the runtime's, one per library)
         if self.result_kind == "tensor":
             return result
         if result is None:
@@ -393,6 +389,24 @@ class CompiledFunction:
         if self.result_kind == "str":
             return self._ffi.string(value).decode()
         return bool(value) if self.result_kind == "bool" else value
+
+    def _run(self, args, c_args):
+        """Run the program on `c_args` at the current thread count, values of the objects in
+        `args` copied in before and back out after; its status."""
+        if self._set_num_threads is not None:
+            threads = get_num_threads()
+            if _library_threads.get(self.so_path) != threads:
+                self._set_num_threads(threads)
+                _library_threads[self.so_path] = threads
+        if self._bridge is None:
+            return self._lib.ht_run(self._state.pointer, *c_args)
+        with _sigint_deferred() if self._bridge.writes_back else _NOTHING_TO_LOSE:
+            keep_alive = self._bridge.copy_in(self._state, args)
+            try:
+                return self._lib.ht_run(self._state.pointer, *c_args)
+            finally:
+                self._bridge.copy_out(self._state, args)
+                del keep_alive
 
     def _new_result(self, args):
         """The array a tensor result is written into, its C pointer, and the array as the
