@@ -31,15 +31,21 @@ A mixin of CRenderer (c_render.hy)."
        (all (gfor d sizes (and (isinstance d int) (not (isinstance d bool)) (>= d 1))))))
 
 
+(defn real-number? [x]
+  "Whether `x` is an int or a float (not a bool, a symbol or a string): (real-number? 0.5) => True"
+  (and (isinstance x #(int float)) (not (isinstance x bool))))
+
+
 (defclass DataRendering []
   "Loader nodes; expects TensorRendering's helpers and TrainingRendering's fusion planning."
 
   (defn transform [self kind args]
     (match [kind #* args]
       ["toTensor"] (Out [] "0" "transform" :declared True :info {"mean" 0.0 "std" 1.0})
-      ["normalize" [mean std]]
+      ["normalize" [mean std]] :if (and (real-number? mean) (real-number? std))
         (Out [] "0" "transform" :declared True :info {"mean" (float mean) "std" (float std)})
-      _ (raise (IRError f"unknown transform {kind} {(print-ir (list args))}"))))
+      _ (raise (IRError (+ f"(transform {(excerpt [kind #* args])}): a transform is toTensor "
+                           "or normalize (MEAN STD), two numbers")))))
 
   (defn compose [self parts scope]
     (setv mean 0.0 std 1.0)
@@ -54,6 +60,8 @@ A mixin of CRenderer (c_render.hy)."
   (defn loader-node [self spec scope target]
     (match spec
       ["MNIST" train download transform #* rest]
+        :if (and (<= (len rest) 2) (isinstance train bool) (isinstance download bool)
+                 (positive-sizes? (cut rest 0 1)) (all (gfor x (cut rest 1 None) (isinstance x bool))))
         (do (setv tb (.lookup scope transform)
                   [batch shuffle] (+ (list rest) (cut [1 False] (len rest) None))
                   [rows cols] (.get self.loader-dims (str target) #(28 28)))
@@ -62,6 +70,10 @@ A mixin of CRenderer (c_render.hy)."
             (self.loader-out target "MNIST" batch [1 rows cols] [] "int64"
                              :train (bool train) :shuffle (bool shuffle)
                              :mean (get tb.info "mean") :std (get tb.info "std")))
+      ["MNIST" #* _args]
+        (raise (IRError (+ f"(loader {(excerpt spec)}): an MNIST loader is (MNIST TRAIN DOWNLOAD "
+                           "TRANSFORM [BATCH [SHUFFLE]]), TRAIN, DOWNLOAD and SHUFFLE True or "
+                           "False, BATCH an int of at least 1")))
       ["arrays" #* args] (self.arrays-loader spec target)
       _ (raise (IRError f"unknown data set in (loader {(excerpt spec)})"))))
 

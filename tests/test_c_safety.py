@@ -582,3 +582,39 @@ def test_literals_and_bools_compute_in_64_bits(capfdbinary, terms, flag):
         expected.append(str(wrap64({"+": a + c, "-": a - c, "*": a * c}[op])))
     f = hytorch.compile_ir(program(lets(*pairs, result=None), "b"), bool)
     assert printed_by(capfdbinary, f, flag) == "".join(e + "\n" for e in expected).encode()
+
+
+# Atoms an IR text may put where a loader node wants True/False or a batch size: C-looking
+# names and expressions among them (an MNIST batch size once went into the C as it was read).
+LOADER_ATOMS = st.one_of(
+    st.booleans(), st.integers(-3, 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([Sym("ht_s"), Sym("+1+0*ht_s->call_depth--"), Sym("x0"), Sym("None")]),
+    st.text(max_size=8))
+
+
+@examples(60)
+@given(train=LOADER_ATOMS, download=LOADER_ATOMS, batch=LOADER_ATOMS, shuffle=LOADER_ATOMS)
+@example(train=True, download=True, batch=Sym("+1+0*ht_s->call_depth--"), shuffle=False)
+@example(train=True, download=True, batch=64, shuffle=False)
+def test_a_loader_node_takes_only_bools_and_a_batch_size(train, download, batch, shuffle):
+    from hytorch.backend.c_render import render_c
+    body = lets(("x0", [Sym("transform"), Sym("toTensor")]),
+                ("x1", [Sym("loader"), [Sym("MNIST"), train, download, Sym("x0"), batch, shuffle]]),
+                ("x2", [Sym("len"), Sym("x1")]), result=Sym("x2"))
+    node = hytorch.parse_ir(program(body)).node
+    valid = (all(isinstance(b, bool) for b in (train, download, shuffle))
+             and isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1)
+    if not valid:
+        with pytest.raises(hytorch.IRError, match="an MNIST loader is"):
+            render_c(node, ["object"])
+        return
+    (loader,) = [s for s in render_c(node, ["object"])["slots"] if s["sym"] == "x1"]
+    assert (loader["batch_size"], loader["train"], loader["shuffle"]) == (batch, train, shuffle)
+
+
+@pytest.mark.parametrize("args", ['("a" "b")', "1", "(0.5 True)", "(x0 1.0)", "(0.5)"])
+def test_a_normalize_transform_takes_two_numbers(args):
+    text = (f"(def f (in) (begin (begin (let x0 (transform normalize {args}) (let x1 (loader "
+            "(MNIST True True x0 4 False)) (let x2 (len x1) x2))))))")
+    with pytest.raises(hytorch.IRError, match="normalize"):
+        hytorch.compile_ir(text, object)
