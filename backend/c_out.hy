@@ -1,6 +1,7 @@
 "What rendering one let's right-hand side gives the C renderer."
 
-(import hytorch.ir.syntax [print-ir])
+(import numpy
+        hytorch.ir.syntax [print-ir])
 
 ;; The C type of each kind of number a staged value may be.
 (setv C-TYPES {"int" "int64_t" "float" "double" "bool" "int"})
@@ -25,9 +26,23 @@
   (if (> (len text) 70) (+ (cut text 0 67) "...") text))
 
 
+(defn c-double [x]
+  "A C double constant of `x`, NaN and infinities too: (c-double 0.1) => \"0.1\",
+  (c-double (float \"-inf\")) => \"(-INFINITY)\""
+  (setv x (float x))
+  (cond (!= x x) "NAN"
+        (= x (float "inf")) "INFINITY"
+        (= x (float "-inf")) "(-INFINITY)"
+        True (repr x)))
+
+
 (defn c-float [x]
-  "A C float literal: (c-float 0.0005) => \"0.0005f\""
-  (+ (repr (float x)) "f"))
+  "A C float constant of `x` rounded to float32 once, as torch rounds a Python number that
+  meets float32 tensors (the shortest decimal of a double is not always rounded to the same
+  float32 by the C compiler: 1 + 2**-24 is): (c-float 0.0005) => \"0.0005f\""
+  (with [_ (numpy.errstate :over "ignore")]  ; beyond float32's range: an infinity, as in torch
+    (setv x (numpy.float32 x)))
+  (if (numpy.isfinite x) (+ (str x) "f") (c-double x)))
 
 
 (defn c-comment [text]

@@ -12,7 +12,7 @@ of the table in hytorch/ir/ops.hy is one clause of `rhs`, rendered from its entr
 c_data.hy, the optimizer and gradients in c_train.hy.
 Errors return a status that Python turns into an exception; loops poll for Ctrl-C."
 
-(import hytorch.backend.c-out [Out indent excerpt c-comment C-TYPES]
+(import hytorch.backend.c-out [Out indent excerpt c-comment c-double C-TYPES]
         hytorch.backend.c-data [DataRendering]
         hytorch.backend.c-tensor [TensorRendering INIT-SEED C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.c-train [TrainingRendering GRADIENT-NODES]
@@ -230,11 +230,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           True f"INT64_C({x})"))
 
   (defn float-literal [self x]
-    (cond (!= x x) "NAN"
-          (= x (float "inf")) "INFINITY"
-          (= x (float "-inf")) "(-INFINITY)"
-          (and (= x 0.0) (= (str x) "0.0")) "ht_positive_zero()"  ; see ht_scalar.h
-          True (repr x)))
+    (if (and (= x 0.0) (= (str x) "0.0"))
+      "ht_positive_zero()"  ; see ht_scalar.h
+      (c-double x)))
 
   (defn scalar [self x scope]
     "An atom that must be a scalar: #(expr kind)."

@@ -5,7 +5,7 @@ backward_and_step (O) (begin LETS))` with `(call O step_remaining)`, where the f
 (fusion.hy) found that O's step may be applied during the backward pass. A mixin of CRenderer
 (c_render.hy)."
 
-(import hytorch.backend.c_out [Out c-float c-comment excerpt]
+(import hytorch.backend.c_out [Out c-double c-float c-comment excerpt]
         hytorch.ir.syntax [Sym print-ir]
         hytorch.ir.optimizers [OPTIMIZERS]
         hytorch.ir.slots [SlotRole]
@@ -35,7 +35,7 @@ backward_and_step (O) (begin LETS))` with `(call O step_remaining)`, where the f
   "A setting's value as a C constant of its type: (c-setting lr 0.01) => \"0.01f\" (float)"
   (match setting.ctype
     "float" (c-float value)
-    "double" (repr (float value))
+    "double" (c-double value)
     "bool" (str (int (bool value)))))
 
 

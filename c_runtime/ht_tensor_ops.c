@@ -45,9 +45,10 @@ void ht_log_fwd(float *y, const float *x, int64_t numel) {
     for (int64_t i = 0; i < numel; i++) y[i] = logf(x[i]);
 }
 
-/* Comparisons with NaN are false: a NaN stays NaN and gets no gradient (torch). */
+/* Comparisons with NaN are false: a NaN stays NaN and gets no gradient (torch); a NaN bound
+ * makes every output NaN, with no gradient either. */
 void ht_clamp_min_fwd(float *y, const float *x, float lo, int64_t numel) {
-    HT_FOR(i, numel, y[i] = x[i] < lo ? lo : x[i]);
+    HT_FOR(i, numel, y[i] = x[i] < lo || lo != lo ? lo : x[i]);
 }
 
 void ht_clamp_min_bwd(float *dx, const float *dy, const float *x, float lo, int64_t numel,
@@ -57,7 +58,7 @@ void ht_clamp_min_bwd(float *dx, const float *dy, const float *x, float lo, int6
 }
 
 void ht_clamp_max_fwd(float *y, const float *x, float hi, int64_t numel) {
-    HT_FOR(i, numel, y[i] = x[i] > hi ? hi : x[i]);
+    HT_FOR(i, numel, y[i] = x[i] > hi || hi != hi ? hi : x[i]);
 }
 
 void ht_clamp_max_bwd(float *dx, const float *dy, const float *x, float hi, int64_t numel,

@@ -618,3 +618,34 @@ def test_a_normalize_transform_takes_two_numbers(args):
             "(MNIST True True x0 4 False)) (let x2 (len x1) x2))))))")
     with pytest.raises(hytorch.IRError, match="normalize"):
         hytorch.compile_ir(text, object)
+
+
+# Python floats that meet float32 tensors: torch rounds each to float32 once (to even on a
+# tie), NaN and infinities included, and beyond float32's range to an infinity.
+FLOAT32_CONSTANTS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1.0 + 2.0**-24, 1.0 + 3 * 2.0**-24, -(1.0 + 2.0**-24), 2.0**-149,
+                     2.0**-150, 3.4028235677973366e38, 3.4028236e38, 1e39, -0.0, 0.1]))
+
+
+@examples(25)
+@given(k=FLOAT32_CONSTANTS)
+@example(k=1.0 + 2.0**-24)
+@example(k=math.nan)
+@example(k=-math.inf)
+def test_float_constants_meet_float32_tensors_as_in_torch(k):
+    import torch
+
+    def f(x):
+        return torch.stack([x * k, x + k, x - k, x / k, torch.clamp(x, min=k), x.clamp(max=k)])
+
+    x = torch.tensor([1.0, -2.5, 0.0, 3e38, float("nan")])
+    if math.isfinite(k) and abs(k) > 3.4028234663852886e38:   # torch's clamp refuses it
+        with pytest.raises(RuntimeError, match="overflow"):
+            f(x)
+        with pytest.raises(hytorch.StagingError, match="overflow"):
+            hytorch.stage(f, hytorch.TensorType([5]))
+        return
+    got, expected = torch.as_tensor(hytorch.stage(f, hytorch.TensorType([5]))(x)), f(x)
+    same_bits = got.view(torch.int32) == expected.view(torch.int32)
+    assert bool((same_bits | (got.isnan() & expected.isnan())).all()), (got, expected)

@@ -50,7 +50,8 @@ table still holds their shape rules and the torch functions they stand for."
         hytorch.ir.syntax [Sym]
         hytorch.ir.types [TensorType ShapeError show])
 
-(setv CALL (Sym "call"))
+(setv CALL (Sym "call")
+      FLOAT32-MAX 3.4028234663852886e38)
 
 
 (defclass Unsupported [ValueError]
@@ -655,10 +656,13 @@ table still holds their shape rules and the torch functions they stand for."
 
 
 (defn number [v what]
-  "A bound given as a number known at staging (not a tensor, not a run-time value)."
+  "A bound given as a number known at staging (not a tensor, not a run-time value), which
+  float32 holds: torch refuses a finite one past float32's largest."
   (when (not (and (isinstance v #(int float)) (not (isinstance v bool))))
     (unsupported (+ f"{what} must be a number known at staging, got "
                     (if (hasattr v "shape") "a tensor" (. (type v) __name__)))))
+  (when (and (math.isfinite v) (> (abs v) FLOAT32-MAX))
+    (unsupported f"{what} {v} cannot be converted to float32 without overflow (nor can torch)"))
   (float v))
 
 
