@@ -19,6 +19,7 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import hytorch
@@ -433,3 +434,12 @@ def test_an_int_tensor_has_no_division_or_exp():
                        (lambda t: t.sum(0), "sum needs a float32 tensor")]:
         with pytest.raises(hytorch.StagingError, match=message):
             hytorch.lms_compile(f, labels)
+
+
+@pytest.mark.parametrize("loss", [
+    lambda x, t: F.nll_loss(F.log_softmax(x, dim=1), t, ignore_index=1),
+    lambda x, t: F.cross_entropy(x, t, ignore_index=0)])
+def test_an_ignore_index_is_refused_not_dropped(loss):
+    # (it was accepted and not applied: a loss over every target, where torch skips some)
+    with pytest.raises(hytorch.StagingError, match="ignore_index"):
+        hytorch.lms_compile(loss, hytorch.TensorType([3, 3]), hytorch.TensorType([3], torch.int64))

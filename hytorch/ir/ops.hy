@@ -568,6 +568,8 @@ table still holds their shape rules and the torch functions they stand for."
                      [reduce None] [reduction "mean"]]
   (when (is-not weight None)
     (unsupported "nll_loss with class weights is not supported"))
+  (when (!= ignore-index -100)
+    (unsupported "nll_loss and cross_entropy with an ignore_index are not supported"))
   [logp target (reduction-mean reduction size-average reduce)])
 
 
