@@ -42,12 +42,15 @@ _TORCH_PARALLEL_COPY = 32768
 
 
 def _write_in_place(torch, tensor, state, i, numel, dtype):
-    """Overwrite contiguous `tensor` with slot `i` of `state` (`numel` `dtype`s), counted as an
+    """Overwrite `tensor` with slot `i` of `state` (`numel` `dtype`s), counted as an
     in-place change as torch's copy_ counts it. A large one goes through NumPy: copy_ would run
     it on torch's OpenMP threads, which then spin for milliseconds on the cores that a compiled
     call made right after wants (a two-thread MLP epoch called again at once: ~0.7 ms slower a
     call). A small one through copy_ from the slot's cached torch view, which costs ~1 us a
     tensor less."""
+    if not tensor.is_contiguous():   # (a transposed weight: copy_ follows its strides)
+        tensor.detach().copy_(state.tensor(i, numel, dtype, torch).view(tensor.shape))
+        return
     if numel <= _TORCH_PARALLEL_COPY:
         tensor.view(-1).copy_(state.tensor(i, numel, dtype, torch))
         return

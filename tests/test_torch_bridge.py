@@ -66,6 +66,30 @@ def test_a_buffer_replaced_between_calls_is_read():
                                twin_optimizer.state[twin.weight]["momentum_buffer"])
 
 
+@pytest.mark.parametrize("width", [3, 200])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_parameters_laid_out_any_way_are_trained_in_place(width, momentum):
+    """A weight that is a transpose (not contiguous; 200 x 200 past the size torch's copy_
+    runs on its threads) is read and written back through its strides, as torch's step
+    writes it; its writing back once failed after the C code had trained, losing the call."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.Tanh(), torch.nn.Linear(width, 2))
+    model[0].weight = torch.nn.Parameter(torch.randn(width, width).t() / width)
+    twin = copy.deepcopy(model)
+    assert not model[0].weight.is_contiguous() and not twin[0].weight.is_contiguous()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=momentum)
+    x, y = torch.randn(5, width), torch.randn(5, 2)
+    compiled = hytorch.stage(step, model, optimizer, x, y)
+    weight = model[0].weight
+    for _ in range(3):
+        compiled(model, optimizer, x, y)
+        step(twin, twin_optimizer, x, y)
+    assert model[0].weight is weight and weight.stride() == twin[0].weight.stride()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("width", [2, 200])
 def test_written_back_values_count_as_in_place_changes_for_autograd(width):
     """A write-back counts as an in-place change, also where it goes through NumPy (a weight of
