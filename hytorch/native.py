@@ -11,6 +11,7 @@ it trained back afterwards, also when it stops on Ctrl-C or an error.
 """
 import builtins
 import contextlib
+import ctypes
 import functools
 import signal
 import sys
@@ -260,6 +261,16 @@ class ProgramState:
             self._views[key] = np.frombuffer(self._ffi.buffer(pointer, size), dtype=_NUMPY[dtype])
         return self._views[key]
 
+    def owning_array(self, index, numel, dtype):
+        """Slot `index` as a numpy array over the C memory that keeps this state (and so that
+        memory) alive as long as it or any view of it is: for arrays handed to users."""
+        if numel == 0:
+            return np.empty(0, dtype=_NUMPY[dtype])
+        address = int(self._ffi.cast("uintptr_t", self._lib.ht_slot(self.pointer, index)))
+        memory = (ctypes.c_char * (numel * np.dtype(_NUMPY[dtype]).itemsize)).from_address(address)
+        memory.state = self
+        return np.frombuffer(memory, dtype=_NUMPY[dtype])
+
     def tensor(self, index, numel, dtype, torch):
         """Slot `index` as a flat torch tensor over the same memory (made once, as `array`)."""
         key = ("torch", index, numel, dtype)
@@ -357,7 +368,7 @@ class CompiledFunction:
         """The values of the tensor bound to IR symbol `name` (a live view, not a copy)."""
         for i, s in enumerate(self.slots):
             if s["role"] == SlotRole.TENSOR and s["sym"] == str(name):
-                return self._state.array(i, s["numel"], s["dtype"]).reshape(s["shape"])
+                return self._state.owning_array(i, s["numel"], s["dtype"]).reshape(s["shape"])
         raise KeyError(f"{self.name} has no top-level tensor {name}")
 
     # ---- calling

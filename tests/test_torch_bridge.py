@@ -133,3 +133,22 @@ def test_only_a_call_that_writes_back_holds_back_ctrl_c(monkeypatch):
     assert len(masks) == 2
     expected = step(twin, torch.optim.SGD(twin.parameters(), lr=0.1), x, y)
     assert abs(loss - expected) <= 1e-5 * max(1.0, abs(expected))
+
+
+def test_a_state_tensor_is_a_live_view_that_keeps_the_state_alive():
+    import gc
+    import numpy as np
+    torch.manual_seed(0)
+    model = torch.nn.Linear(300, 200)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(5, 300), torch.randn(5, 200)
+    compiled = hytorch.stage(step, model, optimizer, x, y)
+    (name,) = [s["sym"] for s in compiled.slots if s["role"].name == "TENSOR" and s["shape"] == [200, 300]]
+    weights = compiled.tensor(name)
+    compiled(model, optimizer, x, y)
+    assert np.array_equal(weights, model.weight.detach().numpy())   # live: the trained values
+    trained = weights.copy()
+    del compiled
+    gc.collect()
+    junk = [np.full(60_000, 7.0, np.float32) for _ in range(50)]   # (reuses freed memory)
+    assert np.array_equal(weights, trained) and len(junk) == 50   # its state was not freed
