@@ -14,14 +14,13 @@ a data loader has its first dimension set by the rows of the current batch (`bat
         hytorch.ir.syntax [Sym print-ir]
         hytorch.backend.scope [Binding]
         hytorch.ir.types :as shapes
-        hytorch.ir.types [TensorType ShapeError]
+        hytorch.ir.types [TensorType ShapeError ELEMENT-BYTES]
         hytorch.ir.ops [dot-type elementwise-type row-vector-operand compare-type view-type]
         hytorch.backend.module-state [ModuleState]
         hytorch.ir.slots [SlotRole]
         hytorch.errors [IRError])
 
 (setv C-ELEMENT {"float32" "float" "int64" "int64_t" "uint8" "uint8_t"})
-(setv ELEMENT-BYTES {"float32" 4 "int64" 8 "uint8" 1})
 (setv INIT-SEED "0x48795465ull")   ; seed of the uniform init of tensors with no bound value
 ;; The dropout masks' splitmix64 state when a program's state is made: a constant, so that a
 ;; program draws the same masks each time it is made and its C does not change with a seed.
@@ -101,7 +100,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
       (raise (IRError f"a tensor's shape is a list of sizes, such as (tensor (50 784)), not {(excerpt dims)}")))
     (when (not-in dtype C-ELEMENT)
       (raise (IRError (+ f"unknown tensor element type {dtype}: one of " (.join ", " C-ELEMENT)))))
-    (setv t (TensorType (list dims) dtype)
+    (setv t (try (TensorType (list dims) dtype) (except [e ShapeError] (raise (IRError (str e)))))
           expr (self.state.buffer target f"{(get C-ELEMENT dtype)} *"
                                   (* (max t.numel 1) (get ELEMENT-BYTES dtype)) f"(tensor {dims})"))
     (when (= dtype "float32")

@@ -12,7 +12,9 @@ written from here once the program has been rendered."
 
 (import math
         hytorch.backend.c-out [indent c-comment]
-        hytorch.ir.slots [SlotRole])
+        hytorch.errors [IRError]
+        hytorch.ir.slots [SlotRole]
+        hytorch.ir.types [MAX-BYTES])
 
 
 (defclass ModuleState []
@@ -70,6 +72,9 @@ written from here once the program has been rendered."
     (.append self.arena-extra f"{bytes} + 64"))
 
   (defn arena-size [self]
+    (when (> self.arena-bytes MAX-BYTES)
+      (raise (IRError (+ f"the program's intermediate tensors would take {self.arena-bytes} "
+                         f"bytes, more than the {MAX-BYTES} a program may"))))
     (.join " + " [(str (max self.arena-bytes 64)) #* self.arena-extra]))
 
   (defn c-definitions [self init-seed]

@@ -33,6 +33,7 @@ class TensorType:
         if any(d < 0 or isinstance(d, bool) for d in self.shape):
             raise ValueError(f"a tensor's sizes are at least 0, got {list(shape)}")
         self.dtype = dtype_name(dtype)
+        self.ir_type()   # a ShapeError (a ValueError) for a tensor no machine holds
 
     @classmethod
     def of(cls, example):

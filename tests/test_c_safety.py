@@ -649,3 +649,30 @@ def test_float_constants_meet_float32_tensors_as_in_torch(k):
     got, expected = torch.as_tensor(hytorch.stage(f, hytorch.TensorType([5]))(x)), f(x)
     same_bits = got.view(torch.int32) == expected.view(torch.int32)
     assert bool((same_bits | (got.isnan() & expected.isnan())).all()), (got, expected)
+
+
+@pytest.mark.parametrize("dims", ["(4611686018427387904)", "(4294967296 4294967296)",
+                                  "(70368744177665)"])
+def test_a_tensor_too_big_for_any_machine_is_an_error_not_a_wrapped_size(dims):
+    # (2**62 floats once became an 18446744073709551616-byte allocation, cut to 64 bits by the
+    # C compiler: a segfault; 2**32 x 2**32 silently summed to 0.0)
+    text = f"(def f (in) (begin (begin (let x0 (tensor {dims}) (let x1 (array-get x0 data 0) x1)))))"
+    with pytest.raises(hytorch.IRError, match="more than"):
+        hytorch.compile_ir(text, int)
+
+
+def test_a_staged_tensor_too_big_for_any_machine_is_a_staging_error():
+    import torch
+
+    with pytest.raises(hytorch.StagingError, match="more than"):
+        hytorch.stage(lambda x: x.repeat(2**62).sum().item(), hytorch.TensorType([1]))
+    with pytest.raises(ValueError, match="more than"):
+        hytorch.TensorType([2**31, 2**31])
+    assert torch.ones(1).repeat(2).sum().item() == 2.0
+
+
+def test_intermediate_tensors_too_big_together_are_an_error():
+    # 1000 temporaries of 2**38 bytes each are more than 2**48 bytes together
+    f = lambda x: sum(x.repeat(2**36) * float(i) for i in range(1000)).sum().item()  # noqa: E731
+    with pytest.raises(hytorch.HyTorchError, match="more than"):
+        hytorch.stage(f, hytorch.TensorType([1]))

@@ -11,6 +11,12 @@ Shape rules raise ShapeError with a message for the user."
 
 (import math)
 
+;; The bytes of an element of each tensor element type.
+(setv ELEMENT-BYTES {"float32" 4 "int64" 8 "uint8" 1})
+;; No tensor, and no program's scratch memory, may take more bytes than this (256 TiB): sizes
+;; stay far from where C's 64-bit byte counts wrap around, and no machine allocates it anyway.
+(setv MAX-BYTES (** 2 48))
+
 
 (defclass ShapeError [ValueError]
   "A tensor op's operands do not fit.")
@@ -19,7 +25,12 @@ Shape rules raise ShapeError with a message for the user."
 (defclass TensorType []
   "Shape (a tuple of ints), dtype (\"float32\" or \"int64\") and batch tag of a tensor."
   (defn __init__ [self shape [dtype "float32"] [batched None]]
-    (setv self.shape (tuple shape) self.dtype dtype self.batched batched))
+    (setv self.shape (tuple shape) self.dtype dtype self.batched batched)
+    (when (and (all (gfor d self.shape (isinstance d int))) (in dtype ELEMENT-BYTES)
+               (> (* self.numel (get ELEMENT-BYTES dtype)) MAX-BYTES))
+      (raise (ShapeError (+ f"a tensor of shape {(list self.shape)} {dtype} would take "
+                            f"{(* self.numel (get ELEMENT-BYTES dtype))} bytes, more than "
+                            f"the {MAX-BYTES} a tensor may")))))
 
   (defn [property] numel [self] (math.prod self.shape))
   (defn [property] ndim [self] (len self.shape))
