@@ -25,6 +25,27 @@ def _escape(text):
     return text.replace("{", "{{").replace("}", "}}")
 
 
+def _holds_staged(value, seen=None):
+    """Whether `value` is a list, tuple, set or dict holding a staged value (at any depth)."""
+    if not isinstance(value, (list, tuple, set, frozenset, dict)):
+        return False
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return False
+    seen.add(id(value))
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    return any(is_staged(v) or isinstance(v, (StagedFormat, _Sentinel)) or _holds_staged(v, seen)
+               for v in items)
+
+
+def _refuse_staged_inside(values):
+    """Python would show the staged values inside a container as their values; the compiled
+    code cannot (it prints scalars and strings): refuse rather than print `<staged int x3>`."""
+    if any(_holds_staged(v) for v in values):
+        raise StagingError("a staged value inside a list, tuple, set or dict cannot be printed "
+                           "or formatted; print or format its elements", user_location())
+
+
 def _staged_field(spec, value, conversion=None):
     if isinstance(value, StagedStr):
         raise StagingError("a staged string can be printed on its own, (print s), but not "
@@ -42,6 +63,8 @@ def _staged_field(spec, value, conversion=None):
 
 def stage_format(template, *args, **kwargs):
     """`(.format template args...)`: Python's result unless an argument is staged."""
+    if builder.current() is not None:
+        _refuse_staged_inside([*args, *kwargs.values()])
     if not isinstance(template, str) or not any(map(is_staged, list(args) + list(kwargs.values()))):
         return template.format(*args, **kwargs)
     if kwargs:
@@ -87,6 +110,7 @@ def stage_print(*values, sep=" ", end="\n", file=None, flush=False):
     if file is not None or end != "\n" or not isinstance(sep, str):
         raise StagingError("print in staged code supports only the default `file` and `end`",
                            user_location())
+    _refuse_staged_inside(values)
     if len(values) == 1 and isinstance(values[0], Staged) and value_kind(values[0]):
         st.emit([Sym("print"), values[0].sym])
         return None

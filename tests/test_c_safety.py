@@ -676,3 +676,26 @@ def test_intermediate_tensors_too_big_together_are_an_error():
     f = lambda x: sum(x.repeat(2**36) * float(i) for i in range(1000)).sum().item()  # noqa: E731
     with pytest.raises(hytorch.HyTorchError, match="more than"):
         hytorch.stage(f, hytorch.TensorType([1]))
+
+
+@pytest.mark.parametrize("show", [
+    lambda n: stage_print([n, 1]),
+    lambda n: stage_print("n is", {"n": (n,)}),
+    lambda n: stage_print(stage_format("{}", (n, 2))),
+    lambda n: stage_print(stage_format("{} and {}", n, [n])),
+    lambda n: stage_print(stage_format("{x}", x={n})),
+])
+def test_a_staged_value_inside_a_container_is_refused_not_printed_as_its_name(show):
+    # (Python prints the values; the compiled code printed "[<staged int in>, 1]")
+    with pytest.raises(hytorch.StagingError, match="inside a list, tuple, set or dict"):
+        hytorch.lms_compile(show, int)
+
+
+def test_containers_of_plain_values_print_as_python_prints_them(capfdbinary):
+    def show(n):
+        stage_print([1, (2.5, "a")], {"k": None}, n)
+        stage_print(stage_format("{} {}", [3, {4}], n))
+        return n
+    f = hytorch.stage(show, int)
+    assert printed_by(capfdbinary, f, 7) == (python_print([1, (2.5, "a")], {"k": None}, 7)
+                                             + python_print("[3, {4}] 7"))
