@@ -371,6 +371,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (raise (self.disagree f"what staged function {name} returns ({result} or {kind})")))
     (setv out (if (= result "none") [] [f"{(get C-TYPES result)} *ht_result"])
           depth-check [f"if (++ht_s->call_depth > HT_MAX_CALL_DEPTH) return ht_too_deep({(c-string (str name))});"
+                       (+ "if ((const char *)__builtin_frame_address(0) < ht_stack_floor()) "
+                          f"return ht_stack_exhausted({(c-string (str name))});")
                        "if (ht_interrupted) return ht_interrupt_status();"])
     (setv signature (.join ", " ["ht_state *ht_s" #* c-params #* out]))
     (.extend self.function-lines

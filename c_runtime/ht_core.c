@@ -1,4 +1,5 @@
 /* ht_core.c: see ht_core.h. */
+#define _GNU_SOURCE /* pthread_getattr_np */
 #include "ht_core.h"
 
 #include <stdarg.h>
@@ -56,6 +57,41 @@ int ht_unbound(const char *what) {
 int ht_too_deep(const char *function) {
     ht_set_error("staged function %s recursed more than %d calls deep", function, HT_MAX_CALL_DEPTH);
     return HT_ERROR;
+}
+
+int ht_stack_exhausted(const char *function) {
+    ht_set_error("staged function %s recursed so deep that it filled the C stack", function);
+    return HT_ERROR;
+}
+
+/* Bytes of stack assumed below the first call when the thread's stack cannot be found. */
+#define HT_FALLBACK_STACK (1024 * 1024)
+
+static const char *stack_floor_of_this_thread(void) {
+    const char *here = __builtin_frame_address(0);
+    size_t below = HT_FALLBACK_STACK; /* bytes of stack below this frame */
+#if defined(__linux__)
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lowest;
+        size_t size;
+        if (pthread_attr_getstack(&attr, &lowest, &size) == 0 && here > (const char *)lowest)
+            below = (size_t)(here - (const char *)lowest);
+        pthread_attr_destroy(&attr);
+    }
+#elif defined(__APPLE__)
+    const char *top = pthread_get_stackaddr_np(pthread_self()); /* stacks grow down from it */
+    const size_t size = pthread_get_stacksize_np(pthread_self());
+    if (here < top && (size_t)(top - here) < size) below = size - (size_t)(top - here);
+#endif
+    return here - (below > HT_STACK_MARGIN ? below - HT_STACK_MARGIN : 0);
+}
+
+/* Found once per thread (on Linux, the main thread's bounds come from /proc/self/maps). */
+const char *ht_stack_floor(void) {
+    static _Thread_local const char *floor;
+    if (!floor) floor = stack_floor_of_this_thread();
+    return floor;
 }
 
 int ht_interrupt_status(void) {

@@ -24,6 +24,12 @@ int ht_unbound(const char *what); /* "<what> has no data bound" */
 /* Staged functions may recurse this deep; deeper is an error, not a stack overflow. */
 #define HT_MAX_CALL_DEPTH 20000
 int ht_too_deep(const char *function);
+/* ...and their frames may reach down to this address of the calling thread's C stack (its
+ * lowest, less HT_STACK_MARGIN for the kernels they call): a big function's frame holds all
+ * its lets at -O0, so fewer calls than HT_MAX_CALL_DEPTH can fill the stack. */
+#define HT_STACK_MARGIN (512 * 1024)
+const char *ht_stack_floor(void);
+int ht_stack_exhausted(const char *function);
 
 /* Ctrl-C while compiled code runs: ht_interrupt_begin installs a SIGINT handler that only
  * raises ht_interrupted (and unblocks SIGINT); generated loops poll it once a step;

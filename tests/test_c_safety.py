@@ -8,6 +8,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
@@ -699,3 +700,43 @@ def test_containers_of_plain_values_print_as_python_prints_them(capfdbinary):
     f = hytorch.stage(show, int)
     assert printed_by(capfdbinary, f, 7) == (python_print([1, (2.5, "a")], {"k": None}, 7)
                                              + python_print("[3, {4}] 7"))
+
+
+DEEP_RECURSION = """
+import sys, threading, types, hy, hytorch
+m = types.ModuleType("deep")
+for form in hy.read_many('''
+(require hytorch [defstaged])
+(defstaged f [n]
+  (if (<= n 0)
+      0
+      (do (setv a n)
+          (for [k (range 1600)] (setv a (% (+ (* a 3) k) 1000003)))
+          (+ (% a 7) (f (- n 1))))))'''):
+    hy.eval(form, module=m)
+g = hytorch.stage(m.f, int)
+def call(n):
+    try:
+        print(n, g(n), flush=True)
+    except hytorch.ExecutionError as e:
+        print(n, "error:", e, flush=True)
+call(3)
+call(600)
+threading.stack_size(4 << 20)
+for n in (300, 20):
+    t = threading.Thread(target=call, args=(n,))
+    t.start(); t.join()
+call(5)
+"""
+
+
+def test_staged_recursion_that_would_fill_the_c_stack_is_an_error():
+    # f's frame holds its 3000-odd lets (compiled at -O0): 600 calls once overflowed an 8 MiB
+    # stack well below HT_MAX_CALL_DEPTH (a segfault); a thread's smaller stack fills sooner
+    out = subprocess.run([sys.executable, "-c", DEEP_RECURSION], capture_output=True, text=True,
+                         timeout=600)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert lines[0] == "3 3" and lines[3:] == ["20 59", "5 8"], lines
+    for line, n in zip(lines[1:3], (600, 300)):
+        assert line == f"{n} error: f: staged function f0 recursed so deep that it filled the C stack"
