@@ -138,6 +138,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                          "void ht_delete(ht_state *);"
                          "const char *ht_last_error(void);"
                          "void *ht_slot(ht_state *, int);"
+                         "int ht_bind_slot(ht_state *, int, void *);"
                          #* (if loaders
                               ["int ht_bind_loader(void *, const uint8_t *, const uint8_t *, int64_t, int64_t, int64_t, int64_t, int, int, float, float, uint64_t);"
                                "uint64_t ht_loader_rng_state(void *);"]

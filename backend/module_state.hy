@@ -5,7 +5,7 @@ the arena its temporaries are carved from.
   (setv s (ModuleState (CNames)))
   (s.buffer \"w\" \"float *\" 24 \"a weight\")     ; => \"ht_s->v_w\"
   (s.slot \"ht_s->v_w\" SlotRole.TENSOR :sym \"w\" :numel 6 :dtype \"float32\" :shape [6])
-  (s.c-definitions \"0x1ull\")   ; => the struct, ht_delete, ht_new and ht_slot, as lines
+  (s.c-definitions \"0x1ull\")   ; => the struct, ht_delete, ht_new, ht_slot and ht_bind_slot
 
 The renderer asks for what a node needs while it renders the node; the module's C is
 written from here once the program has been rendered."
@@ -77,17 +77,28 @@ written from here once the program has been rendered."
                          f"bytes, more than the {MAX-BYTES} a program may"))))
     (.join " + " [(str (max self.arena-bytes 64)) #* self.arena-extra]))
 
+  (defn bindable-slots [self]
+    "The slots of top-level tensors, which Python may point at memory of its own for a call
+    (ht_bind_slot): #(slot index, C expression) pairs."
+    (lfor [i s] (enumerate self.slots) :if (= (get s "role") SlotRole.TENSOR) #(i (get s "expr"))))
+
   (defn c-definitions [self init-seed]
     "The C of the state: its struct, ht_delete, ht_new (whose uniform initialisation of unbound
-    tensors draws from `init-seed`) and ht_slot."
+    tensors draws from `init-seed`), ht_slot and ht_bind_slot."
+    (setv bindable (self.bindable-slots))
     ["typedef struct ht_state {"
      "  ht_arena arena;"
      "  int64_t call_depth; /* of staged functions, bounded so recursion cannot overflow the C stack */"
+     #* (if bindable
+          [f"  void *ht_owned[{(len bindable)}]; /* the state's own memory of each bindable slot */"]
+          [])
      #* (indent self.fields)
      "} ht_state;"
      ""
      "HT_EXPORT void ht_delete(ht_state *ht_s) {"
      "  if (!ht_s) return;"
+     #* (lfor [k [_ expr]] (enumerate bindable)
+          f"  if (ht_s->ht_owned[{k}]) {expr} = ht_s->ht_owned[{k}];")
      #* (indent self.free-lines)
      "  ht_arena_free(&ht_s->arena);"
      "  ht_free(ht_s);"
@@ -100,6 +111,7 @@ written from here once the program has been rendered."
      "  (void)rng;"
      f"  if (ht_arena_init(&ht_s->arena, {(self.arena-size)}) != HT_OK) goto fail;"
      #* (indent self.init-lines)
+     #* (lfor [k [_ expr]] (enumerate bindable) f"  ht_s->ht_owned[{k}] = {expr};")
      "  return ht_s;"
      "fail:"
      "  ht_delete(ht_s);"
@@ -111,5 +123,16 @@ written from here once the program has been rendered."
      #* (lfor [i s] (enumerate self.slots) f"  case {i}: return {(get s "expr")};")
      "  }"
      "  return NULL;"
+     "}"
+     ""
+     "/* Point bindable slot i at p for the calls to come (NULL: back at the state's own memory);"
+     "   -1 for another slot. */"
+     "HT_EXPORT int ht_bind_slot(ht_state *ht_s, int i, void *p) {"
+     "  switch (i) {"
+     #* (lfor [k [i expr]] (enumerate bindable)
+          f"  case {i}: {expr} = p ? p : ht_s->ht_owned[{k}]; return 0;")
+     "  }"
+     "  (void)ht_s, (void)p;"
+     "  return -1;"
      "}"
      ""]))

@@ -278,6 +278,13 @@ class ProgramState:
             self._views[key] = torch.from_numpy(self.array(index, numel, dtype))
         return self._views[key]
 
+    def bind(self, index, address):
+        """Point tensor slot `index` at memory of the caller's (an address), or back at the
+        state's own (None)."""
+        pointer = self._ffi.NULL if address is None else self._ffi.cast("void *", address)
+        if self._lib.ht_bind_slot(self.pointer, index, pointer) != 0:
+            raise ValueError(f"{self.name}: slot {index} cannot be bound")
+
     def flag(self, index):
         """Slot `index` as an int64_t *."""
         if index not in self._views:
@@ -365,9 +372,14 @@ class CompiledFunction:
         return getattr(self.staged_from, "staged_source", None)
 
     def tensor(self, name):
-        """The values of the tensor bound to IR symbol `name` (a live view, not a copy)."""
+        """The values the program's state holds for the top-level tensor `name` (a live view,
+        not a copy): its initial values, or what a call copied in or trained. (A function that
+        trains nothing reads the caller's tensors in place: their values are not copied here.)"""
         for i, s in enumerate(self.slots):
             if s["role"] == SlotRole.TENSOR and s["sym"] == str(name):
+                if self._bridge is not None:
+                    with _ONE_CALL_AT_A_TIME:   # (not into a caller's tensor, which may die)
+                        self._bridge.unbind(self._state, i)
                 return self._state.owning_array(i, s["numel"], s["dtype"]).reshape(s["shape"])
         raise KeyError(f"{self.name} has no top-level tensor {name}")
 

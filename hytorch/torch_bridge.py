@@ -8,6 +8,11 @@ Adam's step counts and moments, under torch's names; the loader's random state) 
     ...                                        # the compiled code runs
     bridge.copy_out(state, args)               # trained values out
 
+A program that trains nothing (no optimizer) reads its callers' tensors in their own memory
+instead: each slot is pointed at the tensor (ht_bind_slot), and copied into only when the
+tensor is laid out otherwise. Either way a call sees the values the tensors hold when it is
+made, also after changes torch does not count in `_version` (through `.data`, or NumPy).
+
 `state` is the compiled program's state as hytorch.native gives it (a ProgramState): its
 slots' memory as numpy arrays, and the runtime's loader functions. torch is imported only
 when torch objects are involved.
@@ -41,6 +46,11 @@ def _batches(batch_size, input_shape, target_shape, target_dtype):
 _TORCH_PARALLEL_COPY = 32768
 
 
+def _torch_dtype(name):
+    """torch's dtype of a slot's element type ("float32", "int64")."""
+    return getattr(sys.modules["torch"], name)
+
+
 def _write_in_place(torch, tensor, state, i, numel, dtype):
     """Overwrite `tensor` with slot `i` of `state` (`numel` `dtype`s), counted as an
     in-place change as torch's copy_ counts it. A large one goes through NumPy: copy_ would run
@@ -65,12 +75,12 @@ class TorchBridge:
     def __init__(self, program, slots):
         self.program, self.slots = program, slots
         self._default_loaders = {}
-        self._in_sync = {}   # slot -> (weak reference, data_ptr, _version) of the tensor it holds
+        self._bound = {}     # slot -> (weak reference, data_ptr) of the caller's tensor it points at
         self._owners = {}    # parameter symbol -> where its optimizer state was found
         self._resolved = {}
         # Without a torch optimizer nothing trains the parameters from Python's side: the optimizer
-        # slots are the program's own, and no parameter comes back (an inference call then costs
-        # only the check that its weights are unchanged).
+        # slots are the program's own, no parameter comes back, and the C code reads the callers'
+        # tensors in their own memory (an inference call copies no weights).
         self._optimizers = any(b.kind == "optimizer" for b in program.bindings.values())
         # what copy_out writes back: trained parameters and optimizer state, loaders' shuffles
         self.writes_back = self._optimizers or any(s["role"] == SlotRole.LOADER for s in slots)
@@ -141,15 +151,19 @@ class TorchBridge:
         for i, s in self._copied_in:
             role = s["role"]
             if role == SlotRole.TENSOR:
+                # Copied at every call: torch does not count every change of a tensor (one
+                # through `.data` or NumPy leaves `_version` as it was).
                 source = self._resolve(s["sym"], args)
-                if source is not None and not self._holds(i, source):
-                    values = source.detach().contiguous().view(-1).numpy()
-                    if values.size != s["numel"]:
-                        raise ValueError(f"{self.name}: {self._describe(s['sym'])} has "
-                                         f"{values.size} elements; the program was staged with "
-                                         f"{s['numel']} ({s['shape']})")
-                    state.array(i, s["numel"], s["dtype"])[:] = values
-                    self._synced(i, source)
+                if not self._optimizers and self._bind(state, i, s, source):
+                    continue
+                if source is None:
+                    continue
+                values = source.detach().contiguous().view(-1).numpy()
+                if values.size != s["numel"]:
+                    raise ValueError(f"{self.name}: {self._describe(s['sym'])} has "
+                                     f"{values.size} elements; the program was staged with "
+                                     f"{s['numel']} ({s['shape']})")
+                state.array(i, s["numel"], s["dtype"])[:] = values
             elif (role in _IN_TORCH_OPTIMIZER_STATE or role == SlotRole.FIRST_STEP) and self._optimizers:
                 self._optimizer_state_in(state, i, s, self._optimizer_state(s["tensor"], args))
             elif role == SlotRole.LOADER:
@@ -167,18 +181,33 @@ class TorchBridge:
             seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64))
             state.array(i, 1, "int64")[0] = seed
 
-    def _holds(self, i, tensor):
-        """Whether slot `i` holds `tensor`'s values already: the same tensor (a weak reference,
-        so a new tensor in a freed one's memory is not taken for it) in the same memory,
-        unchanged since (torch counts a tensor's in-place changes in `_version`). A model's weights then cross into
-        the program once, not at every call of an inference function."""
-        ref, pointer, version = self._in_sync.get(i, (None, None, None))
-        return (ref is not None and ref() is tensor and tensor.data_ptr() == pointer
-                and tensor._version == version)
+    def _bind(self, state, i, s, tensor):
+        """Point slot `i` at `tensor`'s own memory, when it is laid out as the slot is
+        (contiguous, on the CPU, of the slot's element type and size): the program then reads
+        what the tensor holds at each call, and nothing is copied. Whether it is; else the slot
+        is back at the state's own memory. The binding outlives the call (checking that it
+        still holds costs less than making it), but it is checked before every call: a tensor
+        that died, moved or was transposed in place is bound again or copied."""
+        bound = self._bound.get(i)
+        if tensor is not None:
+            pointer = tensor.data_ptr()
+            if (bound is not None and bound[0]() is tensor and bound[1] == pointer
+                    and tensor.is_contiguous()):
+                return True
+            if (tensor.is_contiguous() and tensor.device.type == "cpu" and 0 < tensor.numel()
+                    == s["numel"] and tensor.dtype == _torch_dtype(s["dtype"])):
+                state.bind(i, pointer)
+                self._bound[i] = (weakref.ref(tensor), pointer)
+                return True
+        if bound is not None:
+            self.unbind(state, i)
+        return False
 
-    def _synced(self, i, tensor):
-        # data_ptr: `p.data = other` swaps the memory without counting a change
-        self._in_sync[i] = (weakref.ref(tensor), tensor.data_ptr(), tensor._version)
+    def unbind(self, state, i=None):
+        """Slot `i` (every slot, when None) back at the state's own memory."""
+        for j in list(self._bound) if i is None else [i] if i in self._bound else []:
+            state.bind(j, None)
+            del self._bound[j]
 
     def _loader_for(self, s, args):
         """The loader bound to slot `s`: the one given, else (IR compiled from text) the MNIST
@@ -236,9 +265,8 @@ class TorchBridge:
             target = state.array(i, s["numel"], "float32")
             if buffer is None:
                 target[:] = 0.0
-            elif not self._holds(i, buffer):
+            else:
                 target[:] = buffer.detach().reshape(-1).numpy()
-                self._synced(i, buffer)
         elif role == SlotRole.OPTIMIZER_STEP:
             count = optimizer_state.get(s["key"])
             state.flag(i)[0] = 0 if count is None else int(count)
@@ -263,7 +291,6 @@ class TorchBridge:
                     target = self._resolve(s["sym"], args)
                     if target is not None:
                         _write_in_place(torch, target, state, i, s["numel"], s["dtype"])
-                        self._synced(i, target)
                 elif role in _IN_TORCH_OPTIMIZER_STATE and stepped.get(s["tensor"]):
                     optimizer_state = self._optimizer_state(s["tensor"], args)
                     if optimizer_state is not None:
@@ -288,5 +315,4 @@ class TorchBridge:
             _write_in_place(torch, held, state, i, s["numel"], "float32")
         else:   # a new tensor, copied by NumPy (see _write_in_place)
             values = torch.from_numpy(state.array(i, s["numel"], "float32").copy())
-            held = optimizer_state[key] = values.view_as(self._resolve(s["tensor"], args))
-        self._synced(i, held)
+            optimizer_state[key] = values.view_as(self._resolve(s["tensor"], args))

@@ -152,3 +152,56 @@ def test_a_state_tensor_is_a_live_view_that_keeps_the_state_alive():
     gc.collect()
     junk = [np.full(60_000, 7.0, np.float32) for _ in range(50)]   # (reuses freed memory)
     assert np.array_equal(weights, trained) and len(junk) == 50   # its state was not freed
+
+
+def test_an_inference_call_reads_the_weights_as_they_are_now():
+    """Changes torch does not count (`.data`, NumPy) are seen too: the C code reads the
+    tensors' own memory, or a copy made at the call (a transposed weight)."""
+    import numpy as np
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    x = torch.randn(5, 3)
+    f = hytorch.stage(lambda m, x: m(x), model, hytorch.TensorType([5, 3]))
+
+    def agrees():
+        with torch.no_grad():
+            torch.testing.assert_close(torch.as_tensor(f(model, x)), model(x))
+
+    agrees()
+    model[0].weight.data.mul_(-2.0)               # _version stays as it was
+    agrees()
+    model[2].bias.detach().numpy()[:] = np.float32(5.0)
+    agrees()
+    model[0].weight = torch.nn.Parameter(torch.randn(3, 4).t())   # laid out otherwise: copied
+    agrees()
+    model[0].weight.data.zero_()
+    agrees()
+    other = copy.deepcopy(model)                  # another model's tensors, then the first's gone
+    other[2].weight.data.fill_(0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.as_tensor(f(other, x)), other(x))
+        del model
+        torch.testing.assert_close(torch.as_tensor(f(other, x)), other(x))
+    weights = f.tensor([s["sym"] for s in f.slots if s.get("shape") == [2, 4]][0])
+    assert weights.shape == (2, 4)   # the state's own memory, not a tensor that may die
+
+
+def test_a_training_call_starts_from_the_weights_as_they_are_now():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    twin = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(4, 3), torch.randn(4, 2)
+    compiled = hytorch.stage(step, model, optimizer, x, y)
+    for edit in (lambda m, o: m.weight.data.mul_(0.5),
+                 lambda m, o: o.state[m.weight]["momentum_buffer"].data.fill_(0.25)):
+        compiled(model, optimizer, x, y)
+        step(twin, twin_optimizer, x, y)
+        edit(model, optimizer)
+        edit(twin, twin_optimizer)
+        compiled(model, optimizer, x, y)
+        step(twin, twin_optimizer, x, y)
+        torch.testing.assert_close(model.weight.detach(), twin.weight.detach())
+        torch.testing.assert_close(optimizer.state[model.weight]["momentum_buffer"],
+                                   twin_optimizer.state[twin.weight]["momentum_buffer"])
