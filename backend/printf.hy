@@ -23,9 +23,11 @@ hytorch/ir/format.hy."
   "A C string literal for `s` that means exactly its UTF-8 bytes, whatever they are: `?` is
   escaped (so no trigraph such as ??/ can form), and so is every byte outside printable ASCII
   (as three octal digits, so NUL and what follows it stay in the string):
-  (c-string \"a?\\0\") is the C literal \"a\\?\\000\". A lone surrogate shows as \\udXXX."
+  (c-string \"a?\\0\") is the C literal \"a\\?\\000\". A lone surrogate is the three bytes
+  Python's \"surrogatepass\" gives it (which decode back to it the same way), so that two strings
+  are equal in C when they are in Python."
   (+ "\""
-     (.join "" (gfor b (.encode s "utf-8" "backslashreplace")
+     (.join "" (gfor b (.encode s "utf-8" "surrogatepass")
                      (cond (in b b"\"\\?") (+ "\\" (chr b))
                            (<= 32 b 126) (chr b)
                            True f"\\{b :03o}")))

@@ -410,7 +410,7 @@ class CompiledFunction:
             return result
         value = result[0]
         if self.result_kind == "str":
-            return self._ffi.string(value).decode()
+            return self._ffi.string(value).decode("utf-8", "surrogatepass")  # (as c-string wrote it)
         return bool(value) if self.result_kind == "bool" else value
 
     def _run(self, args, c_args):

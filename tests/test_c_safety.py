@@ -740,3 +740,21 @@ def test_staged_recursion_that_would_fill_the_c_stack_is_an_error():
     assert lines[0] == "3 3" and lines[3:] == ["20 59", "5 8"], lines
     for line, n in zip(lines[1:3], (600, 300)):
         assert line == f"{n} error: f: staged function f0 recursed so deep that it filled the C stack"
+
+
+# Any text but NUL (a string value cannot hold one), lone surrogates included.
+TEXTS_WITH_SURROGATES = st.text(st.characters(blacklist_categories=(), blacklist_characters="\0"),
+                                max_size=6)
+
+
+@examples(25)
+@given(a=TEXTS_WITH_SURROGATES, b=TEXTS_WITH_SURROGATES)
+@example(a="\ud800", b="\\ud800")
+@example(a="\udc00", b="\ud800")
+def test_string_values_are_pythons_lone_surrogates_too(a, b):
+    # ("\ud800" was written as the text \ud800: it came back as six characters, equal to "\\ud800")
+    f = hytorch.compile_ir(program(lets(("x0", [Sym("=="), Sym("in"), 0]),
+                                        ("x1", [Sym("if"), Sym("x0"), [BEGIN, a], [BEGIN, b]]),
+                                        result=Sym("x1"))), int)
+    g = hytorch.compile_ir(program(lets(("x0", [Sym("=="), a, b]), result=Sym("x0"))), int)
+    assert (f(0), f(1), g(0)) == (a, b, a == b)
