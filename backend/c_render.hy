@@ -61,7 +61,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           self.loops {}
           self.replaying 0
           self.in-backward False
-          self.function-lines [])
+          self.function-lines []
+          self.raises [])
     (self.reset-tensor-state)
     (self.render-function))
 
@@ -144,9 +145,17 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
                                "uint64_t ht_loader_rng_state(void *);"]
                               [])
                          f"int ht_run({signature});"])
+     "raises" self.raises
      "result_kind" kind
      "result_shape" result-shape
      "slots" (self.state.slot-descriptions)})
+
+  (defn raise-statement [self exception message]
+    "C that stops the program with Python's `exception` (its name) and `message`: both stay on
+    Python's side, in the rendered program's \"raises\" (any length, NUL too), the C returning
+    only where it raised."
+    (.append self.raises #(exception message))
+    f"return ht_raised({(- (len self.raises) 1)});")
 
   (defn result-of [self expr kind]
     "How the program hands back its result: #(C parameter, the store, a tensor's shape).
@@ -268,7 +277,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       [op a b] :if (in op BITWISE) (self.bitwise op a b scope node)
       ["~" a] (self.invert a scope node)
       ["raise" exception message] :if (and (isinstance exception str) (isinstance message str))
-        (Out [f"return ht_raise({(c-string exception)}, {(c-string message)});"] None "none")
+        (Out [(self.raise-statement exception message)] None "none")
       ["call" f args] :if (and (isinstance f Sym) (isinstance args list) (in f KERNEL-OPS))
         (self.table-op (get KERNEL-OPS f) args scope target node)
       ["call" x "view" dims] :if (isinstance dims list) (self.view x dims scope target node)
@@ -461,7 +470,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (raise (IRError f"a list index is an int, not a float: {(excerpt node)}")))
     (self.tensor-out [f"int64_t {at} = {index};"
                       f"if ({at} < 0) {at} += {length};"
-                      f"if ({at} < 0 || {at} >= {length}) return ht_raise(\"IndexError\", \"list index out of range\");"
+                      f"if ({at} < 0 || {at} >= {length}) {(self.raise-statement "IndexError" "list index out of range")}"
                       f"{(get C-ELEMENT t.dtype)} *{cname} = {b.cname} + {at} * {t.numel};"]
                      cname t False))
 
@@ -499,7 +508,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (= op "%") (Out zero-check (if (= operands "int") f"ht_mod_i64({x}, {y})"
                                      f"ht_mod_f64({x}, {y})") result)
       (= result "float")   ; **: C's pow, as Python's float ** is, with its OverflowError
-        (Out [f"if (ht_pow_overflows({x}, {y})) return ht_raise(\"OverflowError\", \"(34, 'Numerical result out of range')\");"]
+        (Out [f"if (ht_pow_overflows({x}, {y})) {(self.raise-statement "OverflowError" "(34, 'Numerical result out of range')")}"]
              f"pow({x}, {y})" result)
       True (raise (IRError f"`**` of two ints is not an IR node (staging multiplies it out): {(excerpt node)}"))))
 
@@ -543,7 +552,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (if (in op SHIFTS)
       (Out (if (and (isinstance b int) (>= b 0))
              []
-             [f"if ({y} < 0) return ht_raise(\"ValueError\", \"negative shift count\");"])
+             [f"if ({y} < 0) {(self.raise-statement "ValueError" "negative shift count")}"])
            f"{(get SHIFTS op)}({x}, {y})" "int")
       (Out [] f"({x} {op} {y})" (bitwise-kind op xk yk))))
 

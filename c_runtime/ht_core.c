@@ -44,8 +44,8 @@ int ht_zero_division(const char *where) {
     return HT_ZERO_DIVISION;
 }
 
-int ht_raise(const char *exception, const char *message) {
-    ht_set_error("%s: %s", exception, message);
+int ht_raised(int64_t site) {
+    ht_set_error("raise %lld", (long long)site);
     return HT_RAISED;
 }
 

@@ -17,8 +17,9 @@ void ht_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 HT_EXPORT const char *ht_last_error(void);
 /* Set the message and return the status, for `return ht_zero_division("(/ x1 x2)");`. */
 int ht_zero_division(const char *where);
-/* `(raise "ValueError" "message")`: the message becomes "ValueError: message". */
-int ht_raise(const char *exception, const char *message);
+/* A Python exception raised by generated code: which of the program's raises (its exception
+ * and message are kept on Python's side), as the error "raise SITE". */
+int ht_raised(int64_t site);
 int ht_interrupt_status(void);
 int ht_unbound(const char *what); /* "<what> has no data bound" */
 /* Staged functions may recurse this deep; deeper is an error, not a stack overflow. */

@@ -86,10 +86,9 @@ def _exception_class(name):
     return None
 
 
-def raised_exception(text, program):
-    """The exception for `(raise "TYPE" "MESSAGE")` run by compiled code (`text` is "TYPE:
-    MESSAGE"): of that type and an ExecutionError too, or an ExecutionError naming the type."""
-    name, _, message = text.partition(": ")
+def raised_exception(name, message, program):
+    """The exception for `(raise "NAME" "MESSAGE")` run by compiled code: of that type and an
+    ExecutionError too, or an ExecutionError naming the type."""
     cls = _exception_class(name)
     if cls is not None:
         try:
@@ -103,7 +102,7 @@ def raised_exception(text, program):
             return error
         except Exception:  # a class that cannot be an ExecutionError, or made from a message
             pass
-    return ExecutionError(f"{program}: {text}")
+    return ExecutionError(f"{program}: {name}: {message}")
 
 
 def _arg_kind(t):
@@ -243,8 +242,9 @@ class ProgramState:
     """The state of a compiled program (`ht_new`, freed with it): the memory of its slots,
     which hytorch.torch_bridge reads and writes, and the status of a run."""
 
-    def __init__(self, ffi, lib, name):
+    def __init__(self, ffi, lib, name, raises=()):
         self._ffi, self._lib, self.name = ffi, lib, name
+        self.raises = raises   # (exception name, message) of each raise of the program
         self._views = {}
         self.pointer = lib.ht_new()
         if self.pointer == ffi.NULL:
@@ -313,8 +313,8 @@ class ProgramState:
         message = self._ffi.string(self._lib.ht_last_error()).decode(errors="replace")
         if status == HT_INTERRUPTED:
             raise KeyboardInterrupt(f"{self.name}: {message}")
-        if status == HT_RAISED:
-            raise raised_exception(message, self.name)
+        if status == HT_RAISED:   # the error is "raise SITE"
+            raise raised_exception(*self.raises[int(message.split()[1])], self.name)
         if status == HT_ZERO_DIVISION:
             raise StagedZeroDivisionError(f"{self.name}: {message}")
         raise ExecutionError(f"{self.name}: {message}")
@@ -344,7 +344,7 @@ class CompiledFunction:
         self.staged_from = None  # the function staged, when `stage` made it
         self._ffi, self._lib = ffi, lib
         self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
-        self._state = ProgramState(ffi, lib, program.name)
+        self._state = ProgramState(ffi, lib, program.name, rendered["raises"])
         # Nothing lifted, nothing to copy in or out: the call skips the bridge (and holding
         # back Ctrl-C around it), which costs more than a small program's C.
         self._bridge = TorchBridge(program, self.slots) if self.slots else None

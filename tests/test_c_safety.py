@@ -4,6 +4,7 @@ format specs and scalar arithmetic, each compared with what Python does.
 Each property compiles programs (~0.2 s of the C compiler for a new one), so the example
 counts are moderate; $HYTORCH_FUZZ_EXAMPLES raises them (never lowers them).
 """
+import builtins
 import math
 import os
 import re
@@ -758,3 +759,21 @@ def test_string_values_are_pythons_lone_surrogates_too(a, b):
                                         result=Sym("x1"))), int)
     g = hytorch.compile_ir(program(lets(("x0", [Sym("=="), a, b]), result=Sym("x0"))), int)
     assert (f(0), f(1), g(0)) == (a, b, a == b)
+
+
+@examples(25)
+@given(message=st.one_of(st.text(st.characters(blacklist_categories=())),
+                         st.text(min_size=1, max_size=3).map(lambda t: t * 700)),
+       exception=st.sampled_from(["ValueError", "KeyError", "RuntimeError", "NoSuchError"]))
+@example(message="x" * 2000, exception="ValueError")
+@example(message="before\x00after", exception="ValueError")
+def test_a_raise_carries_its_message_whole(message, exception):
+    # (messages went through a 1024-byte C buffer: cut at ~1011 characters and at NUL)
+    f = hytorch.compile_ir(program(lets(("x0", [Sym("raise"), exception, message]), result=None)),
+                           int)
+    with pytest.raises(hytorch.ExecutionError) as e:
+        f(1)
+    if exception == "NoSuchError":
+        assert str(e.value) == f"f: NoSuchError: {message}"
+    else:
+        assert isinstance(e.value, getattr(builtins, exception)) and e.value.args == (message,)
