@@ -508,7 +508,12 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (= op "%") (Out zero-check (if (= operands "int") f"ht_mod_i64({x}, {y})"
                                      f"ht_mod_f64({x}, {y})") result)
       (= result "float")   ; **: C's pow, as Python's float ** is, with its OverflowError
-        (Out [f"if (ht_pow_overflows({x}, {y})) {(self.raise-statement "OverflowError" "(34, 'Numerical result out of range')")}"]
+        (Out [f"if (ht_pow_divides_by_zero({x}, {y})) {(self.raise-statement "ZeroDivisionError" "0.0 cannot be raised to a negative power")}"
+              (+ f"if (ht_pow_is_complex({x}, {y})) "
+                 (self.raise-statement "ValueError" (+ "a negative number to a fractional power "
+                                                       "is a complex number, which compiled "
+                                                       "code does not have")))
+              f"if (ht_pow_overflows({x}, {y})) {(self.raise-statement "OverflowError" "(34, 'Numerical result out of range')")}"]
              f"pow({x}, {y})" result)
       True (raise (IRError f"`**` of two ints is not an IR node (staging multiplies it out): {(excerpt node)}"))))
 

@@ -97,6 +97,18 @@ static inline double ht_floordiv_f64(double a, double b) {
     return copysign(0.0, a / b);
 }
 
+/* Whether Python's float x ** y raises ZeroDivisionError: 0.0 (or -0.0) to a finite negative
+ * power (to -inf it is inf). */
+static inline int ht_pow_divides_by_zero(double x, double y) {
+    return x == 0.0 && isfinite(y) && y < 0.0;
+}
+
+/* Whether Python's float x ** y is a complex number: a finite negative x to a finite power that
+ * is not an integer. */
+static inline int ht_pow_is_complex(double x, double y) {
+    return isfinite(x) && x < 0.0 && isfinite(y) && y != floor(y);
+}
+
 /* Whether Python's float x ** y raises OverflowError: a finite x whose power overflows (CPython
  * checks the ERANGE of C's pow; underflow to 0 is not an error). */
 static inline int ht_pow_overflows(double x, double y) {

@@ -777,3 +777,39 @@ def test_a_raise_carries_its_message_whole(message, exception):
         assert str(e.value) == f"f: NoSuchError: {message}"
     else:
         assert isinstance(e.value, getattr(builtins, exception)) and e.value.args == (message,)
+
+
+@pytest.fixture(scope="module")
+def float_power():
+    return hytorch.compile_ir("(def f (in1 in2) (begin (begin (let x0 (** in1 in2) x0))))",
+                              float, float)
+
+
+@examples(300)
+@given(x=st.one_of(st.sampled_from(SPECIAL_FLOATS), st.floats(allow_nan=True)),
+       y=st.one_of(st.sampled_from(SPECIAL_FLOATS + [0.5, -1.0, -3.0, 1 / 3]),
+                   st.floats(allow_nan=True)))
+@example(x=0.0, y=-1.0)
+@example(x=-0.0, y=-3.0)
+@example(x=0.0, y=-math.inf)
+@example(x=-8.0, y=1 / 3)
+@example(x=-math.inf, y=0.5)
+def test_float_power_is_pythons_or_its_error(float_power, x, y):
+    try:
+        expected = x ** y
+    except OverflowError as e:
+        if str(e) == "complex exponentiation":   # a complex power, too big
+            expected = complex(math.inf)
+        else:
+            with pytest.raises(OverflowError, match=re.escape(str(e))):
+                float_power(x, y)
+            return
+    except ZeroDivisionError as e:
+        with pytest.raises(ZeroDivisionError, match=re.escape(str(e))):
+            float_power(x, y)
+        return
+    if isinstance(expected, complex):   # which compiled code cannot hold: an error, not a NaN
+        with pytest.raises(ValueError, match="complex number"):
+            float_power(x, y)
+        return
+    assert repr(float_power(x, y)) == repr(expected)
