@@ -22,9 +22,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.fusion [fuse]
         hytorch.backend.autodiff [differentiate]
         hytorch.ir.syntax [Sym print-ir chain-lets INT64-MIN INT64-MAX]
-        hytorch.ir.types [TensorType ListType]
+        hytorch.ir.types [TensorType ListType ShapeError]
         hytorch.ir.ops [OPS]
-        hytorch.ir.optimizers [OPTIMIZERS]
+        hytorch.ir.optimizers [optimizer-node?]
         hytorch.ir.slots [SlotRole]
         hytorch.backend.printf [c-spec c-string c-print-text]
         hytorch.ir.format [format-pieces]
@@ -291,8 +291,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       ["call" f args] :if (and (isinstance f Sym) (in f GRADIENT-NODES) (isinstance args list))
         (self.fused-node f args scope target)
       ["array-get" x "data" index] (self.array-get x index scope)
-      [name settings #* params] :if (and (isinstance name Sym) (in name OPTIMIZERS)
-                                         (isinstance settings list) (<= (len params) 1))
+      [name settings #* params] :if (optimizer-node? [name settings #* params])
         (self.optimizer-node name settings (when params (get params 0)) scope target)
       ["transform" "compose" parts] (self.compose parts scope)
       ["transform" kind #* args] (self.transform kind args)
@@ -583,6 +582,9 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
            None "none")
       (do (setv kind (join-kinds then-kind else-kind)
                 cname (self.names.fresh target))
+          (when (not-in kind C-VALUE-TYPES)
+            (raise (IRError (+ f"an if's value is a number or a string, not a {kind}: give "
+                               "both branches a variable (new) to set instead"))))
           (Out [f"{(get C-VALUE-TYPES kind)} {cname};"
                 f"if ({test-expr}) {{" #* (indent then-lines) f"  {cname} = {then-expr};"
                 "} else {" #* (indent else-lines) f"  {cname} = {else-expr};" "}"]
@@ -657,5 +659,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
     (except [RecursionError]
       (raise (IRError "the IR is nested too deeply to render (over Python's recursion limit)")
              :from None))
+    (except [e ShapeError]   ; (a shape rule's, for IR that staging did not check)
+      (raise (IRError (str e)) :from None))
     (finally
       (hy.I.sys.setrecursionlimit limit))))

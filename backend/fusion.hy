@@ -43,7 +43,7 @@ Names are lexically scoped (an inner let shadows), so what a name stands for is 
 the scopes of the blocks around it."
 
 (import hytorch.ir.syntax [Sym chain-lets chain-of]
-        hytorch.ir.optimizers [OPTIMIZERS]
+        hytorch.ir.optimizers [OPTIMIZERS optimizer-node?]
         hytorch.backend.scope [Scope]
         hytorch.errors [IRError])
 
@@ -103,8 +103,7 @@ the scopes of the blocks around it."
               (when (isinstance x Sym)   ; its tensor is the same memory
                 (.bind (super) x trainable))
               trainable)
-        [op settings #* params] :if (and (isinstance op Sym) (in op OPTIMIZERS)
-                                        (isinstance settings list) (<= (len params) 1))
+        [op settings #* params] :if (optimizer-node? [op settings #* params])
           (Optimizer (if params (set (map str (get params 0))) (self.trainables))
                      (. (get OPTIMIZERS (str op)) fusable))
         other :if (isinstance other Sym) (self.lookup other)   ; another name for it

@@ -21,7 +21,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
 (import hytorch.ir.syntax [Sym chain-lets chain-of]
         hytorch.ir.types [TensorType ListType]
         hytorch.ir.ops [OPS dot-type elementwise-type compare-type view-type]
-        hytorch.ir.optimizers [OPTIMIZERS]
+        hytorch.ir.optimizers [optimizer-node?]
         hytorch.backend.c-out [C-TYPES]
         hytorch.backend.kinds [KindConflict TensorCellKind join-kinds join-cell-kinds
                                arithmetic-kind bitwise-kind]
@@ -203,8 +203,7 @@ no kind here and the renderer reports it, with its own message. Only kinds that 
       ["call" x (| "backward" "backward_and_step") #* _rest] (tensor x)
       ["call" o (| "zero_grad" "step" "step_remaining")] (value-of "none")
       ["array-get" x "data" _] (value-of (if (= (. (self.ttype-of x scope) dtype) "float32") "float" "int"))
-      [name settings #* params] :if (and (isinstance name Sym) (in name OPTIMIZERS)
-                                         (isinstance settings list) (<= (len params) 1))
+      [name settings #* params] :if (optimizer-node? [name settings #* params])
         (value-of "optimizer")
       ["transform" #* _rest] (value-of "transform")
       ["loader" spec] (self.loader spec target)

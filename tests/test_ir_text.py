@@ -88,6 +88,12 @@ def test_printf_of_a_symbol_is_not_a_format_string():
 @pytest.mark.parametrize("body", [
     "(let x0 ((<< a) get in) None)",                        # a node whose head is a list
     "(let x0 (print in) (let x1 x0 (let x2 x1 None)))",     # a let of a let of nothing
+    # found by helper-29 (TypeError, KeyError, NameError inside the passes):
+    "(let x0 (tensor (2 3)) (let x1 (call x0 view (\"a\")) None))",
+    "(let x0 (tensor (3)) (let x1 (variable x0 False) (let x3 (SGD (0.1 0.0) 7) None)))",
+    "(let x0 (tensor (3)) (let x1 (if in (begin x0) (begin x0)) x1))",
+    "(let x0 (new (tensor (4611686018427387904 4) float32)) None)",
+    "(let x0 (transform normalize 1) None)",
 ])
 def test_odd_ir_is_an_ir_error_or_compiles(body):
     # Found by fuzzing IR text: these raised TypeError / KeyError inside the renderer.

@@ -313,6 +313,8 @@ table still holds their shape rules and the torch functions they stand for."
   "`(call X view (DIMS))`: the same elements in a new shape; one dim may be -1."
   (setv dims (list dims)
         unknown (lfor [i d] (enumerate dims) :if (= d -1) i))
+  (when (not (all (gfor d dims (and (isinstance d int) (not (isinstance d bool))))))
+    (raise (ShapeError f"view {dims}: the dimensions must be ints")))
   (when (or (> (len unknown) 1) (any (gfor d dims (< d -1))))
     (raise (ShapeError f"view {dims}: at most one dimension may be -1, the rest must be sizes")))
   (setv known (math.prod (gfor d dims :if (!= d -1) d)))

@@ -18,7 +18,8 @@ A step's kernel call is a Hy form whose words are: `param` (the parameter's stor
 (1 until the parameter's first step), a buffer's torch name (its storage, NULL when absent),
 a setting's name (its value as a C constant of the setting's `ctype`)."
 
-(import hytorch.ir.ops [plain])
+(import hytorch.ir.ops [plain]
+        hytorch.ir.syntax [Sym])
 
 
 (defclass Setting []
@@ -143,3 +144,11 @@ a setting's name (its value as a C constant of the setting's `ctype`)."
                            (= s.name "decoupled_weight_decay")
                              (Setting "decoupled_weight_decay" True "bool")
                            True s)))))
+
+
+(defn optimizer-node? [node]
+  "Whether the IR `node` is an optimizer's, `(NAME (SETTINGS...))` or `(NAME (SETTINGS...)
+  (PARAMS...))` with NAME in OPTIMIZERS: (optimizer-node? [(Sym \"SGD\") [0.1 0.0]]) => True"
+  (and (isinstance node list) (<= 2 (len node) 3)
+       (isinstance (get node 0) Sym) (in (get node 0) OPTIMIZERS)
+       (all (gfor part (cut node 1 None) (isinstance part list)))))
