@@ -10,6 +10,7 @@ from hytorch.errors import StagingError, show_int
 from hytorch.source_location import user_location
 
 NUMERIC_KINDS = ("bool", "int", "float")
+MULTIPLIED_OUT = 16   # a staged int ** n with n up to this is n - 1 multiplications in a row
 
 
 def is_staged(x):
@@ -259,16 +260,27 @@ class Rep(Staged):
 
     def __pow__(self, exponent):
         """x ** n for a constant integer n >= 1: for an int, multiplied out while staging (as
-        `power`); for a float, C's pow, as Python's float ** is (`(** x0 3)`), with its
-        OverflowError."""
+        `power`: x * x * x), by repeated squaring past MULTIPLIED_OUT (n = 10**12 takes 59
+        multiplications; 64-bit products wrap alike in any order); for a float, C's pow, as
+        Python's float ** is (`(** x0 3)`), with its OverflowError."""
         if isinstance(exponent, Staged) or not isinstance(exponent, int) or exponent < 1:
             raise StagingError("`**` of a staged number needs a constant integer exponent of at "
                                "least 1", user_location())
         if self.kind == "float":
             return Rep(builder.current().emit([Sym("**"), self.sym, exponent]), "float")
-        result = self if self.kind == "int" else self * 1   # True ** 1 is 1, an int
-        for _ in range(exponent - 1):
-            result = result * self
+        base = self if self.kind == "int" else self * 1   # True ** 1 is 1, an int
+        if exponent <= MULTIPLIED_OUT:
+            result = base
+            for _ in range(exponent - 1):
+                result = result * base
+            return result
+        result = None
+        while exponent:
+            if exponent & 1:
+                result = base if result is None else result * base
+            exponent >>= 1
+            if exponent:
+                base = base * base
         return result
 
     def __abs__(self):

@@ -813,3 +813,14 @@ def test_float_power_is_pythons_or_its_error(float_power, x, y):
             float_power(x, y)
         return
     assert repr(float_power(x, y)) == repr(expected)
+
+
+@examples(40)
+@given(n=st.integers(-2**70, 2**70).map(wrap), k=st.one_of(st.integers(1, 40),
+                                                           st.integers(1, 10**15)))
+@example(n=3, k=10**12)
+@example(n=-1, k=10**15 + 1)
+def test_a_staged_int_to_a_constant_power_wraps_as_its_products_do(n, k):
+    # (past 16 by repeated squaring: k = 10**12 once made a million lets, then gave up)
+    f = hytorch.stage(lambda x: x ** k, int)
+    assert f(n) == wrap(pow(n, k, 2**64))
