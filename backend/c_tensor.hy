@@ -203,7 +203,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
   (defn c-constant [self op x name]
     "An attribute of a table op as a C constant."
     (cond (isinstance x bool) (if x "1" "0")
-          (isinstance x int) (str x)
+          (isinstance x int) (self.int-literal x)   ; (INT64_MIN has no C literal)
           (isinstance x float) (c-float x)
           True (raise (IRError f"`{op.name}`'s {name} must be a number, got {(excerpt x)}"))))
 
@@ -242,6 +242,7 @@ a data loader has its first dimension set by the rows of the current batch (`bat
       "NULL" "NULL"
       _ (cond (isinstance a Sym) (. (get env a) expr)
               (isinstance a float) (c-float a)
+              (and (isinstance a int) (not (isinstance a bool))) (self.int-literal a)
               True (str a))))
 
   (defn axis-word [self i env t]

@@ -85,7 +85,8 @@ written from here once the program has been rendered."
   (defn c-definitions [self init-seed]
     "The C of the state: its struct, ht_delete, ht_new (whose uniform initialisation of unbound
     tensors draws from `init-seed`), ht_slot and ht_bind_slot."
-    (setv bindable (self.bindable-slots))
+    (setv bindable (self.bindable-slots)
+          bindable-index (dfor [k [i _]] (enumerate bindable) i k))
     ["typedef struct ht_state {"
      "  ht_arena arena;"
      "  int64_t call_depth; /* of staged functions, bounded so recursion cannot overflow the C stack */"
@@ -120,13 +121,17 @@ written from here once the program has been rendered."
      ""
      "HT_EXPORT void *ht_slot(ht_state *ht_s, int i) {"
      "  switch (i) {"
-     #* (lfor [i s] (enumerate self.slots) f"  case {i}: return {(get s "expr")};")
+     #* (lfor [i s] (enumerate self.slots)
+          (if (in i bindable-index)   ; (its own memory even while bound: see ht_bind_slot)
+            (let [own f"ht_s->ht_owned[{(get bindable-index i)}]"]
+              f"  case {i}: return {own} ? {own} : {(get s "expr")};")
+            f"  case {i}: return {(get s "expr")};"))
      "  }"
      "  return NULL;"
      "}"
      ""
      "/* Point bindable slot i at p for the calls to come (NULL: back at the state's own memory);"
-     "   -1 for another slot. */"
+     "   -1 for another slot. ht_slot still gives the state's own memory. */"
      "HT_EXPORT int ht_bind_slot(ht_state *ht_s, int i, void *p) {"
      "  switch (i) {"
      #* (lfor [k [i expr]] (enumerate bindable)

@@ -1,5 +1,9 @@
 /* ht_core.c: see ht_core.h. */
+#if defined(__APPLE__)
+#define _DARWIN_C_SOURCE /* pthread_get_stackaddr_np, pthread_main_np, beside _POSIX_C_SOURCE */
+#else
 #define _GNU_SOURCE /* pthread_getattr_np */
+#endif
 #include "ht_core.h"
 
 #include <stdarg.h>
@@ -7,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HT_ASAN 1
@@ -84,7 +92,9 @@ static const char *stack_floor_of_this_thread(void) {
     const size_t size = pthread_get_stacksize_np(pthread_self());
     if (here < top && (size_t)(top - here) < size) below = size - (size_t)(top - here);
 #endif
-    return here - (below > HT_STACK_MARGIN ? below - HT_STACK_MARGIN : 0);
+    /* (a quarter of a small stack: a thread of 128 KiB still runs a few calls deep) */
+    const size_t margin = below / 4 < HT_STACK_MARGIN ? below / 4 : HT_STACK_MARGIN;
+    return here - (below - margin);
 }
 
 /* Found once per thread (on Linux, the main thread's bounds come from /proc/self/maps). */
@@ -108,9 +118,26 @@ static void ht_on_sigint(int sig) {
     ht_interrupted = 1;
 }
 
+/* Whether the calling thread is the process's main thread, the one Python delivers Ctrl-C to.
+ * A call from another thread leaves SIGINT to Python (which raises KeyboardInterrupt in the
+ * main thread) and runs to its end. */
+static int on_main_thread(void) {
+#if defined(__linux__)
+    return (pid_t)syscall(SYS_gettid) == getpid();
+#elif defined(__APPLE__)
+    return pthread_main_np() != 0;
+#else
+    return 1;
+#endif
+}
+
+static _Thread_local int handling_sigint; /* this thread's call installed ht_on_sigint */
+
 /* Python may block SIGINT around a call (so a Ctrl-C between Python and C waits until the
  * trained values are written back); it is unblocked only while compiled code runs. */
 void ht_interrupt_begin(void) {
+    handling_sigint = on_main_thread();
+    if (!handling_sigint) return;
     struct sigaction sa;
     sigset_t sigint;
     memset(&sa, 0, sizeof sa);
@@ -124,10 +151,13 @@ void ht_interrupt_begin(void) {
 }
 
 int ht_interrupt_end(int status) {
+    if (!handling_sigint) return status;
     pthread_sigmask(SIG_SETMASK, &ht_previous_mask, NULL);
     sigaction(SIGINT, &ht_previous_sigint, NULL);
+    const int interrupted = ht_interrupted;
+    ht_interrupted = 0; /* (not left for a call from another thread to find) */
     /* A Ctrl-C that came too late to stop a loop still reaches Python. */
-    return (status == HT_OK && ht_interrupted) ? ht_interrupt_status() : status;
+    return (status == HT_OK && interrupted) ? ht_interrupt_status() : status;
 }
 
 static size_t round_up_64(size_t bytes) { return (bytes + 63) / 64 * 64; }

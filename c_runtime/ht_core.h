@@ -26,8 +26,9 @@ int ht_unbound(const char *what); /* "<what> has no data bound" */
 #define HT_MAX_CALL_DEPTH 20000
 int ht_too_deep(const char *function);
 /* ...and their frames may reach down to this address of the calling thread's C stack (its
- * lowest, less HT_STACK_MARGIN for the kernels they call): a big function's frame holds all
- * its lets at -O0, so fewer calls than HT_MAX_CALL_DEPTH can fill the stack. */
+ * lowest, less HT_STACK_MARGIN or a quarter of the stack, the smaller, for the kernels they
+ * call): a big function's frame holds all its lets at -O0, so fewer calls than
+ * HT_MAX_CALL_DEPTH can fill the stack. */
 #define HT_STACK_MARGIN (512 * 1024)
 const char *ht_stack_floor(void);
 int ht_stack_exhausted(const char *function);
@@ -35,7 +36,8 @@ int ht_stack_exhausted(const char *function);
 /* Ctrl-C while compiled code runs: ht_interrupt_begin installs a SIGINT handler that only
  * raises ht_interrupted (and unblocks SIGINT); generated loops poll it once a step;
  * ht_interrupt_end(status) restores the previous handler (Python's) and mask, and turns
- * the status into HT_INTERRUPTED if a Ctrl-C came. */
+ * the status into HT_INTERRUPTED if a Ctrl-C came. Only on the main thread, where Python
+ * takes Ctrl-C: a call from another thread leaves it to Python's handler. */
 extern volatile sig_atomic_t ht_interrupted;
 void ht_interrupt_begin(void);
 int ht_interrupt_end(int status);

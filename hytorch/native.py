@@ -6,13 +6,15 @@
 
 A program that lifted objects while staging (a model's parameters, an optimizer, a data
 loader) is called with the same kind of objects in the same positions: hytorch.torch_bridge
-copies their current values into the compiled program's state before it runs, and writes what
-it trained back afterwards, also when it stops on Ctrl-C or an error.
+gives the compiled program their current values before it runs (an inference program reads
+the tensors in place), and writes what it trained back afterwards, also when it stops on
+Ctrl-C or an error. Calls take turns, whichever Python threads make them.
 """
 import builtins
 import contextlib
 import ctypes
 import functools
+import os
 import signal
 import sys
 import threading
@@ -58,9 +60,15 @@ _NOTHING_TO_LOSE = contextlib.nullcontext()
 # restores are each one per process or per library, not per call.
 _ONE_CALL_AT_A_TIME = threading.RLock()
 
-# The thread count each loaded library's runtime was last given, by its path: programs staged
-# from the same source share one library, and so one runtime.
-_library_threads = {}
+
+def _new_lock_in_child():
+    # A child forked while another thread held the lock would wait for it for ever.
+    global _ONE_CALL_AT_A_TIME
+    _ONE_CALL_AT_A_TIME = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
 
 
 class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
@@ -246,14 +254,15 @@ class ProgramState:
         self._ffi, self._lib, self.name = ffi, lib, name
         self.raises = raises   # (exception name, message) of each raise of the program
         self._views = {}
-        self.pointer = lib.ht_new()
+        with _ONE_CALL_AT_A_TIME:   # (a failing ht_new sets the library's one last error)
+            self.pointer = lib.ht_new()
         if self.pointer == ffi.NULL:
             self.pointer = None
             raise MemoryError(f"{name}: could not allocate the compiled program's state")
 
     def array(self, index, numel, dtype):
         """Slot `index` as a numpy array of `numel` `dtype`s over the C memory (made once:
-        a slot's memory stays where ht_new put it)."""
+        ht_slot gives the memory ht_new made, also while the slot is bound elsewhere)."""
         key = (index, numel, dtype)
         if key not in self._views:
             pointer = self._lib.ht_slot(self.pointer, index)
@@ -343,7 +352,9 @@ class CompiledFunction:
         self.so_path, self.cached, self.build_seconds = build.path, build.cached, build.seconds
         self.staged_from = None  # the function staged, when `stage` made it
         self._ffi, self._lib = ffi, lib
+        # (programs staged from the same source share one library, and so one runtime)
         self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
+        self._get_num_threads = _runtime_function(lib, "ht_get_num_threads")
         self._state = ProgramState(ffi, lib, program.name, rendered["raises"])
         # Nothing lifted, nothing to copy in or out: the call skips the bridge (and holding
         # back Ctrl-C around it), which costs more than a small program's C.
@@ -377,9 +388,6 @@ class CompiledFunction:
         trains nothing reads the caller's tensors in place: their values are not copied here.)"""
         for i, s in enumerate(self.slots):
             if s["role"] == SlotRole.TENSOR and s["sym"] == str(name):
-                if self._bridge is not None:
-                    with _ONE_CALL_AT_A_TIME:   # (not into a caller's tensor, which may die)
-                        self._bridge.unbind(self._state, i)
                 return self._state.owning_array(i, s["numel"], s["dtype"]).reshape(s["shape"])
         raise KeyError(f"{self.name} has no top-level tensor {name}")
 
@@ -418,9 +426,8 @@ class CompiledFunction:
         `args` copied in before and back out after; its status."""
         if self._set_num_threads is not None:
             threads = get_num_threads()
-            if _library_threads.get(self.so_path) != threads:
+            if self._get_num_threads() != threads:
                 self._set_num_threads(threads)
-                _library_threads[self.so_path] = threads
         if self._bridge is None:
             return self._lib.ht_run(self._state.pointer, *c_args)
         with _sigint_deferred() if self._bridge.writes_back else _NOTHING_TO_LOSE:

@@ -155,6 +155,8 @@ class TorchBridge:
                 # through `.data` or NumPy leaves `_version` as it was).
                 source = self._resolve(s["sym"], args)
                 if not self._optimizers and self._bind(state, i, s, source):
+                    # its memory, kept for the call: another thread may swap `.data` meanwhile
+                    keep_alive.append(source.detach())
                     continue
                 if source is None:
                     continue
@@ -191,23 +193,24 @@ class TorchBridge:
         bound = self._bound.get(i)
         if tensor is not None:
             pointer = tensor.data_ptr()
-            if (bound is not None and bound[0]() is tensor and bound[1] == pointer
-                    and tensor.is_contiguous()):
-                return True
-            if (tensor.is_contiguous() and tensor.device.type == "cpu" and 0 < tensor.numel()
-                    == s["numel"] and tensor.dtype == _torch_dtype(s["dtype"])):
-                state.bind(i, pointer)
-                self._bound[i] = (weakref.ref(tensor), pointer)
-                return True
-        if bound is not None:
-            self.unbind(state, i)
+            if (tensor.is_contiguous() and tensor.numel() == s["numel"]
+                    and tensor.dtype == _torch_dtype(s["dtype"])):
+                if bound is not None and bound[0]() is tensor and bound[1] == pointer:
+                    return True
+                if tensor.device.type == "cpu" and pointer != 0:
+                    self._bound[i] = (weakref.ref(tensor), pointer)   # (first: see _unbind)
+                    state.bind(i, pointer)
+                    return True
+        self._unbind(state, i)
         return False
 
-    def unbind(self, state, i=None):
-        """Slot `i` (every slot, when None) back at the state's own memory."""
-        for j in list(self._bound) if i is None else [i] if i in self._bound else []:
-            state.bind(j, None)
-            del self._bound[j]
+    def _unbind(self, state, i):
+        """Slot `i` back at the state's own memory. A slot is in `_bound` from before it is
+        bound until after it is unbound, so that a Ctrl-C between the two steps never leaves
+        it bound unknown to the bridge."""
+        if i in self._bound:
+            state.bind(i, None)
+            del self._bound[i]
 
     def _loader_for(self, s, args):
         """The loader bound to slot `s`: the one given, else (IR compiled from text) the MNIST

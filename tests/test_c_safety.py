@@ -598,6 +598,7 @@ LOADER_ATOMS = st.one_of(
 @given(train=LOADER_ATOMS, download=LOADER_ATOMS, batch=LOADER_ATOMS, shuffle=LOADER_ATOMS)
 @example(train=True, download=True, batch=Sym("+1+0*ht_s->call_depth--"), shuffle=False)
 @example(train=True, download=True, batch=64, shuffle=False)
+@example(train=True, download=True, batch=2**62, shuffle=False)
 def test_a_loader_node_takes_only_bools_and_a_batch_size(train, download, batch, shuffle):
     from hytorch.backend.c_render import render_c
     body = lets(("x0", [Sym("transform"), Sym("toTensor")]),
@@ -608,6 +609,10 @@ def test_a_loader_node_takes_only_bools_and_a_batch_size(train, download, batch,
              and isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1)
     if not valid:
         with pytest.raises(hytorch.IRError, match="an MNIST loader is"):
+            render_c(node, ["object"])
+        return
+    if batch * 28 * 28 * 4 > 2**48:   # batches no machine holds
+        with pytest.raises(hytorch.IRError, match="more than"):
             render_c(node, ["object"])
         return
     (loader,) = [s for s in render_c(node, ["object"])["slots"] if s["sym"] == "x1"]

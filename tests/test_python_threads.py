@@ -74,6 +74,7 @@ def test_ctrl_c_still_reaches_python_after_calls_from_two_threads():
         import os, signal, threading, time
         import numpy as np
         import hytorch
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # (not ignored, as inherited)
         f = hytorch.stage(lambda x: (x @ x).sum(), hytorch.TensorType([48, 48]))
         g = hytorch.stage(lambda x: (x @ x).sum(), hytorch.TensorType([48, 48]))
         x = np.ones((48, 48), np.float32)
@@ -93,3 +94,37 @@ def test_ctrl_c_still_reaches_python_after_calls_from_two_threads():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300)
     assert out.stdout.strip() == "interrupted", out.stderr
+
+
+def test_ctrl_c_during_another_threads_call_reaches_the_main_thread():
+    # Python raises KeyboardInterrupt in the main thread; a call running in another thread
+    # once took the signal for itself (its Ctrl-C handler is process-wide) and the main
+    # thread never saw it.
+    script = textwrap.dedent("""
+        import os, signal, threading, time
+        import numpy as np
+        import hytorch
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # (not ignored, as inherited)
+        f = hytorch.stage(lambda x: (x @ x).sum(), hytorch.TensorType([2500, 2500]))
+        x = np.full((2500, 2500), 0.001, np.float32)
+        expected = float(f(x))
+        result = []
+        def work():
+            try:
+                result.append(float(f(x)) == expected)
+            except BaseException as e:
+                result.append(type(e).__name__)
+        t = threading.Thread(target=work)
+        t.start()
+        time.sleep(0.1)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            t.join()
+            print("lost", result)
+        except KeyboardInterrupt:
+            t.join()
+            print("main", result)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.strip() == "main [True]", (out.stdout, out.stderr)
