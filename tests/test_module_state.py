@@ -28,7 +28,11 @@ def test_slots_are_numbered_in_order_and_described_without_their_address():
                                          {"role": SlotRole.RNG}]
     assert state.has_slot(SlotRole.RNG) and not state.has_slot(SlotRole.LOADER)
     c = "\n".join(state.c_definitions("0x1ull"))
-    assert "case 0: return ht_s->a;" in c and "case 1: return &ht_s->r;" in c
+    # a tensor's slot may be bound to a caller's memory; ht_slot gives the state's own
+    assert "case 0: return ht_s->ht_owned[0] ? ht_s->ht_owned[0] : ht_s->a;" in c
+    assert "case 1: return &ht_s->r;" in c
+    assert "case 0: ht_s->a = p ? p : ht_s->ht_owned[0]; return 0;" in c   # ht_bind_slot
+    assert "if (ht_s->ht_owned[0]) ht_s->a = ht_s->ht_owned[0];" in c      # ht_delete frees it
 
 
 def test_the_arena_holds_its_tensors_aligned_and_its_workspaces():
