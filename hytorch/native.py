@@ -6,9 +6,10 @@
 
 A program that lifted objects while staging (a model's parameters, an optimizer, a data
 loader) is called with the same kind of objects in the same positions: hytorch.torch_bridge
-gives the compiled program their current values before it runs (an inference program reads
-the tensors in place), and writes what it trained back afterwards, also when it stops on
-Ctrl-C or an error. Calls take turns, whichever Python threads make them.
+gives the compiled program their current values before it runs (tensors are read and
+trained in place where their layout allows), and writes what it trained back afterwards,
+also when it stops on Ctrl-C or an error. Calls take turns, whichever Python threads make
+them.
 """
 import builtins
 import contextlib
@@ -59,6 +60,11 @@ _NOTHING_TO_LOSE = contextlib.nullcontext()
 # programs share (its threads, its last error) and the Ctrl-C handler a call installs and then
 # restores are each one per process or per library, not per call.
 _ONE_CALL_AT_A_TIME = threading.RLock()
+
+
+# The thread count each loaded library's runtime was last given, by its path: programs staged
+# from the same source share one library, and so one runtime.
+_library_threads = {}
 
 
 def _new_lock_in_child():
@@ -352,9 +358,8 @@ class CompiledFunction:
         self.so_path, self.cached, self.build_seconds = build.path, build.cached, build.seconds
         self.staged_from = None  # the function staged, when `stage` made it
         self._ffi, self._lib = ffi, lib
-        # (programs staged from the same source share one library, and so one runtime)
         self._set_num_threads = _runtime_function(lib, "ht_set_num_threads")
-        self._get_num_threads = _runtime_function(lib, "ht_get_num_threads")
+        _library_threads.pop(self.so_path, None)   # (the library may be loaded anew)
         self._state = ProgramState(ffi, lib, program.name, rendered["raises"])
         # Nothing lifted, nothing to copy in or out: the call skips the bridge (and holding
         # back Ctrl-C around it), which costs more than a small program's C.
@@ -384,8 +389,9 @@ class CompiledFunction:
 
     def tensor(self, name):
         """The values the program's state holds for the top-level tensor `name` (a live view,
-        not a copy): its initial values, or what a call copied in or trained. (A function that
-        trains nothing reads the caller's tensors in place: their values are not copied here.)"""
+        not a copy): its initial values, or what a call copied in or trained. (A call reads and
+        trains a torch tensor laid out as the state's in its own memory: then its values are
+        not here but in the tensor.)"""
         for i, s in enumerate(self.slots):
             if s["role"] == SlotRole.TENSOR and s["sym"] == str(name):
                 return self._state.owning_array(i, s["numel"], s["dtype"]).reshape(s["shape"])
@@ -426,8 +432,9 @@ class CompiledFunction:
         `args` copied in before and back out after; its status."""
         if self._set_num_threads is not None:
             threads = get_num_threads()
-            if self._get_num_threads() != threads:
+            if _library_threads.get(self.so_path) != threads:
                 self._set_num_threads(threads)
+                _library_threads[self.so_path] = threads
         if self._bridge is None:
             return self._lib.ht_run(self._state.pointer, *c_args)
         with _sigint_deferred() if self._bridge.writes_back else _NOTHING_TO_LOSE:

@@ -8,10 +8,11 @@ Adam's step counts and moments, under torch's names; the loader's random state) 
     ...                                        # the compiled code runs
     bridge.copy_out(state, args)               # trained values out
 
-A program that trains nothing (no optimizer) reads its callers' tensors in their own memory
-instead: each slot is pointed at the tensor (ht_bind_slot), and copied into only when the
-tensor is laid out otherwise. Either way a call sees the values the tensors hold when it is
-made, also after changes torch does not count in `_version` (through `.data`, or NumPy).
+A tensor is not copied when it can be used where it is: its slot is pointed at the tensor's
+own memory (ht_bind_slot), which the program reads and trains in place; it is copied in only
+when it is laid out otherwise (not contiguous, another element type). Either way a call sees
+the values the tensors hold when it is made, also after changes torch does not count in
+`_version` (through `.data`, or NumPy).
 
 `state` is the compiled program's state as hytorch.native gives it (a ProgramState): its
 slots' memory as numpy arrays, and the runtime's loader functions. torch is imported only
@@ -75,7 +76,7 @@ class TorchBridge:
     def __init__(self, program, slots):
         self.program, self.slots = program, slots
         self._default_loaders = {}
-        self._bound = {}     # slot -> (weak reference, data_ptr) of the caller's tensor it points at
+        self._bound = {}     # slot -> (weak reference, data_ptr, dtype, storage) of the tensor it points at
         self._owners = {}    # parameter symbol -> where its optimizer state was found
         self._resolved = {}
         # Without a torch optimizer nothing trains the parameters from Python's side: the optimizer
@@ -151,12 +152,10 @@ class TorchBridge:
         for i, s in self._copied_in:
             role = s["role"]
             if role == SlotRole.TENSOR:
-                # Copied at every call: torch does not count every change of a tensor (one
-                # through `.data` or NumPy leaves `_version` as it was).
+                # Read in place, or copied at every call: torch does not count every change
+                # of a tensor (one through `.data` or NumPy leaves `_version` as it was).
                 source = self._resolve(s["sym"], args)
-                if not self._optimizers and self._bind(state, i, s, source):
-                    # its memory, kept for the call: another thread may swap `.data` meanwhile
-                    keep_alive.append(source.detach())
+                if self._bind(state, i, s, source):
                     continue
                 if source is None:
                     continue
@@ -193,14 +192,18 @@ class TorchBridge:
         bound = self._bound.get(i)
         if tensor is not None:
             pointer = tensor.data_ptr()
-            if (tensor.is_contiguous() and tensor.numel() == s["numel"]
-                    and tensor.dtype == _torch_dtype(s["dtype"])):
-                if bound is not None and bound[0]() is tensor and bound[1] == pointer:
-                    return True
-                if tensor.device.type == "cpu" and pointer != 0:
-                    self._bound[i] = (weakref.ref(tensor), pointer)   # (first: see _unbind)
-                    state.bind(i, pointer)
-                    return True
+            if (bound is not None and bound[0]() is tensor and bound[1] == pointer
+                    and tensor.is_contiguous() and tensor.numel() == s["numel"]
+                    and tensor.dtype is bound[2]):
+                return True
+            dtype = _torch_dtype(s["dtype"])
+            if (tensor.is_contiguous() and tensor.numel() == s["numel"] and tensor.dtype is dtype
+                    and tensor.device.type == "cpu" and pointer != 0):
+                # (recorded first: see _unbind) with the tensor's storage, whose memory then
+                # outlives a `.data` swapped by another thread while the program reads it
+                self._bound[i] = (weakref.ref(tensor), pointer, dtype, tensor.untyped_storage())
+                state.bind(i, pointer)
+                return True
         self._unbind(state, i)
         return False
 
@@ -292,7 +295,9 @@ class TorchBridge:
                 role = s["role"]
                 if role == SlotRole.TENSOR and stepped.get(s["sym"]):   # an optimizer may have changed it
                     target = self._resolve(s["sym"], args)
-                    if target is not None:
+                    if i in self._bound:   # trained in its own memory: counted as a change
+                        torch.autograd.graph.increment_version(target)
+                    elif target is not None:
                         _write_in_place(torch, target, state, i, s["numel"], s["dtype"])
                 elif role in _IN_TORCH_OPTIMIZER_STATE and stepped.get(s["tensor"]):
                     optimizer_state = self._optimizer_state(s["tensor"], args)

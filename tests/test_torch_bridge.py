@@ -126,6 +126,9 @@ def test_a_state_tensor_is_a_live_view_that_keeps_the_state_alive():
     import numpy as np
     torch.manual_seed(0)
     model = torch.nn.Linear(300, 200)
+    # transposed: copied into the state and trained there (one laid out as the state's is
+    # trained in its own memory)
+    model.weight = torch.nn.Parameter(torch.randn(300, 200).t() / 300)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(5, 300), torch.randn(5, 200)
     compiled = hytorch.stage(step, model, optimizer, x, y)
