@@ -17,7 +17,7 @@ A mixin of CRenderer (c_render.hy)."
         hytorch.backend.c_out [Out c-float excerpt indent]
         hytorch.backend.c_tensor [C-ELEMENT ELEMENT-BYTES]
         hytorch.backend.printf [c-string]
-        hytorch.ir.syntax [Sym]
+        hytorch.ir.syntax [Sym real-number?]
         hytorch.backend.scope [Binding]
         hytorch.ir.types [TensorType]
         hytorch.ir.slots [SlotRole]
@@ -29,11 +29,6 @@ A mixin of CRenderer (c_render.hy)."
   "Whether `sizes` is a list of integers of at least 1: (positive-sizes? [2 3]) => True"
   (and (isinstance sizes list)
        (all (gfor d sizes (and (isinstance d int) (not (isinstance d bool)) (>= d 1))))))
-
-
-(defn real-number? [x]
-  "Whether `x` is an int or a float (not a bool, a symbol or a string): (real-number? 0.5) => True"
-  (and (isinstance x #(int float)) (not (isinstance x bool))))
 
 
 (defclass DataRendering []
@@ -61,7 +56,8 @@ A mixin of CRenderer (c_render.hy)."
     (match spec
       ["MNIST" train download transform #* rest]
         :if (and (<= (len rest) 2) (isinstance train bool) (isinstance download bool)
-                 (positive-sizes? (cut rest 0 1)) (all (gfor x (cut rest 1 None) (isinstance x bool))))
+                 (positive-sizes? (cut rest 0 1))
+                 (all (gfor x (cut rest 1 None) (isinstance x bool))))
         (do (setv tb (.lookup scope transform)
                   [batch shuffle] (+ (list rest) (cut [1 False] (len rest) None))
                   [rows cols] (.get self.loader-dims (str target) #(28 28)))

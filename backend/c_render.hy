@@ -21,7 +21,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
         hytorch.backend.infer [infer read-cell-kind]
         hytorch.backend.fusion [fuse]
         hytorch.backend.autodiff [differentiate]
-        hytorch.ir.syntax [Sym print-ir chain-lets INT64-MIN INT64-MAX]
+        hytorch.ir.syntax [Sym print-ir chain-lets real-number? INT64-MIN INT64-MAX]
         hytorch.ir.types [TensorType ListType ShapeError]
         hytorch.ir.ops [OPS]
         hytorch.ir.optimizers [optimizer-node?]
@@ -469,7 +469,8 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (raise (IRError f"a list index is an int, not a float: {(excerpt node)}")))
     (self.tensor-out [f"int64_t {at} = {index};"
                       f"if ({at} < 0) {at} += {length};"
-                      f"if ({at} < 0 || {at} >= {length}) {(self.raise-statement "IndexError" "list index out of range")}"
+                      (+ f"if ({at} < 0 || {at} >= {length}) "
+                         (self.raise-statement "IndexError" "list index out of range"))
                       f"{(get C-ELEMENT t.dtype)} *{cname} = {b.cname} + {at} * {t.numel};"]
                      cname t False))
 
@@ -495,7 +496,7 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
           operands (join-kinds (if (= xk "bool") "int" xk) (if (= yk "bool") "int" yk))
           result (arithmetic-kind op xk yk)
           where (c-string (excerpt node))
-          zero-check (if (and (isinstance b #(int float)) (not (isinstance b bool)) (!= b 0))
+          zero-check (if (and (real-number? b) (!= b 0))
                        []
                        [f"if ({y} == 0) return ht_zero_division({where});"]))
     (cond
@@ -507,12 +508,14 @@ Errors return a status that Python turns into an exception; loops poll for Ctrl-
       (= op "%") (Out zero-check (if (= operands "int") f"ht_mod_i64({x}, {y})"
                                      f"ht_mod_f64({x}, {y})") result)
       (= result "float")   ; **: C's pow, as Python's float ** is, with its OverflowError
-        (Out [f"if (ht_pow_divides_by_zero({x}, {y})) {(self.raise-statement "ZeroDivisionError" "0.0 cannot be raised to a negative power")}"
-              (+ f"if (ht_pow_is_complex({x}, {y})) "
-                 (self.raise-statement "ValueError" (+ "a negative number to a fractional power "
-                                                       "is a complex number, which compiled "
-                                                       "code does not have")))
-              f"if (ht_pow_overflows({x}, {y})) {(self.raise-statement "OverflowError" "(34, 'Numerical result out of range')")}"]
+        (Out (lfor [test exception message]
+                   [["ht_pow_divides_by_zero" "ZeroDivisionError"
+                     "0.0 cannot be raised to a negative power"]
+                    ["ht_pow_is_complex" "ValueError"
+                     (+ "a negative number to a fractional power is a complex number, which "
+                        "compiled code does not have")]
+                    ["ht_pow_overflows" "OverflowError" "(34, 'Numerical result out of range')"]]
+                   (+ f"if ({test}({x}, {y})) " (self.raise-statement exception message)))
              f"pow({x}, {y})" result)
       True (raise (IRError f"`**` of two ints is not an IR node (staging multiplies it out): {(excerpt node)}"))))
 

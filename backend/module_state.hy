@@ -91,7 +91,7 @@ written from here once the program has been rendered."
      "  ht_arena arena;"
      "  int64_t call_depth; /* of staged functions, bounded so recursion cannot overflow the C stack */"
      #* (if bindable
-          [f"  void *ht_owned[{(len bindable)}]; /* the state's own memory of each bindable slot */"]
+          [f"  void *ht_owned[{(len bindable)}]; /* each bindable slot's own memory */"]
           [])
      #* (indent self.fields)
      "} ht_state;"

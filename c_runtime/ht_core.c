@@ -138,13 +138,10 @@ static int on_main_thread(void) {
     return main_thread;
 }
 
-static _Thread_local int handling_sigint; /* this thread's call installed ht_on_sigint */
-
 /* Python may block SIGINT around a call (so a Ctrl-C between Python and C waits until the
  * trained values are written back); it is unblocked only while compiled code runs. */
 void ht_interrupt_begin(void) {
-    handling_sigint = on_main_thread();
-    if (!handling_sigint) return;
+    if (!on_main_thread()) return;
     struct sigaction sa;
     sigset_t sigint;
     memset(&sa, 0, sizeof sa);
@@ -158,7 +155,7 @@ void ht_interrupt_begin(void) {
 }
 
 int ht_interrupt_end(int status) {
-    if (!handling_sigint) return status;
+    if (!on_main_thread()) return status;
     pthread_sigmask(SIG_SETMASK, &ht_previous_mask, NULL);
     sigaction(SIGINT, &ht_previous_sigint, NULL);
     const int interrupted = ht_interrupted;

@@ -61,7 +61,6 @@ _NOTHING_TO_LOSE = contextlib.nullcontext()
 # restores are each one per process or per library, not per call.
 _ONE_CALL_AT_A_TIME = threading.RLock()
 
-
 # The thread count each loaded library's runtime was last given, by its path: programs staged
 # from the same source share one library, and so one runtime.
 _library_threads = {}
@@ -74,7 +73,6 @@ def _new_lock_in_child():
 
 
 os.register_at_fork(after_in_child=_new_lock_in_child)
-
 
 
 class StagedZeroDivisionError(ExecutionError, ZeroDivisionError):
@@ -424,7 +422,7 @@ class CompiledFunction:
             return result
         value = result[0]
         if self.result_kind == "str":
-            return self._ffi.string(value).decode("utf-8", "surrogatepass")  # (as c-string wrote it)
+            return self._ffi.string(value).decode("utf-8", "surrogatepass")  # as c-string wrote it
         return bool(value) if self.result_kind == "bool" else value
 
     def _run(self, args, c_args):

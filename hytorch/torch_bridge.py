@@ -76,12 +76,11 @@ class TorchBridge:
     def __init__(self, program, slots):
         self.program, self.slots = program, slots
         self._default_loaders = {}
-        self._bound = {}     # slot -> (weak reference, data_ptr, dtype, storage) of the tensor it points at
+        self._bound = {}     # slot -> (weak ref, data_ptr, dtype, storage) of the tensor it is at
         self._owners = {}    # parameter symbol -> where its optimizer state was found
         self._resolved = {}
         # Without a torch optimizer nothing trains the parameters from Python's side: the optimizer
-        # slots are the program's own, no parameter comes back, and the C code reads the callers'
-        # tensors in their own memory (an inference call copies no weights).
+        # slots are the program's own, and no parameter comes back.
         self._optimizers = any(b.kind == "optimizer" for b in program.bindings.values())
         # what copy_out writes back: trained parameters and optimizer state, loaders' shuffles
         self.writes_back = self._optimizers or any(s["role"] == SlotRole.LOADER for s in slots)
@@ -155,9 +154,7 @@ class TorchBridge:
                 # Read in place, or copied at every call: torch does not count every change
                 # of a tensor (one through `.data` or NumPy leaves `_version` as it was).
                 source = self._resolve(s["sym"], args)
-                if self._bind(state, i, s, source):
-                    continue
-                if source is None:
+                if self._bind(state, i, s, source) or source is None:
                     continue
                 values = source.detach().contiguous().view(-1).numpy()
                 if values.size != s["numel"]:
@@ -190,15 +187,13 @@ class TorchBridge:
         still holds costs less than making it), but it is checked before every call: a tensor
         that died, moved or was transposed in place is bound again or copied."""
         bound = self._bound.get(i)
-        if tensor is not None:
+        if tensor is not None and tensor.is_contiguous() and tensor.numel() == s["numel"]:
             pointer = tensor.data_ptr()
             if (bound is not None and bound[0]() is tensor and bound[1] == pointer
-                    and tensor.is_contiguous() and tensor.numel() == s["numel"]
                     and tensor.dtype is bound[2]):
                 return True
             dtype = _torch_dtype(s["dtype"])
-            if (tensor.is_contiguous() and tensor.numel() == s["numel"] and tensor.dtype is dtype
-                    and tensor.device.type == "cpu" and pointer != 0):
+            if tensor.dtype is dtype and tensor.device.type == "cpu" and pointer != 0:
                 # (recorded first: see _unbind) with the tensor's storage, whose memory then
                 # outlives a `.data` swapped by another thread while the program reads it
                 self._bound[i] = (weakref.ref(tensor), pointer, dtype, tensor.untyped_storage())

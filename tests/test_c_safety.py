@@ -663,7 +663,8 @@ def test_float_constants_meet_float32_tensors_as_in_torch(k):
 def test_a_tensor_too_big_for_any_machine_is_an_error_not_a_wrapped_size(dims):
     # (2**62 floats once became an 18446744073709551616-byte allocation, cut to 64 bits by the
     # C compiler: a segfault; 2**32 x 2**32 silently summed to 0.0)
-    text = f"(def f (in) (begin (begin (let x0 (tensor {dims}) (let x1 (array-get x0 data 0) x1)))))"
+    text = (f"(def f (in) (begin (begin (let x0 (tensor {dims}) "
+            "(let x1 (array-get x0 data 0) x1)))))")
     with pytest.raises(hytorch.IRError, match="more than"):
         hytorch.compile_ir(text, int)
 
@@ -745,7 +746,8 @@ def test_staged_recursion_that_would_fill_the_c_stack_is_an_error():
     assert out.returncode == 0, out.stderr[-2000:]
     assert lines[0] == "3 3" and lines[3:] == ["20 59", "5 8"], lines
     for line, n in zip(lines[1:3], (600, 300)):
-        assert line == f"{n} error: f: staged function f0 recursed so deep that it filled the C stack"
+        assert line == (f"{n} error: f: staged function f0 recursed so deep that it filled "
+                        "the C stack")
 
 
 # Any text but NUL (a string value cannot hold one), lone surrogates included.

@@ -61,7 +61,8 @@ def test_parameters_laid_out_any_way_are_trained_in_place(width, momentum):
     runs on its threads) is read and written back through its strides, as torch's step
     writes it; its writing back once failed after the C code had trained, losing the call."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.Tanh(), torch.nn.Linear(width, 2))
+    model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.Tanh(),
+                                torch.nn.Linear(width, 2))
     model[0].weight = torch.nn.Parameter(torch.randn(width, width).t() / width)
     twin, optimizer, twin_optimizer = sgd_twins(model, momentum)
     assert not model[0].weight.is_contiguous() and not twin[0].weight.is_contiguous()
@@ -132,7 +133,8 @@ def test_a_state_tensor_is_a_live_view_that_keeps_the_state_alive():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(5, 300), torch.randn(5, 200)
     compiled = hytorch.stage(step, model, optimizer, x, y)
-    (name,) = [s["sym"] for s in compiled.slots if s["role"].name == "TENSOR" and s["shape"] == [200, 300]]
+    (name,) = [s["sym"] for s in compiled.slots
+               if s["role"].name == "TENSOR" and s["shape"] == [200, 300]]
     weights = compiled.tensor(name)
     compiled(model, optimizer, x, y)
     assert np.array_equal(weights, model.weight.detach().numpy())   # live: the trained values

@@ -47,7 +47,7 @@ table still holds their shape rules and the torch functions they stand for."
 
 (import math
         hy.models [Expression Symbol Integer Float]
-        hytorch.ir.syntax [Sym]
+        hytorch.ir.syntax [Sym real-number?]
         hytorch.ir.types [TensorType ShapeError show])
 
 (setv CALL (Sym "call")
@@ -652,7 +652,7 @@ table still holds their shape rules and the torch functions they stand for."
 
 (defn dropout-args [x [p 0.5] [training True] [inplace False]]
   "Dropout in training mode with 0 < p is an op; otherwise it is its input."
-  (when (not (and (isinstance p #(int float)) (not (isinstance p bool)) (<= 0 p 1)))
+  (when (not (and (real-number? p) (<= 0 p 1)))
     (unsupported f"dropout probability has to be a number between 0 and 1 known at staging, got {p !r}"))
   (when (not (isinstance training bool))
     (unsupported "dropout's training flag must be known at staging (a bool)"))
@@ -662,7 +662,7 @@ table still holds their shape rules and the torch functions they stand for."
 (defn number [v what]
   "A bound given as a number known at staging (not a tensor, not a run-time value), which
   float32 holds: torch refuses a finite one past float32's largest."
-  (when (not (and (isinstance v #(int float)) (not (isinstance v bool))))
+  (when (not (real-number? v))
     (unsupported (+ f"{what} must be a number known at staging, got "
                     (if (hasattr v "shape") "a tensor" (. (type v) __name__)))))
   (when (and (math.isfinite v) (> (abs v) FLOAT32-MAX))

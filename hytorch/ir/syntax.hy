@@ -40,6 +40,12 @@ A node is a Python list; `Sym` is a symbol; a plain `str` is a string literal; n
 (setv INT64-MIN (- (** 2 63))  INT64-MAX (- (** 2 63) 1))   ; the IR's ints are int64
 
 
+(defn real-number? [x]
+  "Whether the atom `x` is an int or a float (not a bool, a symbol or a string):
+  (real-number? 0.5) => True, (real-number? True) => False"
+  (and (isinstance x #(int float)) (not (isinstance x bool))))
+
+
 (defn quote-string [s]
   "IR text of a string literal: (quote-string \"a\\tb\") => \"\\\"a\\\\tb\\\"\""
   (+ "\"" (.join "" (gfor c s (cond (in c _ESCAPES) (get _ESCAPES c)

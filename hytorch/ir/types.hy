@@ -26,11 +26,11 @@ Shape rules raise ShapeError with a message for the user."
   "Shape (a tuple of ints), dtype (\"float32\" or \"int64\") and batch tag of a tensor."
   (defn __init__ [self shape [dtype "float32"] [batched None]]
     (setv self.shape (tuple shape) self.dtype dtype self.batched batched)
-    (when (and (all (gfor d self.shape (isinstance d int))) (in dtype ELEMENT-BYTES)
-               (> (* self.numel (get ELEMENT-BYTES dtype)) MAX-BYTES))
-      (raise (ShapeError (+ f"a tensor of shape {(list self.shape)} {dtype} would take "
-                            f"{(* self.numel (get ELEMENT-BYTES dtype))} bytes, more than "
-                            f"the {MAX-BYTES} a tensor may")))))
+    (when (and (all (gfor d self.shape (isinstance d int))) (in dtype ELEMENT-BYTES))
+      (setv bytes (* self.numel (get ELEMENT-BYTES dtype)))
+      (when (> bytes MAX-BYTES)
+        (raise (ShapeError (+ f"a tensor of shape {(list self.shape)} {dtype} would take "
+                              f"{bytes} bytes, more than the {MAX-BYTES} a tensor may"))))))
 
   (defn [property] numel [self] (math.prod self.shape))
   (defn [property] ndim [self] (len self.shape))
